@@ -1,0 +1,3 @@
+from ripple.cli import main
+
+raise SystemExit(main())

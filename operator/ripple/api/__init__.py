@@ -1,0 +1,1 @@
+"""Ripple's API: typed manifest models, ISO-8601 durations and manifest loading."""

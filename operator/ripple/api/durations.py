@@ -1,0 +1,42 @@
+"""ISO-8601 durations as Knative uses them in delivery settings (``PT0.5S``, ``PT2M``, ``P1D``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import isodate
+from pydantic import AfterValidator, Field
+
+# Days, hours, minutes and seconds only: months and years have no fixed length.
+DURATION_PATTERN = r"^P(?!$)(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``text``; raise ``ValueError`` naming the expected form when it is not a fixed-length duration."""
+    try:
+        value = isodate.parse_duration(text)
+    except (isodate.ISO8601Error, ValueError):
+        raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT0.5S, PT30S or PT5M") from None
+    if not isinstance(value, timedelta):
+        raise ValueError(f"{text!r} uses months or years; use days, hours, minutes or seconds")
+    if value < timedelta(0):
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+def _check(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check),
+    Field(json_schema_extra={"pattern": DURATION_PATTERN}, examples=["PT0.5S", "PT30S"]),
+]
+"""A field holding an ISO-8601 duration: kept as text (as written in the manifest), checked on load."""

@@ -1,0 +1,139 @@
+"""Reading manifests from YAML files the way ``kubectl apply -f`` would, with errors that point at the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ripple.api.models import GROUP, KINDS, Broker, Destination, Function, Resource, Trigger, default_broker
+from ripple.filters import FilterError, validate_trigger_spec
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file, the document and the field."""
+
+
+@dataclass
+class Manifests:
+    """Everything one set of manifest files declares, checked for consistency."""
+
+    functions: dict[tuple[str, str], Function] = field(default_factory=dict)
+    triggers: dict[tuple[str, str], Trigger] = field(default_factory=dict)
+    brokers: dict[tuple[str, str], Broker] = field(default_factory=dict)
+    origins: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    """(kind, namespace, name) → the file that declared it; relative paths in a spec start from there."""
+
+    def origin(self, resource: Resource) -> Path:
+        return self.origins[(resource.kind, *resource.key)]
+
+
+def manifest_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ManifestError(f"{path}: no such file or directory")
+    return files
+
+
+def _documents(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        for index, doc in enumerate(yaml.safe_load_all(path.read_text()), start=1):
+            if doc is not None:
+                yield index, doc
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(document)"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def parse_resource(doc: Any, where: str) -> Resource | None:
+    """Validate one YAML document; ``None`` for documents that are not Ripple's (other API groups)."""
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{where}: a manifest must be a mapping")
+    api_version = str(doc.get("apiVersion", ""))
+    if not api_version.startswith(GROUP + "/"):
+        return None
+    kind = doc.get("kind")
+    model = KINDS.get(str(kind))
+    if model is None:
+        raise ManifestError(f"{where}: kind: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc.get("metadata"), dict) else "?"
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise ManifestError(f"{where} ({kind} {name!r}): {format_validation_error(exc)}") from None
+
+
+def load_manifests(paths: Iterable[Path]) -> Manifests:
+    """Load every Ripple manifest under ``paths``; raise :class:`ManifestError` on the first problem."""
+    found = Manifests()
+    for path in manifest_files(paths):
+        for index, doc in _documents(path):
+            where = f"{path}: document {index}"
+            resource = parse_resource(doc, where)
+            if resource is None:
+                continue
+            ident = (resource.kind, *resource.key)
+            if ident in found.origins:
+                raise ManifestError(
+                    f"{where}: {resource.kind} '{resource.namespace}/{resource.name}' is already declared in "
+                    f"{found.origins[ident]}"
+                )
+            found.origins[ident] = path
+            table: dict[tuple[str, str], Any] = {
+                "Function": found.functions,
+                "Trigger": found.triggers,
+                "Broker": found.brokers,
+            }[resource.kind]
+            table[resource.key] = resource
+    _add_default_brokers(found)
+    _check_references(found)
+    return found
+
+
+def _add_default_brokers(found: Manifests) -> None:
+    namespaces = {key[0] for table in (found.functions, found.triggers, found.brokers) for key in table}
+    for namespace in namespaces or {"default"}:
+        found.brokers.setdefault((namespace, "default"), default_broker(namespace))
+
+
+def _check_references(found: Manifests) -> None:
+    for trigger in found.triggers.values():
+        where = f"{found.origin(trigger)} (Trigger '{trigger.namespace}/{trigger.name}')"
+        if (trigger.namespace, trigger.spec.broker) not in found.brokers:
+            broker = trigger.spec.broker
+            raise ManifestError(f"{where}: spec.broker: no Broker '{broker}' in namespace {trigger.namespace}")
+        _check_destination(found, trigger, trigger.spec.subscriber, "spec.subscriber", where)
+        if trigger.spec.delivery.dead_letter_sink is not None:
+            sink = trigger.spec.delivery.dead_letter_sink
+            _check_destination(found, trigger, sink, "spec.delivery.deadLetterSink", where)
+        try:
+            validate_trigger_spec(trigger.spec.model_dump(by_alias=True, exclude_none=True))
+        except FilterError as exc:
+            raise ManifestError(f"{where}: spec.{exc}") from None
+
+
+def _check_destination(found: Manifests, trigger: Trigger, dest: Destination, field_name: str, where: str) -> None:
+    if dest.ref is None:
+        return
+    namespace = dest.ref.namespace or trigger.namespace
+    if (namespace, dest.ref.name) not in found.functions:
+        raise ManifestError(f"{where}: {field_name}.ref: no Function '{dest.ref.name}' in namespace {namespace}")

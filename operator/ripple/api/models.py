@@ -1,0 +1,240 @@
+"""Typed models of Ripple's manifests (group ``ripple.dev``, version ``v1alpha1``).
+
+These models are the one definition of the API: local mode validates manifests with them and the CRD schemas
+are generated from them, so the two cannot drift. Field names are camelCase in YAML, snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from ripple.api.durations import Duration, seconds
+
+GROUP = "ripple.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Name = Annotated[str, Field(pattern=DNS_LABEL, max_length=63, description="A DNS-1123 label.")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, use_attribute_docstrings=True
+    )
+
+
+class ObjectMeta(Model):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    name: Name
+    namespace: Name = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# --- Function -------------------------------------------------------------------------------------------------
+
+
+class EnvVar(Model):
+    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    """Environment variable name."""
+    value: str = ""
+    """Value given to the function process."""
+
+
+class FunctionSource(Model):
+    path: str | None = Field(default=None, min_length=1)
+    """Local mode: a directory, relative to the manifest file, put on the function's import path."""
+    inline: str | None = Field(default=None, min_length=1)
+    """Python source of the handler module, inline in the manifest."""
+
+
+class ScaleSpec(Model):
+    min_scale: int = Field(default=0, ge=0)
+    """Replicas kept even when idle; 0 lets the function scale to zero."""
+    max_scale: int = Field(default=10, ge=1)
+    """Upper bound on replicas."""
+    target_concurrency: int = Field(default=10, ge=1)
+    """In-flight events one replica should handle at once."""
+    idle_timeout: Duration = "PT60S"
+    """Scale to zero after no events for this long."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScaleSpec:
+        if self.min_scale > self.max_scale:
+            raise ValueError("minScale must not exceed maxScale")
+        return self
+
+
+HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class FunctionSpec(Model):
+    handler: str = Field(pattern=HANDLER_PATTERN)
+    """The handler as ``module:function``; it receives one event and may return a reply event."""
+    source: FunctionSource | None = None
+    """Where the code comes from, when not from ``image``."""
+    image: str | None = Field(default=None, min_length=1)
+    """A container image built on the Ripple runtime image."""
+    env: list[EnvVar] = Field(default_factory=list)
+    """Environment of the function process."""
+    timeout: Duration = "PT30S"
+    """Longest time one call of the handler may take."""
+    scale: ScaleSpec = Field(default_factory=ScaleSpec)
+    """Scaling bounds and targets."""
+
+    @model_validator(mode="after")
+    def _one_code_source(self) -> FunctionSpec:
+        given = [
+            name
+            for name, value in (
+                ("source.path", self.source and self.source.path),
+                ("source.inline", self.source and self.source.inline),
+                ("image", self.image),
+            )
+            if value
+        ]
+        if len(given) != 1:
+            raise ValueError(f"exactly one of source.path, source.inline, image must be set (found {given or 'none'})")
+        return self
+
+
+# --- Trigger --------------------------------------------------------------------------------------------------
+
+
+class Reference(Model):
+    kind: Literal["Function"]
+    """Kind of the referenced object."""
+    name: Name
+    """Name of the referenced object."""
+    namespace: Name | None = None
+    """Namespace of the referenced object; defaults to the referrer's."""
+    api_version: str = API_VERSION
+    """API version of the referenced object."""
+
+
+class Destination(Model):
+    ref: Reference | None = None
+    """An addressable object in the cluster."""
+    uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """An absolute http(s) URL."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Destination:
+        if (self.ref is None) == (self.uri is None):
+            raise ValueError("exactly one of ref, uri must be set")
+        return self
+
+
+class DeliverySpec(Model):
+    retry: int = Field(default=3, ge=0, le=100)
+    """Attempts after the first before the event is dead-lettered."""
+    backoff_policy: Literal["linear", "exponential"] = "exponential"
+    """linear waits backoffDelay*n before retry n; exponential waits backoffDelay*2^n."""
+    backoff_delay: Duration = "PT0.2S"
+    """Base delay of the backoff policy."""
+    timeout: Duration = "PT30S"
+    """Longest time one delivery attempt may take."""
+    retry_after_max: Duration = "PT60S"
+    """Cap on a subscriber's Retry-After (429 and 503 answers)."""
+    max_event_age: Duration | None = None
+    """Stop retrying an event older than this (measured from its arrival at the broker)."""
+    dead_letter_sink: Destination | None = None
+    """Where undeliverable events go; without it they go to the broker's dead-letter stream."""
+    format: Literal["binary", "json"] = "binary"
+    """HTTP content mode of deliveries: binary (ce- headers) or json (structured)."""
+    concurrency: int = Field(default=16, ge=1, le=1000)
+    """Deliveries in flight at once for this trigger."""
+
+    def backoff_seconds(self, retry_number: int) -> float:
+        """The wait before retry ``retry_number`` (1 for the first retry)."""
+        base = seconds(self.backoff_delay)
+        if self.backoff_policy == "linear":
+            return base * retry_number
+        return base * 2**retry_number
+
+
+class AttributesFilter(Model):
+    attributes: dict[str, str] = Field(default_factory=dict)
+    """Exact match on attributes and extensions, all must hold (an empty value matches any value)."""
+
+
+class TriggerSpec(Model):
+    broker: Name = "default"
+    """The broker whose events this trigger receives."""
+    filter: AttributesFilter | None = None
+    """Knative-compatible attribute filter."""
+    filters: list[dict[str, Any]] | None = None
+    """Subscriptions API filter expressions, all of which must hold; wins over filter when both are set."""
+    subscriber: Destination
+    """Where matching events are delivered."""
+    delivery: DeliverySpec = Field(default_factory=DeliverySpec)
+    """Retry, timeout and dead-letter settings."""
+
+
+# --- Broker ---------------------------------------------------------------------------------------------------
+
+
+class Retention(Model):
+    max_age: Duration = "P7D"
+    """Events older than this are removed from the broker's log."""
+    max_bytes: int = Field(default=-1, ge=-1)
+    """Size cap of the broker's log in bytes; -1 for no cap (oldest removed first when set)."""
+
+
+class BrokerSpec(Model):
+    retention: Retention = Field(default_factory=Retention)
+    """How long and how much the broker keeps."""
+    duplicate_window: Duration = "PT2M"
+    """A re-sent event with the same source and id inside this window is stored once."""
+
+
+# --- Resources ------------------------------------------------------------------------------------------------
+
+
+class Resource(Model):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    api_version: Literal["ripple.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.metadata.namespace, self.metadata.name
+
+
+class Function(Resource):
+    kind: Literal["Function"]
+    spec: FunctionSpec
+
+
+class Trigger(Resource):
+    kind: Literal["Trigger"]
+    spec: TriggerSpec
+
+
+class Broker(Resource):
+    kind: Literal["Broker"]
+    spec: BrokerSpec = Field(default_factory=BrokerSpec)
+
+
+KINDS: dict[str, type[Resource]] = {"Function": Function, "Trigger": Trigger, "Broker": Broker}
+
+
+def default_broker(namespace: str) -> Broker:
+    return Broker.model_validate(
+        {"apiVersion": API_VERSION, "kind": "Broker", "metadata": {"name": "default", "namespace": namespace}}
+    )

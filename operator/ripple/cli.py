@@ -1,0 +1,166 @@
+"""The ``ripple`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from ripple.api.loading import ManifestError, load_manifests
+
+DEFAULT_DATA_DIR = Path(".ripple")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
+
+
+def _namespaced(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.rpartition("/")
+    return (namespace if sep else "default"), name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ripple", description="Kubernetes-native CloudEvents on NATS JetStream")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run brokers, triggers and functions locally from manifests")
+    dev.add_argument("paths", nargs="+", type=Path, help="manifest files or directories")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    dev.add_argument("--max-body", type=int, default=1024 * 1024, help="largest accepted request, in bytes")
+
+    send = commands.add_parser("send", help="send one CloudEvent and print the response")
+    send.add_argument("--to", required=True, help="URL, e.g. http://127.0.0.1:8080/default/default")
+    send.add_argument("--type", required=True)
+    send.add_argument("--source", required=True)
+    send.add_argument("--id")
+    send.add_argument("--subject")
+    send.add_argument("--data", help="JSON text, or @file")
+    send.add_argument("--mode", choices=["binary", "structured"], default="binary")
+    send.add_argument("--ext", action="append", type=_key_value, default=[], metavar="NAME=VALUE")
+
+    function = commands.add_parser("function", help="function runtime")
+    function_commands = function.add_subparsers(dest="function_command", required=True)
+    serve = function_commands.add_parser("serve", help="serve a Python handler over HTTP")
+    serve.add_argument("--handler", required=True, help="module:function")
+    serve.add_argument("--path", type=Path, help="directory put first on the import path")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds one call may take")
+
+    ingress = commands.add_parser("ingress", help="run the broker ingress")
+    ingress.add_argument("paths", nargs="+", type=Path, help="manifest files or directories (brokers)")
+    ingress.add_argument("--nats", required=True, help="NATS URL")
+    ingress.add_argument("--host", default="0.0.0.0")
+    ingress.add_argument("--port", type=int, default=8080)
+    ingress.add_argument("--max-body", type=int, default=1024 * 1024)
+
+    dispatcher = commands.add_parser("dispatcher", help="run the dispatcher for the triggers in manifests")
+    dispatcher.add_argument("paths", nargs="+", type=Path, help="manifest files or directories")
+    dispatcher.add_argument("--nats", required=True, help="NATS URL")
+    dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
+                            metavar="NS/NAME=URL", help="where a referenced Function listens")
+
+    dlq = commands.add_parser("dlq", help="inspect and redrive a broker's dead letters")
+    dlq.add_argument("--nats", help="NATS URL (default: the one `ripple dev` runs, from --data-dir)")
+    dlq.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    dlq.add_argument("--broker", default="default/default", help="namespace/name")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="one line per dead letter")
+    dlq_list.add_argument("--limit", type=int, default=100)
+    dlq_show = dlq_commands.add_parser("show", help="one dead letter in full")
+    dlq_show.add_argument("sequence", type=int)
+    dlq_redrive = dlq_commands.add_parser("redrive", help="send dead letters back to the broker or one trigger")
+    dlq_redrive.add_argument("sequences", type=int, nargs="*", help="which ones (default: all)")
+    dlq_redrive.add_argument("--trigger", help="deliver to this trigger only (name in the broker's namespace)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return asyncio.run(_run(args))
+    except ManifestError as exc:
+        print(f"ripple: invalid manifest: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.command == "dev":
+        from ripple.local.dev import DevOptions, configure_logging, run_dev
+        from ripple.local.functions import LocalModeError
+
+        configure_logging()
+        try:
+            return await run_dev(DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body))
+        except LocalModeError as exc:
+            print(f"ripple: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "send":
+        from ripple.send import SendOptions, send
+
+        options = SendOptions(args.to, args.type, args.source, args.id, args.subject, args.data, args.mode,
+                              dict(args.ext))
+        status, body = await send(options)
+        print(f"{status} {body}".rstrip())
+        return 0 if 200 <= status < 300 else 1
+    if args.command == "function":
+        return await _serve_function(args)
+    if args.command == "ingress":
+        from ripple.components import run_ingress
+
+        await run_ingress(args.nats, load_manifests(args.paths), host=args.host, port=args.port,
+                          max_body=args.max_body)
+        return 0
+    if args.command == "dispatcher":
+        from ripple.components import run_dispatcher
+        from ripple.local.dev import configure_logging
+
+        configure_logging()
+        urls = {_namespaced(key): url for key, url in args.function_url}
+        await run_dispatcher(args.nats, load_manifests(args.paths), urls)
+        return 0
+    if args.command == "dlq":
+        from ripple.dlq_cli import run_dlq
+
+        return await run_dlq(args)
+    raise AssertionError(args.command)
+
+
+async def _serve_function(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from ripple.components import wait_for_signal
+    from ripple.runtime.loader import HandlerError, load_handler
+    from ripple.runtime.server import create_function_app
+
+    try:
+        handler = load_handler(args.handler, args.path)
+    except HandlerError as exc:
+        print(f"ripple: {exc}", file=sys.stderr)
+        return 2
+    runner = web.AppRunner(create_function_app(handler, timeout=args.timeout), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port).start()
+    print(f"function {args.handler} listening on http://{args.host}:{args.port}", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await runner.cleanup()
+    return 0
+

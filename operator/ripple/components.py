@@ -1,0 +1,72 @@
+"""Running one data-plane component on its own (``ripple ingress``, ``ripple dispatcher``) until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from ripple.api.loading import Manifests
+from ripple.api.models import Destination
+from ripple.dispatch import Dispatcher, Unresolvable
+from ripple.ingress.app import IngressSettings, create_ingress_app
+from ripple.store import EventStore
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def ensure_brokers(store: EventStore, manifests: Manifests) -> None:
+    for (namespace, name), broker in manifests.brokers.items():
+        await store.ensure_broker(namespace, name, broker.spec)
+
+
+async def run_ingress(nats_url: str, manifests: Manifests, *, host: str, port: int, max_body: int) -> None:
+    store = await EventStore.connect(nats_url, name="ripple-ingress")
+    await ensure_brokers(store, manifests)
+    brokers = manifests.brokers
+    app = create_ingress_app(store, IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=max_body))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    print(f"ingress listening on http://{host}:{port}", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await runner.cleanup()
+        await store.close()
+
+
+def static_resolver(function_urls: Mapping[tuple[str, str], str]):  # type: ignore[no-untyped-def]
+    """Resolve Function references from a fixed table (``--function-url ns/name=URL``)."""
+
+    async def resolve(destination: Destination, namespace: str) -> str:
+        if destination.uri is not None:
+            return destination.uri
+        assert destination.ref is not None
+        key = (destination.ref.namespace or namespace, destination.ref.name)
+        if key not in function_urls:
+            raise Unresolvable(f"no URL known for Function '{key[0]}/{key[1]}'")
+        return function_urls[key]
+
+    return resolve
+
+
+async def run_dispatcher(nats_url: str, manifests: Manifests, function_urls: Mapping[tuple[str, str], str]) -> None:
+    store = await EventStore.connect(nats_url, name="ripple-dispatcher")
+    await ensure_brokers(store, manifests)
+    dispatcher = Dispatcher(store, static_resolver(function_urls))
+    await dispatcher.apply(manifests.triggers.values())
+    print(f"dispatcher running {len(dispatcher.workers)} triggers", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await dispatcher.close()
+        await store.close()

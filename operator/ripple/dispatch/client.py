@@ -1,0 +1,47 @@
+"""HTTP delivery of one event to one subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from multidict import CIMultiDict
+
+from ripple.dispatch.policy import CONNECTION_ERROR
+from ripple.events.http import encode_binary, encode_structured
+from ripple.events.model import CloudEvent
+
+MAX_RESPONSE_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: int
+    """HTTP status, or ``CONNECTION_ERROR`` (0) when no answer came back."""
+    body: bytes = b""
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    error: str = ""
+    latency: float = 0.0
+
+
+async def deliver(
+    session: aiohttp.ClientSession, url: str, event: CloudEvent, *, timeout: float, structured: bool = False
+) -> DeliveryResult:
+    """POST the event (binary mode unless ``structured``) and read the answer, all within ``timeout``."""
+    headers, body = encode_structured(event) if structured else encode_binary(event)
+    headers["Prefer"] = "reply"
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                content = await response.content.read(MAX_RESPONSE_BODY)
+                return DeliveryResult(
+                    response.status, content, CIMultiDict(response.headers), latency=time.monotonic() - started
+                )
+    except TimeoutError:
+        error = f"timed out after {timeout:g}s"
+    except aiohttp.ClientError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return DeliveryResult(CONNECTION_ERROR, error=error, latency=time.monotonic() - started)

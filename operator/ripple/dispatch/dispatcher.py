@@ -1,0 +1,56 @@
+"""The dispatcher: one :class:`TriggerWorker` per trigger, kept in step with the declared triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import aiohttp
+
+from ripple.api.models import Trigger
+from ripple.dispatch.worker import ACK_WAIT, Resolver, TriggerWorker
+from ripple.store import EventStore
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Runs the workers of a set of triggers; :meth:`apply` reconciles that set, :meth:`close` stops them all."""
+
+    def __init__(self, store: EventStore, resolve: Resolver, *, ack_wait: float = ACK_WAIT) -> None:
+        self.store = store
+        self.resolve = resolve
+        self.ack_wait = ack_wait
+        self.workers: dict[tuple[str, str], TriggerWorker] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def apply(self, triggers: Iterable[Trigger]) -> None:
+        """Start workers for new triggers, restart those whose spec changed, stop those that are gone."""
+        wanted = {t.key: t for t in triggers}
+        for key in list(self.workers):
+            if key not in wanted or self.workers[key].trigger != wanted[key]:
+                await self.workers.pop(key).stop()
+        for key, trigger in wanted.items():
+            if key not in self.workers:
+                worker = TriggerWorker(trigger, self.store, self.session, self.resolve, ack_wait=self.ack_wait)
+                await worker.start()
+                self.workers[key] = worker
+                log.info("trigger %s/%s: delivering to %s", *key, trigger.spec.subscriber.model_dump(exclude_none=True))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers.values()))
+        self.workers.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {f"{ns}/{name}": worker.stats.as_dict() for (ns, name), worker in self.workers.items()}

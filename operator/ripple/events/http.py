@@ -1,0 +1,227 @@
+"""The CloudEvents HTTP protocol binding: binary, structured and batched modes, both directions.
+
+The mode is chosen from the Content-Type, compared case-insensitively as the binding requires:
+``application/cloudevents-batch+json`` is a batch, any other ``application/cloudevents+<format>`` is
+structured (only ``json`` is supported, others are :class:`UnsupportedFormat`), and everything else is
+binary mode with the context in ``ce-`` headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from ripple.events.model import (
+    SPEC_VERSION,
+    AttributeValue,
+    CloudEvent,
+    EventError,
+    attribute_text,
+    is_json_media_type,
+)
+
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+_HEADER_PREFIX = "ce-"
+# The binding says: percent-encode space, double quote, percent and anything outside printable ASCII.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+
+
+class UnsupportedFormat(Exception):
+    """A structured-mode event format other than JSON (answered with 415)."""
+
+
+def media_type(content_type: str | None) -> str:
+    """The lower-cased media type without parameters: ``Application/JSON; charset=x`` → ``application/json``."""
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def decode_request(headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes) -> list[CloudEvent]:
+    """Read every event of one HTTP request; raise :class:`EventError` or :class:`UnsupportedFormat`.
+
+    A batch is validated whole: one bad event refuses the request before anything is stored.
+    """
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+    content_type = next((v for k, v in pairs if k.lower() == "content-type"), None)
+    kind = media_type(content_type)
+    if kind == BATCH_CONTENT_TYPE:
+        return _decode_batch(body)
+    if kind.startswith("application/cloudevents+") or kind == "application/cloudevents":
+        if kind != STRUCTURED_CONTENT_TYPE:
+            raise UnsupportedFormat(f"unsupported structured event format {kind!r}: only {STRUCTURED_CONTENT_TYPE}")
+        return [_structured_event(_parse_json(body), where="")]
+    if kind.startswith("application/cloudevents-batch"):
+        raise UnsupportedFormat(f"unsupported batch format {kind!r}: only {BATCH_CONTENT_TYPE}")
+    return [_decode_binary(pairs, content_type, body)]
+
+
+def decode_message(headers: Mapping[str, str], body: bytes) -> CloudEvent | None:
+    """Read a single event from a response or request, or ``None`` when the message carries none.
+
+    Used for replies: a 200 whose body is not a CloudEvent is not an error, it is simply not a reply.
+    """
+    kind = media_type(headers.get("Content-Type") or headers.get("content-type"))
+    has_ce_headers = any(k.lower().startswith(_HEADER_PREFIX) for k in headers)
+    if not has_ce_headers and not kind.startswith("application/cloudevents"):
+        return None
+    events = decode_request(headers, body)
+    return events[0] if len(events) == 1 else None
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventError(f"body is not valid JSON: {exc}") from None
+
+
+def _decode_batch(body: bytes) -> list[CloudEvent]:
+    doc = _parse_json(body)
+    if not isinstance(doc, list):
+        raise EventError("a batch must be a JSON array of events")
+    events = [_structured_event(item, where=f"event[{i}]: ") for i, item in enumerate(doc)]
+    versions = {e.attributes["specversion"] for e in events}
+    if len(versions) > 1:
+        raise EventError(f"a batch must use one specversion, found {sorted(map(str, versions))}")
+    return events
+
+
+def _structured_event(doc: Any, where: str) -> CloudEvent:
+    if not isinstance(doc, dict):
+        raise EventError(f"{where}a structured event must be a JSON object")
+    attrs = {k: v for k, v in doc.items() if k not in ("data", "data_base64")}
+    if "data" in doc and "data_base64" in doc:
+        raise EventError(f"{where}'data' and 'data_base64' must not both be present")
+    data: bytes | None = None
+    if doc.get("data_base64") is not None:
+        encoded = doc["data_base64"]
+        if not isinstance(encoded, str):
+            raise EventError(f"{where}'data_base64' must be a string")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise EventError(f"{where}'data_base64' is not valid base64") from None
+    elif doc.get("data") is not None:
+        value = doc["data"]
+        content_type = attrs.get("datacontenttype")
+        if content_type is None:
+            attrs["datacontenttype"] = "application/json"  # the JSON format's implied type, made explicit
+        if isinstance(value, str) and not is_json_media_type(attrs["datacontenttype"]):
+            data = value.encode("utf-8")
+        else:
+            data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return CloudEvent.create(attrs, data)
+    except EventError as exc:
+        raise EventError(f"{where}{exc}") from None
+
+
+def _decode_binary(pairs: list[tuple[str, str]], content_type: str | None, body: bytes) -> CloudEvent:
+    attrs: dict[str, AttributeValue] = {}
+    for key, value in pairs:
+        lower = key.lower()
+        if not lower.startswith(_HEADER_PREFIX):
+            continue
+        name = lower[len(_HEADER_PREFIX) :]
+        if name == "datacontenttype":
+            raise EventError("header 'ce-datacontenttype' is not allowed in binary mode: use Content-Type")
+        if name in attrs:
+            raise EventError(f"header 'ce-{name}' appears more than once")
+        attrs[name] = percent_decode(value, name)
+    if not attrs:
+        raise EventError(
+            "not a CloudEvent: no ce- headers (binary mode) and Content-Type is not "
+            f"{STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}"
+        )
+    if content_type:
+        attrs["datacontenttype"] = content_type
+    return CloudEvent.create(attrs, body if body else None)
+
+
+def percent_decode(value: str, name: str) -> str:
+    """Decode a ``ce-`` header value; invalid escapes or invalid UTF-8 are an :class:`EventError`."""
+    if "%" not in value:
+        return value
+    raw = bytearray()
+    i = 0
+    encoded = value.encode("utf-8", errors="surrogateescape")
+    while i < len(encoded):
+        byte = encoded[i]
+        if byte == 0x25:  # '%'
+            pair = encoded[i + 1 : i + 3]
+            try:
+                if len(pair) != 2:
+                    raise ValueError
+                raw.append(int(pair, 16))
+            except ValueError:
+                raise EventError(f"header 'ce-{name}' has an invalid percent-encoding") from None
+            i += 3
+        else:
+            raw.append(byte)
+            i += 1
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EventError(f"header 'ce-{name}' is not valid UTF-8 once percent-decoded") from None
+
+
+def percent_encode(value: str) -> str:
+    return quote(value, safe=_HEADER_SAFE)
+
+
+def encode_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Headers and body of the event in binary mode."""
+    headers: dict[str, str] = {}
+    for name, value in event.attributes.items():
+        if name == "datacontenttype":
+            headers["Content-Type"] = str(value)
+        else:
+            headers[_HEADER_PREFIX + name] = percent_encode(attribute_text(value))
+    return headers, event.data or b""
+
+
+def structured_document(event: CloudEvent) -> dict[str, Any]:
+    """The event as a JSON object: ``data`` inline when it is JSON or text, else ``data_base64``."""
+    doc: dict[str, Any] = dict(event.attributes)
+    if event.data is None:
+        return doc
+    decoded = event.json_data()
+    if isinstance(decoded, bytes):
+        doc["data_base64"] = base64.b64encode(event.data).decode("ascii")
+    else:
+        doc["data"] = decoded
+    return doc
+
+
+def encode_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Headers and body of the event in structured JSON mode."""
+    body = json.dumps(structured_document(event), separators=(",", ":"), ensure_ascii=False).encode()
+    return {"Content-Type": STRUCTURED_CONTENT_TYPE + "; charset=utf-8"}, body
+
+
+def encode_batch(events: Iterable[CloudEvent]) -> tuple[dict[str, str], bytes]:
+    body = json.dumps([structured_document(e) for e in events], separators=(",", ":"), ensure_ascii=False)
+    return {"Content-Type": BATCH_CONTENT_TYPE + "; charset=utf-8"}, body.encode()
+
+
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "SPEC_VERSION",
+    "STRUCTURED_CONTENT_TYPE",
+    "UnsupportedFormat",
+    "decode_message",
+    "decode_request",
+    "encode_batch",
+    "encode_binary",
+    "encode_structured",
+    "media_type",
+    "percent_decode",
+    "percent_encode",
+    "structured_document",
+]

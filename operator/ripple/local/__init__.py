@@ -1,0 +1,1 @@
+"""Local mode (``ripple dev``): the whole data plane on one machine, from the same manifests."""

@@ -1,0 +1,115 @@
+"""``ripple dev``: NATS, ingress, dispatcher and functions in one process tree, from manifest files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from ripple.api.loading import Manifests, load_manifests
+from ripple.dispatch import Dispatcher
+from ripple.ingress.app import IngressSettings, create_ingress_app
+from ripple.local.functions import LocalFunctions
+from ripple.local.nats_server import NatsServer
+from ripple.store import EventStore
+
+log = logging.getLogger(__name__)
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    paths: list[Path]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".ripple")
+    max_body: int = 1024 * 1024
+
+
+class LocalRipple:
+    """The running local data plane; :meth:`start` brings it up, :meth:`stop` takes it down in reverse."""
+
+    def __init__(self, manifests: Manifests, options: DevOptions) -> None:
+        self.manifests = manifests
+        self.options = options
+        self.nats = NatsServer(options.data_dir / "nats")
+        self.functions = LocalFunctions(manifests, options.data_dir, host=options.host)
+        self.store: EventStore | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.runner: web.AppRunner | None = None
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://{self.options.host}:{self.options.port}"
+
+    def broker_urls(self) -> list[str]:
+        return [f"{self.ingress_url}/{ns}/{name}" for ns, name in sorted(self.manifests.brokers)]
+
+    async def start(self) -> None:
+        await self.nats.start()
+        self.store = store = await EventStore.connect(self.nats.url, name="ripple-dev")
+        for (namespace, name), broker in self.manifests.brokers.items():
+            await store.ensure_broker(namespace, name, broker.spec)
+        await self.functions.start()
+        self.dispatcher = Dispatcher(store, self.functions.resolve)
+        await self.dispatcher.apply(self.manifests.triggers.values())
+        brokers = self.manifests.brokers
+        settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body)
+        app = create_ingress_app(store, settings)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, self.options.host, self.options.port).start()
+        state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls()}
+        (self.options.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
+        await self.functions.stop()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+        await self.nats.stop()
+        with contextlib.suppress(FileNotFoundError):
+            (self.options.data_dir / STATE_FILE).unlink()
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    delivery = logging.getLogger("ripple.delivery")
+    delivery.handlers[:] = [handler]
+    delivery.setLevel(logging.INFO)
+    delivery.propagate = False
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+async def run_dev(options: DevOptions) -> int:
+    """Run until SIGINT/SIGTERM; the exit code is 0 after a clean stop."""
+    manifests = load_manifests(options.paths)
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    local = LocalRipple(manifests, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await local.start()
+        print(f"ripple dev: {len(manifests.functions)} functions, {len(manifests.triggers)} triggers", flush=True)
+        for url in local.broker_urls():
+            print(f"broker ready: {url}", flush=True)
+        await stop.wait()
+        print("ripple dev: stopping", flush=True)
+    finally:
+        await local.stop()
+    return 0

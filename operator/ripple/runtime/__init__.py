@@ -1,0 +1,5 @@
+"""The function runtime: ``ripple function serve`` runs a Python handler behind HTTP."""
+
+from ripple.runtime.event import FunctionEvent
+
+__all__ = ["FunctionEvent"]

@@ -1,0 +1,56 @@
+"""``ripple send``: post one CloudEvent to a broker (or any CloudEvents endpoint) and show the answer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from ripple.events.http import encode_binary, encode_structured
+from ripple.events.model import CloudEvent
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    to: str
+    type: str
+    source: str
+    id: str | None = None
+    subject: str | None = None
+    data: str | None = None
+    """JSON text, or ``@file`` to read it from a file."""
+    mode: str = "binary"
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+def build_event(options: SendOptions) -> CloudEvent:
+    attributes: dict[str, str | None] = {
+        "specversion": "1.0",
+        "id": options.id or str(uuid.uuid4()),
+        "source": options.source,
+        "type": options.type,
+        "subject": options.subject,
+        **options.extensions,
+    }
+    data: bytes | None = None
+    if options.data is not None:
+        text = Path(options.data[1:]).read_text() if options.data.startswith("@") else options.data
+        try:
+            json.loads(text)
+            attributes["datacontenttype"] = "application/json"
+        except ValueError:
+            attributes["datacontenttype"] = "text/plain; charset=utf-8"
+        data = text.encode()
+    return CloudEvent.create(attributes, data)
+
+
+async def send(options: SendOptions) -> tuple[int, str]:
+    """Post the event; return the HTTP status and the response body."""
+    event = build_event(options)
+    headers, body = encode_structured(event) if options.mode == "structured" else encode_binary(event)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(options.to, data=body, headers=headers) as response:
+            return response.status, await response.text()

@@ -1,0 +1,70 @@
+"""Names of streams, subjects and consumers in JetStream: the layout every component agrees on.
+
+One stream per broker holds its events on ``ripple.<ns>.<broker>.e.<type>``. The event type keeps its dots as
+subject tokens, so a consumer can select one type exactly (``...e.order.placed``) or a dotted family
+(``...e.order.>``) on the server. Each token is percent-encoded so that characters NATS reserves (``*``, ``>``,
+whitespace) and empty tokens cannot break the subject. Events redriven to a single trigger use
+``ripple.<ns>.<broker>.r.<trigger>``. Dead letters live in a second stream per broker, on
+``rippledlq.<ns>.<broker>.<trigger>``, so that their retention is separate from the live log.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+_TOKEN_SAFE = "-_~:/+=@,;!$&'()"
+
+
+def stream_name(namespace: str, broker: str) -> str:
+    # Kubernetes names never contain '_', so the separator keeps names unique.
+    return f"RIPPLE_{namespace}_{broker}"
+
+
+def dead_letter_stream_name(namespace: str, broker: str) -> str:
+    return f"RIPPLE_DLQ_{namespace}_{broker}"
+
+
+def broker_prefix(namespace: str, broker: str) -> str:
+    return f"ripple.{namespace}.{broker}"
+
+
+def type_token(event_type: str) -> str:
+    """The subject tokens for an event type: its dot-separated parts, each percent-encoded (empty → ``%``)."""
+    return ".".join(quote(part, safe=_TOKEN_SAFE) if part else "%" for part in event_type.split("."))
+
+
+def event_subject(namespace: str, broker: str, event_type: str) -> str:
+    return f"{broker_prefix(namespace, broker)}.e.{type_token(event_type)}"
+
+
+def all_events_subject(namespace: str, broker: str) -> str:
+    return f"{broker_prefix(namespace, broker)}.e.>"
+
+
+def redrive_subject(namespace: str, broker: str, trigger: str) -> str:
+    return f"{broker_prefix(namespace, broker)}.r.{trigger}"
+
+
+def broker_subjects(namespace: str, broker: str) -> list[str]:
+    prefix = broker_prefix(namespace, broker)
+    return [f"{prefix}.e.>", f"{prefix}.r.*"]
+
+
+def dead_letter_subject(namespace: str, broker: str, trigger: str) -> str:
+    return f"rippledlq.{namespace}.{broker}.{trigger}"
+
+
+def dead_letter_subjects(namespace: str, broker: str) -> list[str]:
+    return [f"rippledlq.{namespace}.{broker}.*"]
+
+
+def trigger_subjects(namespace: str, broker: str, trigger: str, types: frozenset[str] | None) -> list[str]:
+    """What a trigger's consumer reads: its pinned types (or every type), plus events redriven to it alone."""
+    events = [all_events_subject(namespace, broker)] if types is None else sorted(
+        event_subject(namespace, broker, t) for t in types
+    )
+    return [*events, redrive_subject(namespace, broker, trigger)]
+
+
+def consumer_name(trigger: str) -> str:
+    return f"trigger-{trigger}"
