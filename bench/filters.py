@@ -36,8 +36,8 @@ def trigger_spec(i: int, types: int, tenants: int, rng: random.Random) -> dict[s
     if kind < 13:
         return {"filters": [{"prefix": {"subject": f"tenants/{rng.randrange(tenants)}/"}}]}
     if kind < 17:
-        amount = rng.choice([10, 100, 500])
-        return {"filters": [{"pattern": {"type": [event_type], "data": {"amount": [{"numeric": [">", amount]}]}}}]}
+        above = [{"numeric": [">", rng.choice([10, 100, 500])]}]
+        return {"filters": [{"pattern": {"type": [event_type], "data": {"amount": above}}}]}
     return {"filters": [{"cesql": f"type = '{event_type}' AND priority >= {rng.randrange(10)}"}]}
 
 

@@ -65,5 +65,6 @@ def test_conformance(case: dict[str, Any]) -> None:
     value, error = _run(case["expression"], event)
 
     assert error == case.get("error")
+    assert error is None or error in cesql.ERROR_KINDS
     if "result" in case:
         assert (type(value), value) == (type(case["result"]), case["result"])

@@ -147,6 +147,24 @@ def test_wildcard_escapes() -> None:
     assert matches(data("v", {"wildcard": "c:\\\\*"}), {"data": {"v": "c:\\temp"}})
 
 
+def test_patterns_nest_at_most_64_objects_deep() -> None:
+    spec: dict[str, Any] = {"leaf": ["x"]}
+    for _ in range(64):
+        spec = {"a": spec}
+
+    with pytest.raises(pattern.PatternError, match="nest at most 64 objects deep") as caught:
+        pattern.compile(spec)
+    assert caught.value.path == ".".join(["a"] * 64)
+    assert pattern.compile(spec["a"]).matches({}) is False
+
+
+def test_deeply_nested_event_arrays_are_flattened() -> None:
+    nested: Any = "deep"
+    for _ in range(5000):
+        nested = [nested]
+    assert matches(data("v", "deep"), {"data": {"v": nested}})
+
+
 def test_exists_false_holds_when_a_parent_is_missing() -> None:
     assert matches({"data": {"meta": {"lens": [{"exists": False}]}}})
     assert matches({"nothing": {"deeper": [{"exists": False}]}})

@@ -43,6 +43,10 @@ class Filter:
         """
         return self._constraints
 
+    def constraints_decide(self) -> bool:
+        """True when meeting :meth:`index_constraints` is also enough to match (for scalar attributes)."""
+        return self._node.exhaustive
+
     def pinned_types(self) -> frozenset[str] | None:
         """The only ``type`` values a matching event can have, or None when any type can match."""
         constraint = self._constraints.get("type")

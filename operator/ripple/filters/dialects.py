@@ -22,12 +22,17 @@ class FilterError(ValueError):
 
 
 class Node(Protocol):
+    exhaustive: bool
+    """True when the node matches exactly the events that meet its constraints (attributes read as text)."""
+
     def matches(self, event: Mapping[str, Any]) -> bool: ...
 
     def constraints(self) -> Constraints: ...
 
 
 class MatchAll:
+    exhaustive = True
+
     def matches(self, event: Mapping[str, Any]) -> bool:
         return True
 
@@ -40,6 +45,7 @@ class Attributes:
 
     def __init__(self, expected: Mapping[str, str]) -> None:
         self._expected = tuple(expected.items())
+        self.exhaustive = all(expected.values())
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         for name, value in self._expected:
@@ -53,6 +59,8 @@ class Attributes:
 
 
 class Exact:
+    exhaustive = True
+
     def __init__(self, expected: Mapping[str, str]) -> None:
         self._expected = tuple(expected.items())
 
@@ -67,6 +75,8 @@ class Exact:
 
 
 class Prefix:
+    exhaustive = True
+
     def __init__(self, expected: Mapping[str, str]) -> None:
         self._expected = tuple(expected.items())
 
@@ -82,6 +92,8 @@ class Prefix:
 
 
 class Suffix:
+    exhaustive = False
+
     def __init__(self, expected: Mapping[str, str]) -> None:
         self._expected = tuple(expected.items())
 
@@ -99,6 +111,7 @@ class Suffix:
 class AllOf:
     def __init__(self, nodes: Sequence[Node]) -> None:
         self._nodes = tuple(nodes)
+        self.exhaustive = all(node.exhaustive for node in nodes)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         for node in self._nodes:
@@ -111,6 +124,8 @@ class AllOf:
 
 
 class AnyOf:
+    exhaustive = False
+
     def __init__(self, nodes: Sequence[Node]) -> None:
         self._nodes = tuple(nodes)
 
@@ -125,6 +140,8 @@ class AnyOf:
 
 
 class Not:
+    exhaustive = False
+
     def __init__(self, node: Node) -> None:
         self._node = node
 
@@ -137,6 +154,8 @@ class Not:
 
 class Cesql:
     """Matches only when the expression evaluates to boolean true without error."""
+
+    exhaustive = False
 
     def __init__(self, expression: cesql.Expression) -> None:
         self._evaluate = expression.evaluate
@@ -151,6 +170,8 @@ class Cesql:
 
 
 class Pattern:
+    exhaustive = False
+
     def __init__(self, compiled: pattern.Pattern) -> None:
         self._pattern = compiled
         self._constraints = compiled.constraints()

@@ -7,6 +7,9 @@ values over prefixes and ``type`` over ``source`` over ``subject`` over other at
 * prefixes go in a table per attribute keyed by prefix, probed once for each distinct prefix length;
 * filters without constraints are checked for every event, and filters that can never match are filed nowhere.
 
+A candidate is then checked with its filter, unless the filter is decided by the one constraint it is filed
+under (a plain ``exact`` or ``prefix`` on one attribute, say): being found is then proof of a match.
+
 An event whose indexed attribute holds an array (not a valid CloudEvent, but patterns can match array
 elements) is checked against every trigger, so :meth:`TriggerIndex.match` always equals checking each filter.
 """
@@ -14,7 +17,7 @@ elements) is checked against every trigger, so :meth:`TriggerIndex.match` always
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from . import Filter
@@ -72,6 +75,7 @@ class TriggerIndex(Generic[K]):
 
     def __init__(self) -> None:
         self._filters: dict[K, Filter] = {}
+        self._checks: dict[K, Callable[[Mapping[str, Any]], bool]] = {}
         self._order: dict[K, int] = {}
         self._serial = 0
         self._filed: dict[K, tuple[str, str, Constraint | None]] = {}
@@ -92,7 +96,10 @@ class TriggerIndex(Generic[K]):
         self._filters[key] = filter
         self._order[key] = self._serial
         self._serial += 1
-        place = _choose(filter.index_constraints())
+        constraints = filter.index_constraints()
+        if not (filter.constraints_decide() and len(constraints) <= 1):
+            self._checks[key] = filter.matches
+        place = _choose(constraints)
         self._filed[key] = place
         kind, name, constraint = place
         if kind == "always":
@@ -108,6 +115,7 @@ class TriggerIndex(Generic[K]):
         """Forget ``key``; raises KeyError when it is not filed."""
         del self._filters[key]
         del self._order[key]
+        self._checks.pop(key, None)
         kind, name, constraint = self._filed.pop(key)
         if kind == "always":
             self._always.discard(key)
@@ -128,8 +136,16 @@ class TriggerIndex(Generic[K]):
 
     def candidates(self, event: Mapping[str, Any]) -> Iterable[K]:
         """Keys whose filter could match ``event`` (all whose filter does), in the order they were added."""
+        return list(self._filters) if self._has_array(event) else self._candidates(event)
+
+    def match(self, event: Mapping[str, Any]) -> list[K]:
+        """Exactly the keys whose filter matches ``event``, in the order they were added."""
         if self._has_array(event):
-            return list(self._filters)
+            return [key for key, f in self._filters.items() if f.matches(event)]
+        checks = self._checks
+        return [key for key in self._candidates(event) if (check := checks.get(key)) is None or check(event)]
+
+    def _candidates(self, event: Mapping[str, Any]) -> list[K]:
         found = set(self._always)
         for name, table in self._exact.items():
             text = attribute_text(event, name)
@@ -142,11 +158,6 @@ class TriggerIndex(Generic[K]):
             if text is not None:
                 prefixes.collect(text, found)
         return sorted(found, key=self._order.__getitem__)
-
-    def match(self, event: Mapping[str, Any]) -> list[K]:
-        """Exactly the keys whose filter matches ``event``, in the order they were added."""
-        filters = self._filters
-        return [key for key in self.candidates(event) if filters[key].matches(event)]
 
     def _has_array(self, event: Mapping[str, Any]) -> bool:
         return any(isinstance(event.get(name), list) for name in (*self._exact, *self._prefix))

@@ -24,6 +24,8 @@ from .constraints import NONE, Constraints, OneOf, common_prefix, conjoin, disjo
 Test = Callable[[Any], bool]
 
 _ABSENT = object()
+_MAX_DEPTH = 64
+"""Deeper patterns are refused: compiling and matching recurse once per nested object."""
 _NUMERIC_HINT = (
     'numeric expects ["=", n], ["<", n], ["<=", n], [">", n], [">=", n] or a range like [">", 0, "<=", 5]'
 )
@@ -69,11 +71,16 @@ def compile(pattern: Mapping[str, Any]) -> Pattern:
 
 
 def _flatten(values: list[Any]) -> Iterator[Any]:
-    for value in values:
-        if isinstance(value, list):
-            yield from _flatten(value)
-        else:
+    """The non-list items of nested lists, in order (iterative: event arrays may nest deeply)."""
+    stack = [iter(values)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
             yield value
+        else:
+            stack.pop()
 
 
 class _Leaf:
@@ -83,7 +90,7 @@ class _Leaf:
 
     def __init__(
         self, strings: frozenset[str], prefixes: tuple[str, ...], tests: list[Test], exists: list[bool]
-    ):
+    ) -> None:
         self.strings = strings
         self.prefixes = prefixes
         self.tests = tuple(tests)
@@ -171,9 +178,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _compile_object(obj: Mapping[str, Any], path: str) -> _Object:
+def _compile_object(obj: Mapping[str, Any], path: str, depth: int = 1) -> _Object:
     if not obj:
         raise PatternError(path, "expected a non-empty object")
+    if depth > _MAX_DEPTH:
+        raise PatternError(path, f"patterns may nest at most {_MAX_DEPTH} objects deep")
     fields: list[tuple[str, _Leaf | _Object]] = []
     ors: list[list[_Object]] = []
     for name, value in obj.items():
@@ -183,9 +192,9 @@ def _compile_object(obj: Mapping[str, Any], path: str) -> _Object:
         if name == "$or":
             if not isinstance(value, list) or len(value) < 2:
                 raise PatternError(where, "$or expects a list of at least two objects")
-            ors.append([_compile_branch(branch, f"{where}[{i}]") for i, branch in enumerate(value)])
+            ors.append([_compile_branch(branch, f"{where}[{i}]", depth) for i, branch in enumerate(value)])
         elif isinstance(value, Mapping):
-            fields.append((name, _compile_object(value, where)))
+            fields.append((name, _compile_object(value, where, depth + 1)))
         elif isinstance(value, list):
             fields.append((name, _compile_leaf(value, where)))
         else:
@@ -193,10 +202,10 @@ def _compile_object(obj: Mapping[str, Any], path: str) -> _Object:
     return _Object(fields, ors)
 
 
-def _compile_branch(branch: Any, path: str) -> _Object:
+def _compile_branch(branch: Any, path: str, depth: int) -> _Object:
     if not isinstance(branch, Mapping):
         raise PatternError(path, f"expected an object, got {_kind(branch)}")
-    return _compile_object(branch, path)
+    return _compile_object(branch, path, depth + 1)
 
 
 def _compile_leaf(items: list[Any], path: str) -> _Leaf:

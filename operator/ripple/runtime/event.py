@@ -42,7 +42,7 @@ def reply_event(value: Any) -> CloudEvent:
     """Turn a handler's return value into a CloudEvent, filling ``id`` and ``specversion``.
 
     Accepts a ``dict`` (``type``, ``source`` and usually ``data``), Ripple's own event types, or any object shaped
-    like the CloudEvents SDK's (``get_attributes()`` and ``data``).
+    like the CloudEvents SDK's (``get_attributes()`` and ``get_data()`` or ``data``).
     """
     if isinstance(value, CloudEvent):
         return value
@@ -52,7 +52,8 @@ def reply_event(value: Any) -> CloudEvent:
         attributes = {k: v for k, v in value.items() if k not in ("data", "data_base64")}
         data = value.get("data")
     elif hasattr(value, "get_attributes"):
-        attributes, data = dict(value.get_attributes()), value.data
+        attributes = dict(value.get_attributes())
+        data = value.get_data() if hasattr(value, "get_data") else value.data
     else:
         raise TypeError(f"a handler must return None, a dict or a CloudEvent, not {type(value).__name__}")
     attributes.setdefault("specversion", "1.0")

@@ -49,7 +49,8 @@ async def receive(request: web.Request) -> web.Response:
     except TimeoutError:
         return web.json_response({"error": f"handler timed out after {timeout:g}s"}, status=504)
     except Exception as exc:
-        log.exception("handler failed on event %s", events[0].id)
+        log.error("handler failed on event %s: %s: %s", events[0].id, type(exc).__name__, exc)
+        log.debug("handler traceback", exc_info=True)
         return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=500)
     if result is None:
         return web.Response(status=202)

@@ -53,16 +53,20 @@ class EventStore:
 
     def __init__(self, nc: NATS, publish_timeout: float = 5.0) -> None:
         self.nc = nc
+        self.closing = False
         self.js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
         self.publish_timeout = publish_timeout
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "ripple", publish_timeout: float = 5.0) -> EventStore:
+        store: EventStore | None = None
+
         async def on_error(exc: Exception) -> None:
             log.debug("nats: %s", exc)
 
         async def on_disconnect() -> None:
-            log.warning("nats: disconnected from %s", url)
+            if store is None or not store.closing:
+                log.warning("nats: disconnected from %s", url)
 
         async def on_reconnect() -> None:
             log.info("nats: reconnected to %s", url)
@@ -77,9 +81,11 @@ class EventStore:
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
         )
-        return cls(nc, publish_timeout=publish_timeout)
+        store = cls(nc, publish_timeout=publish_timeout)
+        return store
 
     async def close(self) -> None:
+        self.closing = True
         if self.nc.is_closed:
             return
         if self.nc.is_connected:

@@ -68,7 +68,7 @@ def build(node: Node) -> Evaluate:
         case Binary(op, left, right):
             return _integers(_ARITHMETIC[op], 0, build(left), build(right))
         case Like(operand, pattern, negated):
-            return _like(build(operand), like_regex(pattern), negated)
+            return _like(build(operand), _like_regex(pattern), negated)
         case In(operand, items, negated):
             return _in(build(operand), [build(item) for item in items], negated)
         case Call(name, args):
@@ -76,7 +76,7 @@ def build(node: Node) -> Evaluate:
     raise AssertionError(f"unknown node {node!r}")
 
 
-def like_regex(pattern: str) -> re.Pattern[str]:
+def _like_regex(pattern: str) -> re.Pattern[str]:
     r"""``%`` is any run of characters, ``_`` one; ``\`` before ``%``, ``_`` or ``\`` makes it literal."""
     parts: list[str] = []
     i = 0

@@ -51,8 +51,8 @@ _BINARY = {
 _KEYWORDS = frozenset({"AND", "OR", "XOR", "NOT", "LIKE", "IN", "EXISTS", "TRUE", "FALSE"})
 _IDENTIFIER = re.compile(r"[A-Za-z0-9]+")
 _FUNCTION_NAME = re.compile(r"[A-Za-z][A-Za-z_]*")
-_MAX_DEPTH = 200
-"""Deeper nesting is refused as a parse error rather than exhausting the interpreter's stack."""
+_MAX_DEPTH = 100
+"""Deeper trees are refused as a parse error: compiling and evaluating recurse once per level."""
 
 
 def parse(source: str) -> Node:
@@ -84,6 +84,7 @@ class _Parser:
         return token
 
     def expression(self, min_precedence: int) -> Node:
+        entered = self._depth
         self._enter(self.peek())
         left = self.unary()
         while True:
@@ -95,6 +96,7 @@ class _Parser:
             precedence = {"LIKE": _LIKE, "IN": _IN}.get(op) or _BINARY.get(op)
             if precedence is None or precedence < min_precedence:
                 break
+            self._enter(token)  # each operator puts the tree built so far one level deeper
             self._i += 2 if negated else 1
             if op == "LIKE":
                 left = Like(left, self._like_pattern(), negated)
@@ -102,7 +104,7 @@ class _Parser:
                 left = In(left, self._set(), negated)
             else:
                 left = Binary(op, left, self.expression(precedence + 1))
-        self._depth -= 1
+        self._depth = entered
         return left
 
     def unary(self) -> Node:
