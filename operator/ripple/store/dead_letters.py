@@ -32,10 +32,11 @@ async def dead_letters(
 ) -> AsyncIterator[DeadLetter]:
     """The dead letters in the broker's stream, oldest first, from sequence ``start``."""
     stream = subjects.dead_letter_stream_name(namespace, broker)
+    (every,) = subjects.dead_letter_subjects(namespace, broker)
     seq, count = start, 0
     while limit is None or count < limit:
         try:
-            raw = await store.js.get_msg(stream, seq, next=True)
+            raw = await store.js.get_msg(stream, seq, subject=every, next=True)
         except nats.js.errors.NotFoundError:
             return
         event = CloudEvent.from_json_bytes(raw.data or b"{}")
