@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated
 
@@ -12,16 +13,20 @@ from pydantic import AfterValidator, Field
 DURATION_PATTERN = r"^P(?!$)(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
 
 
+_DURATION = re.compile(DURATION_PATTERN.removeprefix("^").removesuffix("$"), re.ASCII)
+_MONTHS_OR_YEARS = re.compile(r"P[^T]*[0-9][YM]")
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse ``text``; raise ``ValueError`` naming the expected form when it is not a fixed-length duration."""
-    try:
-        value = isodate.parse_duration(text)
-    except (isodate.ISO8601Error, ValueError):
-        raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT0.5S, PT30S or PT5M") from None
-    if not isinstance(value, timedelta):
-        raise ValueError(f"{text!r} uses months or years; use days, hours, minutes or seconds")
-    if value < timedelta(0):
+    if isinstance(text, str) and text.startswith("-P"):
         raise ValueError(f"{text!r} is negative")
+    if isinstance(text, str) and _MONTHS_OR_YEARS.match(text):
+        raise ValueError(f"{text!r} uses months or years; use days, hours, minutes or seconds")
+    if not isinstance(text, str) or not _DURATION.fullmatch(text):
+        raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT0.5S, PT30S or PT5M")
+    value = isodate.parse_duration(text)
+    assert isinstance(value, timedelta)  # the pattern admits days, hours, minutes and seconds only
     return value
 
 

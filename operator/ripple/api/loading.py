@@ -53,6 +53,8 @@ def _documents(path: Path) -> Iterator[tuple[int, Any]]:
                 yield index, doc
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ManifestError(f"{path}: cannot read: {exc}") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:

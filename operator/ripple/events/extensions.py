@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from ripple.events.model import CloudEvent, EventError
@@ -11,6 +12,7 @@ ARRIVAL_TIME = "ripplearrivaltime"
 HOPS = "ripplehops"
 """Hops an event may still take; a reply gets one less, and a reply at zero is dropped to stop loops."""
 DEFAULT_HOPS = 255
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 ERROR_CODE = "rippleerrorcode"
 ERROR_DEST = "rippleerrordest"
@@ -32,12 +34,11 @@ def hops_of(event: CloudEvent) -> int:
     value = event.get(HOPS)
     if value is None:
         return DEFAULT_HOPS
-    if isinstance(value, bool):
-        raise EventError(f"attribute '{HOPS}' must be an integer")
-    try:
-        return int(value)
-    except ValueError:
-        raise EventError(f"attribute '{HOPS}' must be an integer, got {value!r}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+        raise EventError(f"attribute '{HOPS}' must be an integer, got {value!r}")
+    return int(value)
 
 
 def stamp_arrival(event: CloudEvent, *, hops: int | None = None) -> CloudEvent:

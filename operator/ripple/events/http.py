@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +30,9 @@ BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 _HEADER_PREFIX = "ce-"
 # The binding says: percent-encode space, double quote, percent and anything outside printable ASCII.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+
+
+_HEX_PAIR = re.compile(rb"[0-9A-Fa-f]{2}")
 
 
 class UnsupportedFormat(Exception):
@@ -66,7 +70,7 @@ def decode_message(headers: Mapping[str, str], body: bytes) -> CloudEvent | None
 
     Used for replies: a 200 whose body is not a CloudEvent is not an error, it is simply not a reply.
     """
-    kind = media_type(headers.get("Content-Type") or headers.get("content-type"))
+    kind = media_type(next((v for k, v in headers.items() if k.lower() == "content-type"), None))
     has_ce_headers = any(k.lower().startswith(_HEADER_PREFIX) for k in headers)
     if not has_ce_headers and not kind.startswith("application/cloudevents"):
         return None
@@ -110,6 +114,8 @@ def _structured_event(doc: Any, where: str) -> CloudEvent:
     elif doc.get("data") is not None:
         value = doc["data"]
         content_type = attrs.get("datacontenttype")
+        if content_type is not None and not isinstance(content_type, str):
+            raise EventError(f"{where}attribute 'datacontenttype' must be a string")
         if content_type is None:
             attrs["datacontenttype"] = "application/json"  # the JSON format's implied type, made explicit
         if isinstance(value, str) and not is_json_media_type(attrs["datacontenttype"]):
@@ -145,22 +151,25 @@ def _decode_binary(pairs: list[tuple[str, str]], content_type: str | None, body:
 
 
 def percent_decode(value: str, name: str) -> str:
-    """Decode a ``ce-`` header value; invalid escapes or invalid UTF-8 are an :class:`EventError`."""
+    """Decode a ``ce-`` header value; invalid escapes or invalid UTF-8 are an :class:`EventError`.
+
+    aiohttp hands over raw header bytes that are not UTF-8 as surrogate escapes; they are refused here too.
+    """
+    encoded = value.encode("utf-8", errors="surrogateescape")
     if "%" not in value:
-        return value
+        try:
+            return encoded.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EventError(f"header 'ce-{name}' is not valid UTF-8") from None
     raw = bytearray()
     i = 0
-    encoded = value.encode("utf-8", errors="surrogateescape")
     while i < len(encoded):
         byte = encoded[i]
         if byte == 0x25:  # '%'
             pair = encoded[i + 1 : i + 3]
-            try:
-                if len(pair) != 2:
-                    raise ValueError
-                raw.append(int(pair, 16))
-            except ValueError:
-                raise EventError(f"header 'ce-{name}' has an invalid percent-encoding") from None
+            if not _HEX_PAIR.fullmatch(pair):
+                raise EventError(f"header 'ce-{name}' has an invalid percent-encoding")
+            raw.append(int(pair, 16))
             i += 3
         else:
             raw.append(byte)
@@ -187,16 +196,31 @@ def encode_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
 
 
 def structured_document(event: CloudEvent) -> dict[str, Any]:
-    """The event as a JSON object: ``data`` inline when it is JSON or text, else ``data_base64``."""
+    """The event as a JSON object: ``data`` inline when it reads back as the same bytes' meaning (valid JSON of a
+    JSON type, or text of a non-JSON text type), else ``data_base64``."""
     doc: dict[str, Any] = dict(event.attributes)
     if event.data is None:
         return doc
-    decoded = event.json_data()
-    if isinstance(decoded, bytes):
+    content_type = event.datacontenttype
+    inline: Any = _UNSET
+    if content_type is None or is_json_media_type(content_type):
+        try:
+            inline = json.loads(event.data)
+        except (ValueError, UnicodeDecodeError):
+            pass
+    elif content_type.lower().startswith("text/"):
+        try:
+            inline = event.data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    if inline is _UNSET:
         doc["data_base64"] = base64.b64encode(event.data).decode("ascii")
     else:
-        doc["data"] = decoded
+        doc["data"] = inline
     return doc
+
+
+_UNSET = object()
 
 
 def encode_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:

@@ -20,10 +20,11 @@ REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
 NON_EMPTY_OPTIONAL = ("datacontenttype", "dataschema", "subject", "time")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+\Z")
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+\Z", re.ASCII)
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-]([0-9]{2}):([0-9]{2}))\Z"
 )
+RESERVED_NAMES = ("data", "data_base64")
 _JSON_MEDIA = re.compile(r"^\s*(application/json|[^;/\s]+/[^;\s]+\+json|text/json)\s*(;|$)", re.IGNORECASE)
 
 AttributeValue = str | int | bool
@@ -47,7 +48,8 @@ def check_time(value: str) -> None:
         datetime(year, month, day, hour, minute, min(second, 59))  # RFC 3339 allows a leap second
     except ValueError as exc:
         raise EventError(f"attribute 'time' is not a valid date-time: {value!r} ({exc})") from None
-    if second > 60:
+    offset_hour, offset_minute = match.group(9), match.group(10)
+    if second > 60 or (offset_hour is not None and (int(offset_hour) > 23 or int(offset_minute) > 59)):
         raise EventError(f"attribute 'time' is not a valid date-time: {value!r}")
 
 
@@ -66,6 +68,8 @@ def check_attributes(attributes: Mapping[str, Any]) -> None:
     for name, value in attributes.items():
         if not _ATTRIBUTE_NAME.match(name):
             raise EventError(f"attribute name {name!r} is invalid: names use only a-z and 0-9")
+        if name in RESERVED_NAMES:
+            raise EventError(f"attribute name {name!r} is reserved for the event's data")
         if isinstance(value, bool):
             continue
         if isinstance(value, int):
