@@ -58,13 +58,44 @@ async def test_structured_format_when_asked(store, dispatcher):
 
 async def test_filter_miss_is_acked_not_dead_lettered(store, dispatcher):
     async with subscriber() as sub:
-        await dispatcher.apply([trigger("t", subscriber=sub.url, filter={"attributes": {"source": "/wanted"}})])
+        wanted = {"attributes": {"type": "com.example.test", "source": "/wanted"}}
+        await dispatcher.apply([trigger("t", subscriber=sub.url, filter=wanted)])
         await publish(store, event("miss", source="/other"), event("hit", source="/wanted"))
         await sub.wait_for(1)
         await eventually(lambda: consumer_settled(store, "t"))
         assert sub.ids() == ["hit"]
         assert dispatcher.stats()["default/t"]["filtered"] == 1
         assert await letters(store) == []
+
+
+async def router_settled(store: EventStore) -> bool:
+    info = await store.js.consumer_info(subjects.stream_name("default", "default"), subjects.ROUTER_CONSUMER)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def test_triggers_that_do_not_pin_a_type_get_only_their_matches_from_the_router(store, dispatcher):
+    async with subscriber() as eu, subscriber() as big, subscriber() as everything:
+        await dispatcher.apply([
+            trigger("eu", subscriber=eu.url, filters=[{"prefix": {"subject": "eu/"}}]),
+            trigger("big", subscriber=big.url, filters=[{"cesql": "INT(total) > 100"}]),
+            trigger("all", subscriber=everything.url),
+        ])
+        await publish(
+            store,
+            event("a", subject="eu/1", total=50),
+            event("b", subject="us/2", total=500),
+            event("c", subject="eu/3", total=101),
+            event("d", subject="us/4", total=1),
+        )
+        await everything.wait_for(4)
+        await eventually(lambda: router_settled(store))
+        for name in ("eu", "big", "all"):
+            await eventually(lambda name=name: consumer_settled(store, name))
+        assert sorted(eu.ids()) == ["a", "c"] and sorted(big.ids()) == ["b", "c"]
+        assert sorted(everything.ids()) == ["a", "b", "c", "d"]
+        stats = dispatcher.stats()
+        assert stats["default/eu"]["filtered"] == 0  # the trigger never read what it does not match
+        assert dispatcher.routers[("default", "default")].routed == 4
 
 
 async def test_type_pinned_trigger_reads_only_its_type(store, dispatcher):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 
 import aiohttp
 
 from ripple.api.models import Trigger
+from ripple.dispatch.router import BrokerRouter
 from ripple.dispatch.worker import ACK_WAIT, Resolver, TriggerWorker
+from ripple.filters import Filter
 from ripple.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,7 @@ class Dispatcher:
         self.resolve = resolve
         self.ack_wait = ack_wait
         self.workers: dict[tuple[str, str], TriggerWorker] = {}
+        self.routers: dict[tuple[str, str], BrokerRouter] = {}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -33,7 +37,10 @@ class Dispatcher:
         return self._session
 
     async def apply(self, triggers: Iterable[Trigger]) -> None:
-        """Start workers for new triggers, restart those whose spec changed, stop those that are gone."""
+        """Start workers for new triggers, restart those whose spec changed, stop those that are gone.
+
+        A trigger's consumer exists before the router copies events to it, so nothing routed is missed.
+        """
         wanted = {t.key: t for t in triggers}
         for key in list(self.workers):
             if key not in wanted or self.workers[key].trigger != wanted[key]:
@@ -44,8 +51,28 @@ class Dispatcher:
                 await worker.start()
                 self.workers[key] = worker
                 log.info("trigger %s/%s: delivering to %s", *key, trigger.spec.subscriber.model_dump(exclude_none=True))
+        await self._apply_routes()
+
+    async def _apply_routes(self) -> None:
+        """One router per broker that has triggers whose filter does not pin ``type``."""
+        routes: dict[tuple[str, str], dict[str, Filter]] = defaultdict(dict)
+        for (namespace, name), worker in self.workers.items():
+            if worker.filter.pinned_types() is None:
+                routes[(namespace, worker.trigger.spec.broker)][name] = worker.filter
+        for key in self.routers.keys() - routes.keys():
+            await self.routers.pop(key).stop()
+        for key, filters in routes.items():
+            if key not in self.routers:
+                router = BrokerRouter(self.store, *key, ack_wait=self.ack_wait)
+                router.set_triggers(filters)
+                await router.start()
+                self.routers[key] = router
+            else:
+                self.routers[key].set_triggers(filters)
 
     async def close(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self.routers.values()))
+        self.routers.clear()
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
         self.workers.clear()
         if self._session is not None:

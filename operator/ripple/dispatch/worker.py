@@ -77,6 +77,7 @@ class TriggerWorker:
         self.name = f"{trigger.namespace}/{trigger.name}"
         self.delivery = trigger.spec.delivery
         self.filter: Filter = from_trigger_spec(trigger.spec.model_dump(by_alias=True, exclude_none=True))
+        self.routed_subject = subjects.routed_subject(trigger.namespace, trigger.spec.broker, trigger.name)
         self.stats = TriggerStats()
         self._slots = asyncio.Semaphore(self.delivery.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,7 +162,8 @@ class TriggerWorker:
             log.error("trigger %s: message %s is not a stored CloudEvent (%s); terminated", self.name, msg.subject, exc)
             await msg.term()
             return
-        if not self.filter.matches(event.as_mapping()):
+        # The router matched what it copied to this trigger; events read from the log are tested here.
+        if msg.subject != self.routed_subject and not self.filter.matches(event.as_mapping()):
             self.stats.filtered += 1
             await msg.ack()
             return

@@ -132,12 +132,15 @@ class EventStore:
         self, subject: str, event: CloudEvent, *, msg_id: str | None = None, headers: dict[str, str] | None = None
     ) -> PubAck:
         """Store one event; return only once JetStream confirmed it, else raise :class:`StoreUnavailable`."""
+        all_headers = {MSG_ID_HEADER: msg_id or dedup_id(event), **(headers or {})}
+        return await self.publish_stored(subject, event.to_json_bytes(), all_headers)
+
+    async def publish_stored(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
+        """Store an event already in its stored form (the router's copies); errors as for :meth:`publish`."""
         if not self.nc.is_connected:
             raise StoreUnavailable("not connected to NATS")
-        all_headers = {MSG_ID_HEADER: msg_id or dedup_id(event), **(headers or {})}
         try:
-            payload = event.to_json_bytes()
-            return await self.js.publish(subject, payload, timeout=self.publish_timeout, headers=all_headers)
+            return await self.js.publish(subject, payload, timeout=self.publish_timeout, headers=headers)
         except NATS_ERRORS as exc:
             raise StoreUnavailable(f"JetStream did not store the event: {type(exc).__name__}: {exc}") from exc
 
@@ -184,6 +187,21 @@ class EventStore:
         )
         await self.js.add_consumer(subjects.stream_name(namespace, broker), config)
         return name
+
+    async def ensure_router_consumer(self, namespace: str, broker: str, *, ack_wait: float) -> str:
+        """The broker's router consumer: every event once, for the triggers the log cannot select by type."""
+        config = ConsumerConfig(
+            durable_name=subjects.ROUTER_CONSUMER,
+            description=f"Ripple router of broker {namespace}/{broker}",
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=-1,
+            max_ack_pending=10_000,
+            filter_subject=subjects.all_events_subject(namespace, broker),
+        )
+        await self.js.add_consumer(subjects.stream_name(namespace, broker), config)
+        return subjects.ROUTER_CONSUMER
 
     async def delete_trigger_consumer(self, namespace: str, broker: str, trigger: str) -> None:
         try:

@@ -3,7 +3,11 @@
 One stream per broker holds its events on ``ripple.<ns>.<broker>.e.<type>``. The event type keeps its dots as
 subject tokens, so a consumer can select one type exactly (``...e.order.placed``) or a dotted family
 (``...e.order.>``) on the server. Each token is percent-encoded so that characters NATS reserves (``*``, ``>``,
-whitespace) and empty tokens cannot break the subject. Events redriven to a single trigger use
+whitespace) and empty tokens cannot break the subject.
+
+A trigger whose filter does not pin ``type`` reads ``ripple.<ns>.<broker>.t.<trigger>`` instead, where the
+broker's router puts a copy of each event its filter matches (the router tests each event once against an index
+of such triggers, so the cost stays flat as they multiply). Events redriven to a single trigger use
 ``ripple.<ns>.<broker>.r.<trigger>``. Dead letters live in a second stream per broker, on
 ``rippledlq.<ns>.<broker>.<trigger>``, so that their retention is separate from the live log.
 """
@@ -45,9 +49,13 @@ def redrive_subject(namespace: str, broker: str, trigger: str) -> str:
     return f"{broker_prefix(namespace, broker)}.r.{trigger}"
 
 
+def routed_subject(namespace: str, broker: str, trigger: str) -> str:
+    return f"{broker_prefix(namespace, broker)}.t.{trigger}"
+
+
 def broker_subjects(namespace: str, broker: str) -> list[str]:
     prefix = broker_prefix(namespace, broker)
-    return [f"{prefix}.e.>", f"{prefix}.r.*"]
+    return [f"{prefix}.e.>", f"{prefix}.t.*", f"{prefix}.r.*"]
 
 
 def dead_letter_subject(namespace: str, broker: str, trigger: str) -> str:
@@ -59,12 +67,17 @@ def dead_letter_subjects(namespace: str, broker: str) -> list[str]:
 
 
 def trigger_subjects(namespace: str, broker: str, trigger: str, types: frozenset[str] | None) -> list[str]:
-    """What a trigger's consumer reads: its pinned types (or every type), plus events redriven to it alone."""
-    events = [all_events_subject(namespace, broker)] if types is None else sorted(
-        event_subject(namespace, broker, t) for t in types
-    )
+    """What a trigger's consumer reads: its pinned types straight from the log (else what the router sends it),
+    plus events redriven to it alone."""
+    if types is None:
+        events = [routed_subject(namespace, broker, trigger)]
+    else:
+        events = sorted(event_subject(namespace, broker, t) for t in types)
     return [*events, redrive_subject(namespace, broker, trigger)]
 
 
 def consumer_name(trigger: str) -> str:
     return f"trigger-{trigger}"
+
+
+ROUTER_CONSUMER = "router"
