@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     dev.add_argument("--max-body", type=int, default=1024 * 1024, help="largest accepted request, in bytes")
+    dev.add_argument("--pool-size", type=int, default=1, help="warm-pool runtime processes (0: none)")
+    dev.add_argument("--activation-timeout", type=float, default=60.0,
+                     help="seconds a delivery waits for a function to wake before it counts as failed")
 
     send = commands.add_parser("send", help="send one CloudEvent and print the response")
     send.add_argument("--to", required=True, help="URL, e.g. http://127.0.0.1:8080/default/default")
@@ -50,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     function = commands.add_parser("function", help="function runtime")
     function_commands = function.add_subparsers(dest="function_command", required=True)
     serve = function_commands.add_parser("serve", help="serve a Python handler over HTTP")
-    serve.add_argument("--handler", required=True, help="module:function")
+    serve_code = serve.add_mutually_exclusive_group(required=True)
+    serve_code.add_argument("--handler", help="module:function")
+    serve_code.add_argument("--pool", action="store_true", help="start empty, as a warm-pool process")
     serve.add_argument("--path", type=Path, help="directory put first on the import path")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
@@ -68,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher.add_argument("--nats", required=True, help="NATS URL")
     dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
+
+    status = commands.add_parser("status", help="functions and triggers of a running `ripple dev`")
+    status.add_argument("--url", help="the ingress URL (default: from --data-dir)")
+    status.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
 
     dlq = commands.add_parser("dlq", help="inspect and redrive a broker's dead letters")
     dlq.add_argument("--nats", help="NATS URL (default: the one `ripple dev` runs, from --data-dir)")
@@ -107,7 +118,9 @@ async def _run(args: argparse.Namespace) -> int:
 
         configure_logging()
         try:
-            return await run_dev(DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body))
+            options = DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body, args.pool_size,
+                                 args.activation_timeout)
+            return await run_dev(options)
         except LocalModeError as exc:
             print(f"ripple: {exc}", file=sys.stderr)
             return 2
@@ -135,6 +148,12 @@ async def _run(args: argparse.Namespace) -> int:
         urls = {_namespaced(key): url for key, url in args.function_url}
         await run_dispatcher(args.nats, load_manifests(args.paths), urls)
         return 0
+    if args.command == "status":
+        from ripple.status import format_status, read_status
+
+        status = await read_status(args.url, args.data_dir)
+        print(json.dumps(status, indent=2) if args.json else format_status(status))
+        return 0
     if args.command == "dlq":
         from ripple.dlq_cli import run_dlq
 
@@ -149,15 +168,18 @@ async def _serve_function(args: argparse.Namespace) -> int:
     from ripple.runtime.loader import HandlerError, load_handler
     from ripple.runtime.server import create_function_app
 
-    try:
-        handler = load_handler(args.handler, args.path)
-    except HandlerError as exc:
-        print(f"ripple: {exc}", file=sys.stderr)
-        return 2
-    runner = web.AppRunner(create_function_app(handler, timeout=args.timeout), access_log=None)
+    handler = None
+    if args.handler:
+        try:
+            handler = load_handler(args.handler, args.path)
+        except HandlerError as exc:
+            print(f"ripple: {exc}", file=sys.stderr)
+            return 2
+    runner = web.AppRunner(create_function_app(handler, timeout=args.timeout, name=args.handler or ""), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
-    print(f"function {args.handler} listening on http://{args.host}:{args.port}", flush=True)
+    what = f"function {args.handler}" if args.handler else "warm-pool runtime"
+    print(f"{what} listening on http://{args.host}:{args.port}", flush=True)
     try:
         await wait_for_signal()
     finally:

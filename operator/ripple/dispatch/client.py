@@ -24,6 +24,8 @@ class DeliveryResult:
     headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     error: str = ""
     latency: float = 0.0
+    refused: bool = False
+    """No connection could be made: nothing was sent, so trying another replica at once is safe."""
 
 
 async def deliver(
@@ -41,7 +43,9 @@ async def deliver(
                     response.status, content, CIMultiDict(response.headers), latency=time.monotonic() - started
                 )
     except TimeoutError:
-        error = f"timed out after {timeout:g}s"
+        error, refused = f"timed out after {timeout:g}s", False
+    except aiohttp.ClientConnectorError as exc:
+        error, refused = f"{type(exc).__name__}: {exc}", True
     except aiohttp.ClientError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    return DeliveryResult(CONNECTION_ERROR, error=error, latency=time.monotonic() - started)
+        error, refused = f"{type(exc).__name__}: {exc}", False
+    return DeliveryResult(CONNECTION_ERROR, error=error, latency=time.monotonic() - started, refused=refused)

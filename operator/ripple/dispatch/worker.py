@@ -37,6 +37,7 @@ Resolver = Callable[[Destination, str], Awaitable[str]]
 ACK_WAIT = 10.0
 """How long JetStream waits for an unacknowledged message before redelivering it (kept alive while in flight)."""
 STORE_RETRY_DELAY = 1.0
+REPLICA_TRIES = 3
 
 
 class Unresolvable(Exception):
@@ -202,17 +203,23 @@ class TriggerWorker:
             await msg.nak(delay=STORE_RETRY_DELAY)
 
     async def _attempt(self, event: CloudEvent) -> tuple[str, DeliveryResult]:
-        try:
-            url = await self.resolve(self.trigger.spec.subscriber, self.trigger.namespace)
-        except Unresolvable as exc:
-            return "", DeliveryResult(CONNECTION_ERROR, error=f"subscriber not resolvable: {exc}")
-        result = await deliver(
-            self.session,
-            url,
-            event,
-            timeout=seconds(self.delivery.timeout),
-            structured=self.delivery.format == "json",
-        )
+        """One delivery attempt. A Function replica that refuses the connection (it is stopping) is not the
+        subscriber failing: the event goes to the next ready replica, or wakes the function, at once."""
+        subscriber = self.trigger.spec.subscriber
+        for _ in range(REPLICA_TRIES if subscriber.ref is not None else 1):
+            try:
+                url = await self.resolve(subscriber, self.trigger.namespace)
+            except Unresolvable as exc:
+                return "", DeliveryResult(CONNECTION_ERROR, error=f"subscriber not resolvable: {exc}")
+            result = await deliver(
+                self.session,
+                url,
+                event,
+                timeout=seconds(self.delivery.timeout),
+                structured=self.delivery.format == "json",
+            )
+            if not result.refused:
+                break
         return url, result
 
     async def _publish_reply(self, event: CloudEvent, result: DeliveryResult) -> bool:

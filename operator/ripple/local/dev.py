@@ -16,8 +16,12 @@ from aiohttp import web
 from ripple.api.loading import Manifests, load_manifests
 from ripple.dispatch import Dispatcher
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.local.functions import LocalFunctions
+from ripple.local.functions import launch_specs
 from ripple.local.nats_server import NatsServer
+from ripple.scaling.activator import DEFAULT_ACTIVATION_TIMEOUT, Activator
+from ripple.scaling.autoscaler import Autoscaler
+from ripple.scaling.local import LocalProcessBackend
+from ripple.status import collect_status
 from ripple.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,10 @@ class DevOptions:
     port: int = 8080
     data_dir: Path = Path(".ripple")
     max_body: int = 1024 * 1024
+    pool_size: int = 1
+    """Warm-pool processes kept ready to become any function (0 disables the pool)."""
+    activation_timeout: float = DEFAULT_ACTIVATION_TIMEOUT
+    scale_down_delay: float = 2.0
 
 
 class LocalRipple:
@@ -40,9 +48,12 @@ class LocalRipple:
         self.manifests = manifests
         self.options = options
         self.nats = NatsServer(options.data_dir / "nats")
-        self.functions = LocalFunctions(manifests, options.data_dir, host=options.host)
+        self.backend = LocalProcessBackend(
+            launch_specs(manifests, options.data_dir), host=options.host, pool_size=options.pool_size
+        )
         self.store: EventStore | None = None
         self.dispatcher: Dispatcher | None = None
+        self.autoscaler: Autoscaler | None = None
         self.runner: web.AppRunner | None = None
 
     @property
@@ -57,12 +68,28 @@ class LocalRipple:
         self.store = store = await EventStore.connect(self.nats.url, name="ripple-dev")
         for (namespace, name), broker in self.manifests.brokers.items():
             await store.ensure_broker(namespace, name, broker.spec)
-        await self.functions.start()
-        self.dispatcher = Dispatcher(store, self.functions.resolve)
-        await self.dispatcher.apply(self.manifests.triggers.values())
+        await self.backend.start()
+        self.autoscaler = autoscaler = Autoscaler(
+            store,
+            self.backend,
+            self.manifests.functions,
+            self.manifests.triggers.values(),
+            scale_down_delay=self.options.scale_down_delay,
+        )
+        activator = Activator(
+            self.backend, autoscaler.activate, set(self.manifests.functions), timeout=self.options.activation_timeout
+        )
+        self.dispatcher = dispatcher = Dispatcher(store, activator.resolve)
+        await dispatcher.apply(self.manifests.triggers.values())
+        await autoscaler.start()
         brokers = self.manifests.brokers
         settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body)
         app = create_ingress_app(store, settings)
+
+        async def status(request: web.Request) -> web.Response:
+            return web.json_response(await collect_status(store, dispatcher, autoscaler, self.backend))
+
+        app.router.add_get("/-/status", status)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, self.options.host, self.options.port).start()
@@ -72,9 +99,11 @@ class LocalRipple:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.autoscaler is not None:
+            await self.autoscaler.stop()
         if self.dispatcher is not None:
             await self.dispatcher.close()
-        await self.functions.stop()
+        await self.backend.close()
         if self.store is not None:
             with contextlib.suppress(Exception):
                 await self.store.close()
@@ -86,10 +115,11 @@ class LocalRipple:
 def configure_logging() -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    delivery = logging.getLogger("ripple.delivery")
-    delivery.handlers[:] = [handler]
-    delivery.setLevel(logging.INFO)
-    delivery.propagate = False
+    for name in ("ripple.delivery", "ripple.scaling"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
 

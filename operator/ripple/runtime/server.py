@@ -2,7 +2,11 @@
 
 Answers: ``202`` when the handler returns nothing, ``200`` with the reply in binary mode when it returns an event,
 ``400`` for a request that is not one valid CloudEvent, ``500`` with the message when the handler raises, and
-``504`` when it runs past the function's timeout. ``GET /health`` answers 200 once the handler is loaded.
+``504`` when it runs past the function's timeout. ``GET /health`` answers 200 once a handler is loaded.
+
+A runtime started without a handler is a **warm-pool** process: Python, aiohttp and Ripple are imported and the
+port is open, but it serves nothing until ``POST /-/specialize`` names the function's code; a cold start then
+costs an import, not a process start.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -17,11 +24,21 @@ from aiohttp import web
 from ripple.events.http import UnsupportedFormat, decode_request, encode_binary
 from ripple.events.model import EventError
 from ripple.runtime.event import FunctionEvent, reply_event
-from ripple.runtime.loader import Handler, is_async
+from ripple.runtime.loader import Handler, HandlerError, is_async, load_handler
 
 log = logging.getLogger(__name__)
-HANDLER_KEY = web.AppKey("handler", object)
-TIMEOUT_KEY = web.AppKey("timeout", float)
+
+
+@dataclass
+class Slot:
+    """The function this runtime serves; empty in a warm-pool process until it is specialized."""
+
+    handler: Handler | None = None
+    timeout: float = 30.0
+    name: str = ""
+
+
+SLOT_KEY = web.AppKey("slot", Slot)
 
 
 async def call_handler(handler: Handler, event: FunctionEvent) -> Any:
@@ -35,6 +52,9 @@ async def call_handler(handler: Handler, event: FunctionEvent) -> Any:
 
 
 async def receive(request: web.Request) -> web.Response:
+    slot = request.app[SLOT_KEY]
+    if slot.handler is None:
+        return web.json_response({"error": "this runtime has no function yet"}, status=503)
     body = await request.read()
     try:
         events = decode_request(request.headers.items(), body)
@@ -42,12 +62,11 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
     if len(events) != 1:
         return web.json_response({"error": "a function receives exactly one event per request"}, status=400)
-    timeout = request.app[TIMEOUT_KEY]
     try:
-        async with asyncio.timeout(timeout):
-            result = await call_handler(request.app[HANDLER_KEY], FunctionEvent(events[0]))  # type: ignore[arg-type]
+        async with asyncio.timeout(slot.timeout):
+            result = await call_handler(slot.handler, FunctionEvent(events[0]))
     except TimeoutError:
-        return web.json_response({"error": f"handler timed out after {timeout:g}s"}, status=504)
+        return web.json_response({"error": f"handler timed out after {slot.timeout:g}s"}, status=504)
     except Exception as exc:
         log.error("handler failed on event %s: %s: %s", events[0].id, type(exc).__name__, exc)
         log.debug("handler traceback", exc_info=True)
@@ -63,13 +82,36 @@ async def receive(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    slot = request.app[SLOT_KEY]
+    if slot.handler is None:
+        return web.json_response({"status": "pool"}, status=503)
+    return web.json_response({"status": "ok", "function": slot.name})
 
 
-def create_function_app(handler: Handler, *, timeout: float = 30.0) -> web.Application:
+async def specialize(request: web.Request) -> web.Response:
+    """Load a function into a warm-pool process: ``{"handler", "path", "env", "timeout", "name"}``."""
+    slot = request.app[SLOT_KEY]
+    if slot.handler is not None:
+        return web.json_response({"error": f"already serving {slot.name}"}, status=409)
+    spec = await request.json()
+    os.environ.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
+    path = spec.get("path")
+    if path:
+        os.chdir(path)
+    try:
+        handler = await asyncio.to_thread(load_handler, spec["handler"], Path(path) if path else None)
+    except (HandlerError, KeyError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    slot.handler, slot.timeout, slot.name = handler, float(spec.get("timeout", 30.0)), str(spec.get("name", ""))
+    return web.json_response({"status": "ok", "function": slot.name})
+
+
+def create_function_app(handler: Handler | None, *, timeout: float = 30.0, name: str = "") -> web.Application:
+    """The runtime's app; ``handler=None`` makes a warm-pool process that waits for ``/-/specialize``."""
     app = web.Application(client_max_size=8 * 1024 * 1024)
-    app[HANDLER_KEY] = handler
-    app[TIMEOUT_KEY] = timeout
+    app[SLOT_KEY] = Slot(handler, timeout, name)
     app.router.add_get("/health", health)
     app.router.add_post("/", receive)
+    if handler is None:
+        app.router.add_post("/-/specialize", specialize)
     return app

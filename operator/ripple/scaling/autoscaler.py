@@ -1,0 +1,117 @@
+"""The autoscaler: every tick, each Function's demand from JetStream → :func:`policy.decide` → the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+
+from ripple.api.models import Function, Trigger
+from ripple.scaling.backend import FunctionKey, ScalingBackend
+from ripple.scaling.policy import DEFAULT_SCALE_DOWN_DELAY, ScaleBounds, ScaleState, decide
+from ripple.store import EventStore, subjects
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A trigger consumer whose backlog counts as demand for a function."""
+
+    namespace: str
+    broker: str
+    trigger: str
+
+
+def targets_by_function(triggers: Iterable[Trigger]) -> dict[FunctionKey, list[Target]]:
+    found: dict[FunctionKey, list[Target]] = {}
+    for trigger in triggers:
+        ref = trigger.spec.subscriber.ref
+        if ref is not None:
+            key = (ref.namespace or trigger.namespace, ref.name)
+            found.setdefault(key, []).append(Target(trigger.namespace, trigger.spec.broker, trigger.name))
+    return found
+
+
+class Autoscaler:
+    """Keeps each Function's replicas at what its demand asks for, within its scale bounds."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        backend: ScalingBackend,
+        functions: Mapping[FunctionKey, Function],
+        triggers: Iterable[Trigger],
+        *,
+        tick: float = 0.25,
+        scale_down_delay: float = DEFAULT_SCALE_DOWN_DELAY,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.bounds = {key: ScaleBounds.from_spec(fn.spec.scale, scale_down_delay) for key, fn in functions.items()}
+        self.states = {key: ScaleState() for key in functions}
+        self.targets = targets_by_function(triggers)
+        self.tick_seconds = tick
+        self.demand: dict[FunctionKey, int] = dict.fromkeys(functions, 0)
+        self._loop: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for key, bounds in self.bounds.items():
+            if bounds.min_scale > 0:
+                self.states[key].replicas = bounds.min_scale
+                await self.backend.scale(key, bounds.min_scale)
+        self._loop = asyncio.create_task(self._run(), name="autoscaler")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+
+    async def activate(self, function: FunctionKey) -> None:
+        """A delivery is waiting for this function: scale from zero now, without waiting for the next tick."""
+        state = self.states[function]
+        state.last_demand_at = time.monotonic()
+        if self.backend.replicas(function) == 0:
+            state.replicas = max(1, state.replicas)
+            await self.backend.scale(function, state.replicas)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            try:
+                await self.tick(time.monotonic())
+            except Exception:
+                log.exception("autoscaler tick failed")
+
+    async def tick(self, now: float) -> None:
+        for key, bounds in self.bounds.items():
+            demand = await self.measure(key)
+            if demand is None:
+                continue
+            self.demand[key] = demand
+            replicas = decide(bounds, self.states[key], demand, now)
+            current = self.backend.replicas(key)
+            if replicas != current:
+                log.info("function %s/%s: %d → %d replicas (demand %d)", *key, current, replicas, demand)
+                await self.backend.scale(key, replicas)
+
+    async def measure(self, function: FunctionKey) -> int | None:
+        """Events waiting for or held by the function's triggers; ``None`` when JetStream cannot say."""
+        total = 0
+        for target in self.targets.get(function, []):
+            stream = subjects.stream_name(target.namespace, target.broker)
+            try:
+                info = await self.store.js.consumer_info(stream, subjects.consumer_name(target.trigger))
+            except nats.js.errors.NotFoundError:
+                continue
+            except (nats.errors.Error, TimeoutError):
+                return None
+            total += info.num_pending + info.num_ack_pending
+        return total
