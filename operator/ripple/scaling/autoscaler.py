@@ -65,7 +65,7 @@ class Autoscaler:
         for key, bounds in self.bounds.items():
             if bounds.min_scale > 0:
                 self.states[key].replicas = bounds.min_scale
-                await self.backend.scale(key, bounds.min_scale)
+                await self.backend.scale(key, bounds.min_scale, initial=True)
         self._loop = asyncio.create_task(self._run(), name="autoscaler")
 
     async def stop(self) -> None:

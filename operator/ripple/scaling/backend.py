@@ -25,8 +25,11 @@ class ScalingBackend(Protocol):
         """A ready replica's URL, spreading deliveries over the ready ones; :class:`NotReady` when there is none."""
         ...
 
-    async def scale(self, function: FunctionKey, replicas: int) -> None:
-        """Ask for ``replicas``; returns once the request is made, not when replicas are ready."""
+    async def scale(self, function: FunctionKey, replicas: int, *, initial: bool = False) -> None:
+        """Ask for ``replicas``; returns once the request is made, not when replicas are ready.
+
+        ``initial`` marks the start-up scale to ``minScale``: not a cold start, since no event waits for it.
+        """
         ...
 
     async def wait_ready(self, function: FunctionKey, timeout: float) -> str:

@@ -85,10 +85,10 @@ class LocalProcessBackend:
     def pids(self, function: FunctionKey) -> list[int]:
         return [r.runtime.pid for r in self._replicas[function] if r.runtime is not None and r.runtime.pid is not None]
 
-    async def scale(self, function: FunctionKey, replicas: int) -> None:
+    async def scale(self, function: FunctionKey, replicas: int, *, initial: bool = False) -> None:
         current = self._replicas[function]
         if replicas > len(current):
-            if not current and self.cold_starts[function].pending_since is None:
+            if not current and not initial and self.cold_starts[function].pending_since is None:
                 self.cold_starts[function].pending_since = time.monotonic()
             for _ in range(replicas - len(current)):
                 replica = Replica(label=f"{function[0]}/{function[1]}")
@@ -98,7 +98,9 @@ class LocalProcessBackend:
             # Stop the newest first: the oldest have warm caches and connections.
             doomed = current[replicas:]
             del current[replicas:]
-            await asyncio.gather(*(replica.stop() for replica in doomed))
+            # Stopping runs in tasks of the backend's own, so a cancelled caller cannot leave a process behind.
+            stops = [self._spawn(replica.stop()) for replica in doomed]
+            await asyncio.gather(*stops)
             await self._notify()
 
     async def wait_ready(self, function: FunctionKey, timeout: float) -> str:
@@ -167,18 +169,21 @@ class LocalProcessBackend:
         async with self._changed:
             self._changed.notify_all()
 
-    def _spawn(self, coroutine) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coroutine) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def close(self) -> None:
         for replicas in self._replicas.values():
             await asyncio.gather(*(replica.stop() for replica in replicas))
             replicas.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # replicas still starting or stopping: they finish quickly once their process is gone
+            _, pending = await asyncio.wait(set(self._tasks), timeout=10)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self.pool is not None:
             await self.pool.close()
         if self._session is not None:
