@@ -1,0 +1,124 @@
+"""The Kubernetes backend: a Function's replicas are its Deployment's pods.
+
+Scaling writes the Deployment's ``scale`` subresource; readiness comes from the EndpointSlices of the
+Function's Service, as a Service's clients see it. The decisions are pure functions over the API's JSON
+(:func:`ready_urls`, :func:`scale_body`, :meth:`KubernetesBackend.observe`), the I/O is two calls and a watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from ripple.scaling.backend import FunctionKey, NotReady
+
+log = logging.getLogger(__name__)
+
+FUNCTION_LABEL = "ripple.dev/function"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+RUNTIME_PORT = 8080
+RUNTIME_PORT_NAME = "http"
+
+
+def deployment_name(function: str) -> str:
+    """The Deployment (and Service) the operator creates for a Function carries the Function's name."""
+    return function
+
+
+def scale_body(replicas: int) -> dict[str, Any]:
+    return {"spec": {"replicas": replicas}}
+
+
+def slice_function(endpoint_slice: Mapping[str, Any]) -> FunctionKey | None:
+    """Which Function an EndpointSlice serves: its ``ripple.dev/function`` label, else its Service's name."""
+    metadata = endpoint_slice.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    name = labels.get(FUNCTION_LABEL) or labels.get(SERVICE_NAME_LABEL)
+    namespace = metadata.get("namespace")
+    return (namespace, name) if name and namespace else None
+
+
+def ready_urls(slices: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Base URLs of the endpoints that are ready and not terminating (an unset ``ready`` means ready)."""
+    urls: set[str] = set()
+    for endpoint_slice in slices:
+        ports = endpoint_slice.get("ports") or []
+        port = next((p.get("port") for p in ports if p.get("name") in (None, "", RUNTIME_PORT_NAME)), RUNTIME_PORT)
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating") is True:
+                continue
+            for address in endpoint.get("addresses") or []:
+                host = f"[{address}]" if ":" in address else address
+                urls.add(f"http://{host}:{port}/")
+    return sorted(urls)
+
+
+class AppsApi(Protocol):
+    async def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: Any) -> Any: ...
+
+
+class KubernetesBackend:
+    """Replicas through ``deployments/scale``; endpoints from EndpointSlices fed to :meth:`observe`."""
+
+    def __init__(self, apps: AppsApi, functions: Iterable[FunctionKey]) -> None:
+        self.apps = apps
+        self.functions = set(functions)
+        self._replicas: dict[FunctionKey, int] = {}
+        self._slices: dict[FunctionKey, dict[str, Mapping[str, Any]]] = {}
+        self._urls: dict[FunctionKey, list[str]] = {}
+        self._round_robin: dict[FunctionKey, itertools.count[int]] = {}
+        self._changed = asyncio.Condition()
+
+    def replicas(self, function: FunctionKey) -> int:
+        return self._replicas.get(function, 0)
+
+    def endpoints(self, function: FunctionKey) -> list[str]:
+        return self._urls.get(function, [])
+
+    def pick(self, function: FunctionKey) -> str:
+        ready = self.endpoints(function)
+        if not ready:
+            raise NotReady(f"no ready replica of {function[0]}/{function[1]}")
+        counter = self._round_robin.setdefault(function, itertools.count())
+        return ready[next(counter) % len(ready)]
+
+    def observed_replicas(self, function: FunctionKey, replicas: int) -> None:
+        """What the Deployment says (read at start-up, or from a watch): the autoscaler starts from it."""
+        self._replicas[function] = replicas
+
+    async def scale(self, function: FunctionKey, replicas: int, *, initial: bool = False) -> None:
+        namespace, name = function
+        await self.apps.patch_namespaced_deployment_scale(deployment_name(name), namespace, scale_body(replicas))
+        self._replicas[function] = replicas
+
+    async def observe(self, event_type: str, endpoint_slice: Mapping[str, Any]) -> None:
+        """Apply one watch event (``ADDED``, ``MODIFIED``, ``DELETED``) of an EndpointSlice, as JSON."""
+        function = slice_function(endpoint_slice)
+        if function is None or function not in self.functions:
+            return
+        slices = self._slices.setdefault(function, {})
+        name = str((endpoint_slice.get("metadata") or {}).get("name"))
+        if event_type == "DELETED":
+            slices.pop(name, None)
+        else:
+            slices[name] = endpoint_slice
+        urls = ready_urls(slices.values())
+        if urls != self._urls.get(function):
+            self._urls[function] = urls
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_ready(self, function: FunctionKey, timeout: float) -> str:
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: bool(self.endpoints(function)))
+        except TimeoutError:
+            raise NotReady(f"no ready replica of {function[0]}/{function[1]} after {timeout:g}s") from None
+        return self.pick(function)
+
+    async def close(self) -> None:
+        return None
