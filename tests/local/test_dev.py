@@ -48,6 +48,19 @@ async def test_order_flow_replies_chain_and_dead_letters_reach_the_sink(tmp_path
         assert await dlq.process.wait() == 0  # type: ignore[union-attr]
         assert "order.validated" not in dlq.output()  # the sink took it; the stream holds nothing
 
+        status = await RippleProcess("status", "--data-dir", data_dir).start()
+        await status.process.wait()  # type: ignore[union-attr]
+        table = status.output()
+        assert "FUNCTION" in table and "TRIGGER" in table
+        ship = next(line for line in table.splitlines() if line.startswith("shop/ship-validated-orders"))
+        assert ship.split()[3:6] == ["1", "2", "1"]  # delivered, retried, dead-lettered
+        assert any(line.startswith("shop/ship-order") for line in table.splitlines())
+        raw = await RippleProcess("status", "--data-dir", data_dir, "--json").start()
+        await raw.process.wait()  # type: ignore[union-attr]
+        functions = json.loads(raw.output())["functions"]
+        assert functions["shop/validate-order"]["coldStarts"] == 1
+        assert functions["shop/ship-order"]["ready"] == 1
+
         assert await dev.interrupt() == 0
         assert "ripple dev: stopping" in dev.output()
     finally:
