@@ -64,15 +64,15 @@ class NatsServer:
         return config
 
     def start_process(self) -> None:
-        log_file = (self.store_dir / "nats-server.log").open("ab") if self.store_dir.exists() else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(self._config())], stdout=log_file, stderr=subprocess.STDOUT
-        )
+        config = self._config()
+        with (self.store_dir / "nats-server.log").open("ab") as log_file:  # the child keeps its own handle
+            self.process = subprocess.Popen(
+                [nats_server_binary(), "-c", str(config)], stdout=log_file, stderr=subprocess.STDOUT
+            )
 
     async def start(self, timeout: float = 15.0) -> None:
         """Start the server and return once JetStream answers."""
-        self._config()
-        self.start_process()
+        await asyncio.to_thread(self.start_process)
         await self.wait_ready(timeout)
 
     async def wait_ready(self, timeout: float = 15.0) -> None:

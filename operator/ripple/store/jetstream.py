@@ -137,10 +137,19 @@ class EventStore:
 
     async def publish_stored(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
         """Store an event already in its stored form (the router's copies); errors as for :meth:`publish`."""
+        return (await self.publish_many([(subject, payload, headers)]))[0]
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[PubAck]:
+        """Store messages pipelined (sent back to back, acknowledgements awaited together); all or an error."""
         if not self.nc.is_connected:
             raise StoreUnavailable("not connected to NATS")
         try:
-            return await self.js.publish(subject, payload, timeout=self.publish_timeout, headers=headers)
+            async with asyncio.timeout(self.publish_timeout):
+                futures = [
+                    await self.js.publish_async(subject, payload, wait_stall=self.publish_timeout, headers=headers)
+                    for subject, payload, headers in messages
+                ]
+                return list(await asyncio.gather(*futures))
         except NATS_ERRORS as exc:
             raise StoreUnavailable(f"JetStream did not store the event: {type(exc).__name__}: {exc}") from exc
 
@@ -148,16 +157,13 @@ class EventStore:
         return await self.publish(subjects.event_subject(namespace, broker, event.type), event)
 
     async def publish_events(self, namespace: str, broker: str, events: Sequence[CloudEvent]) -> list[PubAck]:
-        """Store several events concurrently; raise :class:`StoreUnavailable` if any was not stored."""
-        if len(events) == 1:
-            return [await self.publish_event(namespace, broker, events[0])]
-        results = await asyncio.gather(
-            *(self.publish_event(namespace, broker, e) for e in events), return_exceptions=True
+        """Store several events; raise :class:`StoreUnavailable` unless every one was stored."""
+        return await self.publish_many(
+            [
+                (subjects.event_subject(namespace, broker, e.type), e.to_json_bytes(), {MSG_ID_HEADER: dedup_id(e)})
+                for e in events
+            ]
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return list(results)  # type: ignore[arg-type]
 
     # --- consumers ------------------------------------------------------------------------------------------
     async def ensure_trigger_consumer(

@@ -14,6 +14,7 @@ of such triggers, so the cost stays flat as they multiply). Events redriven to a
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote
 
 _TOKEN_SAFE = "-_~:/+=@,;!$&'()"
@@ -32,6 +33,7 @@ def broker_prefix(namespace: str, broker: str) -> str:
     return f"ripple.{namespace}.{broker}"
 
 
+@functools.lru_cache(maxsize=4096)
 def type_token(event_type: str) -> str:
     """The subject tokens for an event type: its dot-separated parts, each percent-encoded (empty → ``%``)."""
     return ".".join(quote(part, safe=_TOKEN_SAFE) if part else "%" for part in event_type.split("."))
