@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
 
+    crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
+    crds.add_argument("--output", type=Path, default=Path("crds"), help="directory (default: crds)")
+
     status = commands.add_parser("status", help="functions and triggers of a running `ripple dev`")
     status.add_argument("--url", help="the ingress URL (default: from --data-dir)")
     status.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -147,6 +150,12 @@ async def _run(args: argparse.Namespace) -> int:
         configure_logging()
         urls = {_namespaced(key): url for key, url in args.function_url}
         await run_dispatcher(args.nats, load_manifests(args.paths), urls)
+        return 0
+    if args.command == "crds":
+        from ripple.api.crds import write_crds
+
+        for path in write_crds(args.output):
+            print(path)
         return 0
     if args.command == "status":
         from ripple.status import format_status, read_status

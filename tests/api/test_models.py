@@ -17,6 +17,7 @@ from ripple.api.models import (
     BrokerSpec,
     DeliverySpec,
     Destination,
+    EventSource,
     Function,
     FunctionSpec,
     Reference,
@@ -260,7 +261,7 @@ def test_default_broker() -> None:
 
 
 def test_kinds_maps_each_kind_to_its_model() -> None:
-    assert KINDS == {"Function": Function, "Trigger": Trigger, "Broker": Broker}
+    assert KINDS == {"Function": Function, "Trigger": Trigger, "Broker": Broker, "EventSource": EventSource}
 
 
 @pytest.mark.parametrize(("policy", "delays"), [("exponential", [0.4, 0.8, 1.6]), ("linear", [0.2, 0.4, 0.6])])

@@ -9,8 +9,11 @@ from typing import Annotated
 import isodate
 from pydantic import AfterValidator, Field
 
-# Days, hours, minutes and seconds only: months and years have no fixed length.
-DURATION_PATTERN = r"^P(?!$)(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
+# Days, hours, minutes and seconds only: months and years have no fixed length. No lookaheads: the API server
+# checks this pattern with Go's RE2, which has none, and at least one component must follow P and T.
+_NUMBER = r"[0-9]+(\.[0-9]+)?"
+_TIME = rf"T({_NUMBER}H({_NUMBER}M)?({_NUMBER}S)?|{_NUMBER}M({_NUMBER}S)?|{_NUMBER}S)"
+DURATION_PATTERN = rf"^P({_NUMBER}D({_TIME})?|{_TIME})$"
 
 
 _DURATION = re.compile(DURATION_PATTERN.removeprefix("^").removesuffix("$"), re.ASCII)

@@ -10,7 +10,17 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ripple.api.models import GROUP, KINDS, Broker, Destination, Function, Resource, Trigger, default_broker
+from ripple.api.models import (
+    GROUP,
+    KINDS,
+    Broker,
+    Destination,
+    EventSource,
+    Function,
+    Resource,
+    Trigger,
+    default_broker,
+)
 from ripple.filters import FilterError, validate_trigger_spec
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -27,6 +37,7 @@ class Manifests:
     functions: dict[tuple[str, str], Function] = field(default_factory=dict)
     triggers: dict[tuple[str, str], Trigger] = field(default_factory=dict)
     brokers: dict[tuple[str, str], Broker] = field(default_factory=dict)
+    event_sources: dict[tuple[str, str], EventSource] = field(default_factory=dict)
     origins: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     """(kind, namespace, name) → the file that declared it; relative paths in a spec start from there."""
 
@@ -104,6 +115,7 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
                 "Function": found.functions,
                 "Trigger": found.triggers,
                 "Broker": found.brokers,
+                "EventSource": found.event_sources,
             }[resource.kind]
             table[resource.key] = resource
     _add_default_brokers(found)

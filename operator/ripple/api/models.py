@@ -40,6 +40,8 @@ class ObjectMeta(Model):
 
 
 class EnvVar(Model):
+    """An environment variable of the function's process."""
+
     name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
     """Environment variable name."""
     value: str = ""
@@ -54,6 +56,11 @@ class FunctionSource(Model):
 
 
 class ScaleSpec(Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.minScale <= self.maxScale", "message": "minScale must not exceed maxScale",
+         "fieldPath": ".minScale"},
+    ]})
+
     min_scale: int = Field(default=0, ge=0)
     """Replicas kept even when idle; 0 lets the function scale to zero."""
     max_scale: int = Field(default=10, ge=1)
@@ -74,6 +81,12 @@ HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_]
 
 
 class FunctionSpec(Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "(has(self.source) && has(self.source.path) ? 1 : 0) + (has(self.source) && has(self.source.inline)"
+                " ? 1 : 0) + (has(self.image) ? 1 : 0) == 1",
+        "message": "exactly one of source.path, source.inline, image must be set",
+    }]})
+
     handler: str = Field(pattern=HANDLER_PATTERN)
     """The handler as ``module:function``; it receives one event and may return a reply event."""
     source: FunctionSource | None = None
@@ -118,6 +131,10 @@ class Reference(Model):
 
 
 class Destination(Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.ref) != has(self.uri)", "message": "exactly one of ref, uri must be set"},
+    ]})
+
     ref: Reference | None = None
     """An addressable object in the cluster."""
     uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
@@ -217,21 +234,188 @@ class Resource(Model):
 
 
 class Function(Resource):
+    """A Function: Python code that handles CloudEvents, scaled from zero with its demand."""
+
     kind: Literal["Function"]
     spec: FunctionSpec
 
 
 class Trigger(Resource):
+    """A Trigger: delivers a broker's events that pass its filter to a subscriber, with retries and dead letters."""
+
     kind: Literal["Trigger"]
     spec: TriggerSpec
 
 
 class Broker(Resource):
+    """A Broker: a durable event log that accepts CloudEvents over HTTP and feeds its triggers."""
+
     kind: Literal["Broker"]
     spec: BrokerSpec = Field(default_factory=BrokerSpec)
 
 
-KINDS: dict[str, type[Resource]] = {"Function": Function, "Trigger": Trigger, "Broker": Broker}
+# --- EventSource ----------------------------------------------------------------------------------------------
+
+
+class SinkReference(Model):
+    kind: Literal["Broker", "Function"]
+    """Kind of the referenced object."""
+    name: Name
+    """Name of the referenced object."""
+    namespace: Name | None = None
+    """Namespace of the referenced object; defaults to the source's."""
+    api_version: str = API_VERSION
+    """API version of the referenced object."""
+
+
+class Sink(Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.ref) != has(self.uri)", "message": "exactly one of ref, uri must be set"},
+    ]})
+
+    ref: SinkReference | None = None
+    """A Broker (usual) or a Function."""
+    uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """An absolute http(s) URL."""
+
+
+class SecretKeyRef(Model):
+    name: Name
+    """Name of a Secret in the source's namespace."""
+    key: str = Field(min_length=1)
+    """Key within the Secret."""
+
+
+class CeOverrides(Model):
+    extensions: dict[str, str] = Field(default_factory=dict)
+    """Extension attributes added to every event the source emits (names use a-z and 0-9)."""
+
+
+class WebhookSource(Model):
+    path: str = Field(default="/", pattern=r"^/[^\s]*$")
+    """URL path the source listens on."""
+    event_type: str = Field(default="dev.ripple.webhook", min_length=1)
+    """CloudEvents type of the events made from requests (CloudEvents sent as such keep theirs)."""
+    secret_ref: SecretKeyRef | None = None
+    """HMAC-SHA256 key: requests must carry a valid X-Ripple-Signature."""
+
+
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly|every \S+)|(\S+\s+){4}\S+)$"
+
+
+class PingSource(Model):
+    schedule: str = Field(pattern=CRON_PATTERN)
+    """Cron schedule (five fields, or @hourly, @every 30s, ...)."""
+    timezone: str = "UTC"
+    """IANA time zone the schedule is read in."""
+    data: str = ""
+    """Payload of each event."""
+    content_type: str = "application/json"
+    """Content type of the payload."""
+
+
+class ResourceSelector(Model):
+    """A kind of Kubernetes object to watch."""
+
+    api_version: str = Field(min_length=1)
+    """API version of the watched kind, e.g. v1 or apps/v1."""
+    kind: str = Field(min_length=1)
+    """Kind to watch, e.g. ConfigMap."""
+    label_selector: str | None = None
+    """Only objects matching this label selector."""
+
+
+class KubernetesSource(Model):
+    resources: list[ResourceSelector] = Field(min_length=1)
+    """Kinds to watch; each add, update and delete becomes an event."""
+    mode: Literal["Reference", "Resource"] = "Reference"
+    """Reference: the event carries the object's reference; Resource: the whole object."""
+    namespaces: list[Name] = Field(default_factory=list)
+    """Namespaces to watch; empty means the source's own."""
+
+
+class PostgresSource(Model):
+    connection_secret_ref: SecretKeyRef
+    """Secret key holding a libpq connection string."""
+    tables: list[str] = Field(min_length=1)
+    """Tables whose row changes become events (schema.table)."""
+    operations: list[Literal["INSERT", "UPDATE", "DELETE"]] = Field(
+        default_factory=lambda: ["INSERT", "UPDATE", "DELETE"], min_length=1
+    )
+    """Which changes become events."""
+
+
+class StorageSource(Model):
+    endpoint: str = Field(pattern=r"^https?://[^\s]+$")
+    """S3-compatible endpoint URL."""
+    bucket: str = Field(min_length=3, max_length=63)
+    """Bucket to watch."""
+    events: list[Literal["created", "deleted"]] = Field(default_factory=lambda: ["created"], min_length=1)
+    """Object events that become CloudEvents."""
+    prefix: str = ""
+    """Only object keys with this prefix."""
+    credentials_secret_ref: SecretKeyRef | None = None
+    """Access key and secret, as a Secret key holding 'ACCESS_KEY:SECRET_KEY'."""
+
+
+class NatsSource(Model):
+    url: str = Field(pattern=r"^(nats|tls)://[^\s]+$")
+    """NATS server URL."""
+    subject: str = Field(min_length=1)
+    """Subject to subscribe to (wildcards allowed)."""
+    queue_group: str | None = None
+    """Share messages among the source's replicas."""
+    credentials_secret_ref: SecretKeyRef | None = None
+    """Credentials file content."""
+
+
+SOURCE_KINDS = ("webhook", "ping", "kubernetes", "postgres", "storage", "nats")
+
+
+class EventSourceSpec(Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": " + ".join(f"(has(self.{k}) ? 1 : 0)" for k in SOURCE_KINDS) + " == 1",
+        "message": f"exactly one of {', '.join(SOURCE_KINDS)} must be set",
+    }]})
+
+    sink: Sink
+    """Where the events go."""
+    ce_overrides: CeOverrides | None = None
+    """Changes applied to every event before it is sent."""
+    webhook: WebhookSource | None = None
+    """Events from HTTP requests."""
+    ping: PingSource | None = None
+    """Events on a schedule."""
+    kubernetes: KubernetesSource | None = None
+    """Events from changes of Kubernetes objects."""
+    postgres: PostgresSource | None = None
+    """Events from row changes in PostgreSQL."""
+    storage: StorageSource | None = None
+    """Events from object uploads and deletes in S3-compatible storage."""
+    nats: NatsSource | None = None
+    """Events from messages on a NATS subject."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EventSourceSpec:
+        given = [k for k in SOURCE_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"exactly one of {', '.join(SOURCE_KINDS)} must be set (found {given or 'none'})")
+        return self
+
+
+class EventSource(Resource):
+    """An EventSource: turns webhooks, schedules, Kubernetes objects, databases, uploads or NATS into CloudEvents."""
+
+    kind: Literal["EventSource"]
+    spec: EventSourceSpec
+
+
+KINDS: dict[str, type[Resource]] = {
+    "Function": Function,
+    "Trigger": Trigger,
+    "Broker": Broker,
+    "EventSource": EventSource,
+}
 
 
 def default_broker(namespace: str) -> Broker:

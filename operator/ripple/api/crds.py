@@ -1,0 +1,210 @@
+"""CustomResourceDefinitions generated from the typed models, so the API server and local mode check the same rules.
+
+Pydantic's JSON Schema is turned into a Kubernetes *structural* schema: references inlined, optional fields
+unwrapped from ``anyOf [X, null]``, single literals as enums, free-form objects marked
+``x-kubernetes-preserve-unknown-fields``, titles and examples dropped. Descriptions come from the models' field
+docstrings, so ``kubectl explain`` reads like the Python API; rules that span fields travel as CEL
+``x-kubernetes-validations``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from ripple.api.models import GROUP, VERSION, Broker, EventSource, Function, Resource, Trigger
+
+READY = '.status.conditions[?(@.type=="Ready")]'
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    model: type[Resource]
+    plural: str
+    short_names: tuple[str, ...]
+    columns: tuple[tuple[str, str, str], ...]
+    """(name, type, JSONPath) of the ``kubectl get`` columns between Ready/Reason and Age."""
+    status: dict[str, Any]
+
+
+def _conditions() -> dict[str, Any]:
+    return {
+        "type": "array",
+        "description": "Observations of the object's state; Ready summarises them.",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status"],
+            "properties": {
+                "type": {"type": "string", "description": "Condition type, e.g. Ready."},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"], "description": "Status."},
+                "reason": {"type": "string", "description": "One-word CamelCase reason for the status."},
+                "message": {"type": "string", "description": "Human-readable detail."},
+                "lastTransitionTime": {"type": "string", "format": "date-time",
+                                       "description": "When the status last changed."},
+                "observedGeneration": {"type": "integer", "description": "Generation the condition describes."},
+            },
+        },
+    }
+
+
+def _status(**extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Observed state, written by the Ripple operator.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "description": "Last generation the operator acted on."},
+            "conditions": _conditions(),
+            **extra,
+        },
+    }
+
+
+def _url(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+ADDRESS = {
+    "type": "object",
+    "description": "Where to send events (the Addressable contract).",
+    "properties": {"url": _url("URL that accepts CloudEvents.")},
+}
+
+KINDS: tuple[KindInfo, ...] = (
+    KindInfo(Broker, "brokers", ("brk",), (("URL", "string", ".status.address.url"),), _status(address=ADDRESS)),
+    KindInfo(
+        Function, "functions", ("fn",), (("URL", "string", ".status.address.url"),),
+        _status(address=ADDRESS, replicas={"type": "integer", "description": "Replicas asked for."},
+                readyReplicas={"type": "integer", "description": "Replicas ready to receive events."}),
+    ),
+    KindInfo(
+        Trigger, "triggers", ("trig",),
+        (("Broker", "string", ".spec.broker"), ("Subscriber", "string", ".status.subscriberUri")),
+        _status(subscriberUri=_url("Resolved URL of the subscriber."),
+                deadLetterSinkUri=_url("Resolved URL of the dead-letter sink, if any.")),
+    ),
+    KindInfo(EventSource, "eventsources", ("evsrc",), (("Sink", "string", ".status.sinkUri"),),
+             _status(sinkUri=_url("Resolved URL of the sink."))),
+)
+
+
+def structural(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """One node of pydantic's JSON Schema, made structural (recursively)."""
+    if "$ref" in schema:
+        target = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return structural(merged, definitions)
+    if "anyOf" in schema:
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if len(options) == 1:
+            return structural({**options[0], **rest}, definitions)
+        raise ValueError(f"cannot express anyOf {schema['anyOf']} structurally")
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("title", "examples", "additionalProperties", "$defs"):
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "properties":
+            out["properties"] = {name: structural(sub, definitions) for name, sub in value.items()}
+        elif key == "items":
+            out["items"] = structural(value, definitions)
+        elif key == "default" and value is None:
+            continue
+        else:
+            out[key] = value
+    additional = schema.get("additionalProperties")
+    if schema.get("type") == "object" and "properties" not in schema:
+        if isinstance(additional, dict) and additional:
+            out["additionalProperties"] = structural(additional, definitions)
+        else:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if "const" in schema and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def spec_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(schema, schema.get("$defs", {}))
+
+
+def crd(info: KindInfo) -> dict[str, Any]:
+    kind = info.model.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+    spec_model = info.model.model_fields["spec"].annotation
+    assert isinstance(spec_model, type) and issubclass(spec_model, BaseModel)
+    spec = spec_schema(spec_model)
+    spec["description"] = spec.get("description") or f"Desired state of the {kind}."
+    root = {
+        "type": "object",
+        "description": (info.model.__doc__ or kind).strip().splitlines()[0],
+        "required": ["spec"] if info.model.model_fields["spec"].is_required() else [],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "ripple.dev/v1alpha1"},
+            "kind": {"type": "string", "description": kind},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": info.status,
+        },
+    }
+    if not root["required"]:
+        del root["required"]
+    columns = [
+        {"name": "Ready", "type": "string", "jsonPath": f"{READY}.status"},
+        {"name": "Reason", "type": "string", "jsonPath": f"{READY}.reason"},
+        *({"name": name, "type": kind_, "jsonPath": path} for name, kind_, path in info.columns),
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{info.plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "ripple"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": info.plural,
+                "singular": kind.lower(),
+                "shortNames": list(info.short_names),
+                "categories": ["ripple", "all"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": root},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                }
+            ],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # no &anchors: kubectl users read these files
+
+
+def render(info: KindInfo) -> str:
+    header = "# Generated by `ripple crds` from operator/ripple/api/models.py: edit the models, not this file.\n"
+    return header + yaml.dump(crd(info), Dumper=_Dumper, sort_keys=False, width=120)
+
+
+def write_crds(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for info in KINDS:
+        path = directory / f"{GROUP}_{info.plural}.yaml"
+        path.write_text(render(info))
+        written.append(path)
+    return written
