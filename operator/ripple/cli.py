@@ -75,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
 
+    operator = commands.add_parser("operator", help="run the Kubernetes operator")
+    operator.add_argument("--nats", required=True, help="NATS URL the brokers' streams live in")
+    operator.add_argument("--ingress-url", required=True, help="base URL of the ingress, for Broker addresses")
+    operator.add_argument("--runtime-image", default=None, help="image of Functions without spec.image")
+    operator.add_argument("--namespace", action="append", default=[], help="watch only these (default: all)")
+    operator.add_argument("--webhook-host", help="host/IP the API server calls the admission webhook at")
+    operator.add_argument("--webhook-port", type=int, default=9443)
+    operator.add_argument("--webhook-cert", type=Path, help="TLS certificate (default: self-signed)")
+    operator.add_argument("--webhook-key", type=Path)
+
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     crds.add_argument("--output", type=Path, default=Path("crds"), help="directory (default: crds)")
 
@@ -150,6 +160,15 @@ async def _run(args: argparse.Namespace) -> int:
         configure_logging()
         urls = {_namespaced(key): url for key, url in args.function_url}
         await run_dispatcher(args.nats, load_manifests(args.paths), urls)
+        return 0
+    if args.command == "operator":
+        from ripple.controller.config import DEFAULT_RUNTIME_IMAGE
+        from ripple.controller.operator import OperatorOptions, run_operator
+
+        await run_operator(OperatorOptions(
+            args.nats, args.ingress_url, args.runtime_image or DEFAULT_RUNTIME_IMAGE, tuple(args.namespace),
+            args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key,
+        ))  # fmt: skip
         return 0
     if args.command == "crds":
         from ripple.api.crds import write_crds

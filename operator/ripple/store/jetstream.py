@@ -119,6 +119,14 @@ class EventStore:
             )
         )
 
+    async def delete_broker(self, namespace: str, broker: str) -> None:
+        """Remove the broker's streams (its events, consumers and dead letters with them)."""
+        for name in (subjects.stream_name(namespace, broker), subjects.dead_letter_stream_name(namespace, broker)):
+            try:
+                await self.js.delete_stream(name)
+            except nats.js.errors.NotFoundError:
+                pass
+
     async def _ensure_stream(self, config: StreamConfig) -> None:
         try:
             await self.js.stream_info(config.name or "")

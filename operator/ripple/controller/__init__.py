@@ -1,0 +1,1 @@
+"""The control plane: a Kopf operator, one reconciler per kind, over pure builders in ``resources``."""

@@ -1,0 +1,5 @@
+"""Kopf handlers, one module per kind; importing this package registers them all."""
+
+from ripple.controller.handlers import broker, eventsource, function, lifecycle, trigger
+
+__all__ = ["broker", "eventsource", "function", "lifecycle", "trigger"]

@@ -1,0 +1,49 @@
+"""Broker → its JetStream streams; ``status.address.url`` is the ingress URL for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ripple.api.models import Broker
+from ripple.controller.config import InvalidSpec, OperatorConfig, parse
+from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.names import broker_url
+from ripple.store import StoreUnavailable, subjects
+
+RESOURCE = ("ripple.dev", "v1alpha1", "brokers")
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+async def reconcile_broker(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    cfg: OperatorConfig = memo.config
+    assert cfg.store is not None
+    try:
+        broker = parse(Broker, body)
+    except InvalidSpec as exc:
+        stream = Condition("StreamReady", False, "InvalidSpec", str(exc))
+    else:
+        try:
+            await cfg.store.ensure_broker(broker.namespace, broker.name, broker.spec)
+            stream = Condition("StreamReady", True, "StreamReady",
+                               f"stream {subjects.stream_name(broker.namespace, broker.name)}")
+        except (StoreUnavailable, OSError, TimeoutError) as exc:
+            stream = Condition("StreamReady", False, "StreamUnavailable", str(exc))
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    patch.status["address"] = {"url": broker_url(cfg.ingress_url, namespace, name)}
+    patch.status["conditions"] = render_conditions([stream, ready_from([stream])], status.get("conditions"))
+    patch.status["observedGeneration"] = body["metadata"].get("generation")
+    if stream.status is not True and stream.reason == "StreamUnavailable":
+        raise kopf.TemporaryError(stream.message, delay=5)
+
+
+@kopf.on.delete(*RESOURCE)
+async def delete_broker(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """The streams live outside Kubernetes: delete them, then let the Broker go."""
+    cfg: OperatorConfig = memo.config
+    assert cfg.store is not None
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    await cfg.store.delete_broker(namespace, name)

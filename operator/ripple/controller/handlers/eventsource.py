@@ -1,0 +1,49 @@
+"""EventSource: its sink is resolved now; the adapters that produce events are a later piece of work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ripple.api.models import EventSource
+from ripple.controller.config import InvalidSpec, OperatorConfig, parse
+from ripple.controller.resources.conditions import Condition, render_conditions
+from ripple.controller.resources.names import broker_url, function_url
+
+RESOURCE = ("ripple.dev", "v1alpha1", "eventsources")
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+async def reconcile_eventsource(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    cfg: OperatorConfig = memo.config
+    assert cfg.kube is not None
+    try:
+        source = parse(EventSource, body)
+    except InvalidSpec as exc:
+        sink = Condition("SinkResolved", False, "InvalidSpec", str(exc))
+    else:
+        sink_spec = source.spec.sink
+        if sink_spec.uri is not None:
+            url: str | None = sink_spec.uri
+        else:
+            assert sink_spec.ref is not None
+            namespace = sink_spec.ref.namespace or source.namespace
+            plural = "brokers" if sink_spec.ref.kind == "Broker" else "functions"
+            found = await cfg.kube.ripple_object(plural, namespace, sink_spec.ref.name)
+            url = None
+            if found is not None:
+                url = (broker_url(cfg.ingress_url, namespace, sink_spec.ref.name) if plural == "brokers"
+                       else function_url(namespace, sink_spec.ref.name, cfg.cluster_domain))
+        if url is None:
+            sink = Condition("SinkResolved", False, "SinkNotFound", "the sink does not exist")
+        else:
+            sink = Condition("SinkResolved", True, "Resolved")
+            patch.status["sinkUri"] = url
+    adapter = Condition("Ready", None if sink.status else False,
+                        "AdapterNotAvailable" if sink.status else sink.reason,
+                        "EventSource adapters are not part of this release yet" if sink.status else sink.message)
+    patch.status["conditions"] = render_conditions([sink, adapter], status.get("conditions"))
+    patch.status["observedGeneration"] = body["metadata"].get("generation")

@@ -1,0 +1,54 @@
+"""Function → a Deployment running the Ripple runtime, its Service, and a ConfigMap for inline code.
+
+Children carry owner references, so deleting the Function garbage-collects them; no finalizer is needed. The
+Deployment's replica count is set once, at creation (``minScale``); afterwards it belongs to the autoscaler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ripple.api.models import Function
+from ripple.controller.config import InvalidSpec, OperatorConfig, parse
+from ripple.controller.resources import function as build
+from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.names import code_configmap_name, function_url
+
+RESOURCE = ("ripple.dev", "v1alpha1", "functions")
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+async def reconcile_function(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    cfg: OperatorConfig = memo.config
+    kube = cfg.kube
+    assert kube is not None
+    try:
+        fn = parse(Function, body)
+    except InvalidSpec as exc:
+        deployed = Condition("Deployed", False, "InvalidSpec", str(exc))
+    else:
+        configmap = build.code_configmap(fn)
+        if configmap is not None:
+            kopf.adopt(configmap, owner=body)
+            await kube.apply(configmap)
+        else:
+            await kube.delete_configmap(fn.namespace, code_configmap_name(fn.name))
+        service = build.service(fn)
+        kopf.adopt(service, owner=body)
+        await kube.apply(service)
+        initial = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=fn.spec.scale.min_scale)
+        kopf.adopt(initial, owner=body)
+        if not await kube.create_deployment(initial):
+            desired = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=None)
+            kopf.adopt(desired, owner=body)
+            await kube.apply(desired)
+        replicas = await kube.deployment_replicas(fn.namespace, fn.name) or (0, 0)
+        patch.status["replicas"], patch.status["readyReplicas"] = replicas
+        deployed = Condition("Deployed", True, "Deployed", f"{replicas[1]}/{replicas[0]} replicas ready")
+        patch.status["address"] = {"url": function_url(fn.namespace, fn.name, cfg.cluster_domain)}
+    patch.status["conditions"] = render_conditions([deployed, ready_from([deployed])], status.get("conditions"))
+    patch.status["observedGeneration"] = body["metadata"].get("generation")

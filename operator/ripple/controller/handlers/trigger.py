@@ -1,0 +1,109 @@
+"""Trigger → its durable JetStream consumer, and status conditions that say what is missing.
+
+A timer re-checks triggers that are not Ready, so a Trigger created before its Broker or Function becomes Ready
+once they exist. The consumer lives outside Kubernetes, hence the finalizer (Kopf adds it for the delete
+handler) that removes it before the Trigger goes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ripple.api.models import Trigger
+from ripple.controller.config import InvalidSpec, OperatorConfig, parse
+from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.trigger import trigger_status
+from ripple.dispatch.worker import ACK_WAIT
+from ripple.filters import FilterError, from_trigger_spec
+from ripple.store import StoreUnavailable
+
+RESOURCE = ("ripple.dev", "v1alpha1", "triggers")
+RECHECK_SECONDS = 3.0
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+async def reconcile_trigger(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    await reconcile(body, status, patch, memo.config)
+
+
+@kopf.timer(*RESOURCE, interval=RECHECK_SECONDS, when=lambda status, **_: not _is_ready(status))
+async def recheck_trigger(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    await reconcile(body, status, patch, memo.config)
+
+
+def _is_ready(status: kopf.Status) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg: OperatorConfig) -> None:
+    kube, store = cfg.kube, cfg.store
+    assert kube is not None and store is not None
+    try:
+        trigger = parse(Trigger, body)
+    except InvalidSpec as exc:
+        invalid = Condition("SpecValid", False, "InvalidSpec", str(exc))
+        patch.status["conditions"] = render_conditions([invalid, ready_from([invalid])], status.get("conditions"))
+        return
+    namespace = trigger.namespace
+    functions = {(namespace, f["metadata"]["name"]) for f in await kube.ripple_objects("functions", namespace)}
+    referenced = {
+        (d.ref.namespace or namespace, d.ref.name)
+        for d in (trigger.spec.subscriber, trigger.spec.delivery.dead_letter_sink)
+        if d is not None and d.ref is not None and (d.ref.namespace or namespace) != namespace
+    }
+    for other_namespace, name in referenced:
+        if await kube.ripple_object("functions", other_namespace, name) is not None:
+            functions.add((other_namespace, name))
+    broker_exists = await kube.ripple_object("brokers", namespace, trigger.spec.broker) is not None
+    try:
+        trigger_filter = from_trigger_spec(trigger.spec.model_dump(by_alias=True, exclude_none=True))
+        filter_error = None
+    except FilterError as exc:
+        trigger_filter, filter_error = None, str(exc)
+    found = trigger_status(
+        trigger, broker_exists=broker_exists, function_exists=lambda ns, n: (ns, n) in functions,
+        filter_error=filter_error,
+    )
+    conditions = found.conditions
+    if found.ready and trigger_filter is not None:
+        try:
+            await store.ensure_trigger_consumer(
+                namespace, trigger.spec.broker, trigger.name, types=trigger_filter.pinned_types(), ack_wait=ACK_WAIT,
+                max_ack_pending=max(1000, trigger.spec.delivery.concurrency * 4),
+            )
+        except (StoreUnavailable, OSError, TimeoutError) as exc:
+            consumer = Condition("ConsumerReady", False, "ConsumerUnavailable", str(exc))
+            conditions = [*conditions[:-1], consumer, ready_from([*conditions[:-1], consumer])]
+        except Exception as exc:  # a JetStream API error: the stream may not exist yet
+            consumer = Condition("ConsumerReady", False, "ConsumerFailed", f"{type(exc).__name__}: {exc}")
+            conditions = [*conditions[:-1], consumer, ready_from([*conditions[:-1], consumer])]
+        else:
+            consumer = Condition("ConsumerReady", True, "ConsumerReady")
+            conditions = [*conditions[:-1], consumer, conditions[-1]]
+    patch.status["subscriberUri"] = found.subscriber_uri
+    patch.status["deadLetterSinkUri"] = found.dead_letter_sink_uri
+    patch.status["conditions"] = render_conditions(conditions, status.get("conditions"))
+    patch.status["observedGeneration"] = body["metadata"].get("generation")
+
+
+@kopf.on.delete(*RESOURCE)
+async def delete_trigger(body: kopf.Body, memo: Any, **_: Any) -> None:
+    cfg: OperatorConfig = memo.config
+    assert cfg.store is not None
+    spec = body.get("spec") or {}
+    await cfg.store.delete_trigger_consumer(
+        body["metadata"]["namespace"], spec.get("broker", "default"), body["metadata"]["name"]
+    )
+
+
+@kopf.on.validate(*RESOURCE, id="filters")
+def validate_filters(spec: kopf.Spec, **_: Any) -> None:
+    """Admission: a trigger whose filters do not compile never reaches the cluster."""
+    try:
+        from_trigger_spec(dict(spec))
+    except FilterError as exc:
+        raise kopf.AdmissionError(f"spec.{exc}", code=422) from None

@@ -1,0 +1,77 @@
+"""The few Kubernetes API calls the operator makes, over kubernetes_asyncio: server-side apply, reads, deletes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ripple.api.models import GROUP, VERSION
+
+FIELD_MANAGER = "ripple-operator"
+APPLY = "application/apply-patch+yaml"
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    async def apply(self, obj: dict[str, Any]) -> None:
+        """Server-side apply: the object's fields as given become the operator's, conflicts forced."""
+        kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
+        args = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        if kind == "Deployment":
+            await self.apps.patch_namespaced_deployment(name, namespace, obj, **args)
+        elif kind == "Service":
+            await self.core.patch_namespaced_service(name, namespace, obj, **args)
+        elif kind == "ConfigMap":
+            await self.core.patch_namespaced_config_map(name, namespace, obj, **args)
+        else:
+            raise ValueError(f"cannot apply {kind}")
+
+    async def create_deployment(self, obj: dict[str, Any]) -> bool:
+        """Create the Deployment unless it exists; True when this call created it."""
+        try:
+            await self.apps.create_namespaced_deployment(obj["metadata"]["namespace"], obj,
+                                                         field_manager=FIELD_MANAGER)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def deployment_replicas(self, namespace: str, name: str) -> tuple[int, int] | None:
+        """(spec.replicas, status.readyReplicas) of a Deployment, or None when it does not exist."""
+        try:
+            deployment = await self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return deployment.spec.replicas or 0, (deployment.status.ready_replicas or 0) if deployment.status else 0
+
+    async def delete_configmap(self, namespace: str, name: str) -> None:
+        try:
+            await self.core.delete_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def ripple_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def ripple_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        if namespace is None:
+            found = await self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        else:
+            found = await self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        return list(found.get("items", []))

@@ -1,0 +1,70 @@
+"""``ripple operator``: run the Kopf operator with Ripple's handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from ripple.controller.certs import self_signed
+from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig
+
+WEBHOOK_CONFIGURATION = "validate.ripple.dev"
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    nats_url: str
+    ingress_url: str
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    namespaces: tuple[str, ...] = ()
+    webhook_host: str | None = None
+    """Address the API server reaches the admission webhook at; None disables the webhook."""
+    webhook_port: int = 9443
+    webhook_cert: Path | None = None
+    webhook_key: Path | None = None
+
+
+def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
+    assert options.webhook_host is not None
+    if options.webhook_cert is not None and options.webhook_key is not None:
+        cert, key = options.webhook_cert, options.webhook_key
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="ripple-webhook-"))
+        cert_pem, key_pem = self_signed([options.webhook_host])
+        cert, key = directory / "tls.crt", directory / "tls.key"
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+    return kopf.WebhookServer(
+        addr="0.0.0.0" if options.webhook_host not in ("127.0.0.1", "localhost") else options.webhook_host,
+        port=options.webhook_port,
+        host=options.webhook_host,
+        certfile=cert,
+        pkeyfile=key,
+        cafile=cert,
+    )
+
+
+async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
+    import ripple.controller.handlers  # noqa: F401  (registers the handlers)
+
+    config = OperatorConfig(nats_url=options.nats_url, ingress_url=options.ingress_url,
+                            runtime_image=options.runtime_image)
+    if options.webhook_host is not None:
+
+        @kopf.on.startup(id="admission")
+        async def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.admission.server = _webhook_server(options)
+            settings.admission.managed = WEBHOOK_CONFIGURATION
+
+    await kopf.operator(
+        clusterwide=not options.namespaces,
+        namespaces=options.namespaces,
+        memo=kopf.Memo(config=config),
+        standalone=True,
+        stop_flag=stop,
+    )

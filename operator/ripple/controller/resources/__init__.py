@@ -1,0 +1,1 @@
+"""Pure builders: a manifest in, the desired Kubernetes objects and status out. No I/O, unit-tested."""

@@ -1,0 +1,111 @@
+"""A Function's desired children: the Deployment running the Ripple runtime, its Service, and its inline code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ripple.api.durations import seconds
+from ripple.api.models import Function
+from ripple.controller.resources.names import (
+    CODE_MOUNT,
+    RUNTIME_PORT,
+    RUNTIME_PORT_NAME,
+    code_configmap_name,
+    deployment_name,
+    function_labels,
+    function_selector,
+)
+
+CODE_KEY = "handler.py"
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+DEFAULT_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def code_configmap(fn: Function) -> dict[str, Any] | None:
+    """``source.inline`` as a ConfigMap mounted at /code; ``None`` when the code is in the image."""
+    source = fn.spec.source
+    if source is None or not source.inline:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": code_configmap_name(fn.name), "namespace": fn.namespace,
+                     "labels": function_labels(fn.name)},
+        "data": {CODE_KEY: source.inline},
+    }
+
+
+def module_path(fn: Function) -> str:
+    """Where the handler's module must sit below /code for ``module:function`` to import it."""
+    return fn.spec.handler.partition(":")[0].replace(".", "/") + ".py"
+
+
+def container(fn: Function, runtime_image: str) -> dict[str, Any]:
+    inline = code_configmap(fn) is not None
+    args = ["function", "serve", "--handler", fn.spec.handler, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
+            "--timeout", f"{seconds(fn.spec.timeout):g}"]
+    if inline:
+        args += ["--path", CODE_MOUNT]
+    probe = {"httpGet": {"path": "/health", "port": RUNTIME_PORT_NAME}, "periodSeconds": 2, "timeoutSeconds": 1}
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    if inline:
+        mounts.append({"name": "code", "mountPath": CODE_MOUNT, "readOnly": True})
+    return {
+        "name": "function",
+        "image": fn.spec.image or runtime_image,
+        "args": args,
+        "env": [{"name": v.name, "value": v.value} for v in fn.spec.env]
+        + [{"name": "RIPPLE_FUNCTION", "value": f"{fn.namespace}/{fn.name}"}],
+        "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "failureThreshold": 1},
+        "livenessProbe": {**probe, "failureThreshold": 5, "initialDelaySeconds": 5},
+        "resources": DEFAULT_RESOURCES,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+
+
+def deployment(fn: Function, *, runtime_image: str, replicas: int | None) -> dict[str, Any]:
+    """The Deployment; ``replicas`` only when creating it (afterwards the autoscaler owns the figure)."""
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if code_configmap(fn) is not None:
+        items = [{"key": CODE_KEY, "path": module_path(fn)}]
+        volumes.append({"name": "code", "configMap": {"name": code_configmap_name(fn.name), "items": items}})
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": function_selector(fn.name)},
+        "template": {
+            "metadata": {"labels": function_labels(fn.name)},
+            "spec": {
+                "containers": [container(fn, runtime_image)],
+                "volumes": volumes,
+                "securityContext": POD_SECURITY,
+                "enableServiceLinks": False,
+                "terminationGracePeriodSeconds": 30,
+            },
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment_name(fn.name), "namespace": fn.namespace, "labels": function_labels(fn.name)},
+        "spec": spec,
+    }
+
+
+def service(fn: Function) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": deployment_name(fn.name), "namespace": fn.namespace, "labels": function_labels(fn.name)},
+        "spec": {
+            "selector": function_selector(fn.name),
+            "ports": [{"name": RUNTIME_PORT_NAME, "port": 80, "targetPort": RUNTIME_PORT_NAME, "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,70 @@
+"""A Trigger's status from what the operator found: its broker, subscriber, dead-letter sink and filter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ripple.api.models import Destination, Trigger
+from ripple.controller.resources.conditions import Condition, ready_from
+from ripple.controller.resources.names import function_url
+
+FunctionExists = Callable[[str, str], bool]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    url: str | None
+    reason: str
+    message: str = ""
+
+
+def resolve(destination: Destination, namespace: str, function_exists: FunctionExists) -> Resolution:
+    """A destination's URL: a URI as given, a Function's Service address when the Function exists."""
+    if destination.uri is not None:
+        return Resolution(destination.uri, "Resolved")
+    assert destination.ref is not None
+    ref_namespace = destination.ref.namespace or namespace
+    if not function_exists(ref_namespace, destination.ref.name):
+        return Resolution(None, "FunctionNotFound", f"Function {ref_namespace}/{destination.ref.name} does not exist")
+    return Resolution(function_url(ref_namespace, destination.ref.name), "Resolved")
+
+
+@dataclass(frozen=True)
+class TriggerStatus:
+    conditions: list[Condition]
+    subscriber_uri: str | None
+    dead_letter_sink_uri: str | None
+
+    @property
+    def ready(self) -> bool:
+        return self.conditions[-1].status is True
+
+
+def trigger_status(
+    trigger: Trigger, *, broker_exists: bool, function_exists: FunctionExists, filter_error: str | None
+) -> TriggerStatus:
+    namespace, spec = trigger.namespace, trigger.spec
+    broker = (
+        Condition("BrokerReady", True, "BrokerReady")
+        if broker_exists
+        else Condition("BrokerReady", False, "BrokerNotFound", f"Broker {namespace}/{spec.broker} does not exist")
+    )
+    subscriber = resolve(spec.subscriber, namespace, function_exists)
+    subscriber_condition = Condition("SubscriberResolved", subscriber.url is not None, subscriber.reason,
+                                     subscriber.message)
+    sink = spec.delivery.dead_letter_sink
+    if sink is None:
+        dead_letter = Resolution(None, "DeadLetterSinkNotConfigured", "events that fail go to the broker's stream")
+        sink_condition = Condition("DeadLetterSinkResolved", True, dead_letter.reason, dead_letter.message)
+    else:
+        dead_letter = resolve(sink, namespace, function_exists)
+        sink_condition = Condition("DeadLetterSinkResolved", dead_letter.url is not None, dead_letter.reason,
+                                   dead_letter.message)
+    filter_condition = (
+        Condition("FilterValid", True, "FilterValid")
+        if filter_error is None
+        else Condition("FilterValid", False, "FilterInvalid", filter_error)
+    )
+    parts = [broker, subscriber_condition, sink_condition, filter_condition]
+    return TriggerStatus([*parts, ready_from(parts)], subscriber.url, dead_letter.url)
