@@ -1,0 +1,113 @@
+"""The operator's pure builders: a manifest in, desired objects and status out — no cluster needed."""
+
+from __future__ import annotations
+
+from ripple.api.models import API_VERSION, Function
+from ripple.controller.resources import function as build
+from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.names import FUNCTION_LABEL
+from ripple.controller.resources.trigger import trigger_status
+from tests.support import trigger
+
+
+def function(**spec) -> Function:
+    body = {"handler": "pkg.resize:handle", "source": {"inline": "def handle(e): pass"}, **spec}
+    return Function.model_validate(
+        {"apiVersion": API_VERSION, "kind": "Function", "metadata": {"name": "resize", "namespace": "media"},
+         "spec": body}
+    )
+
+
+def test_inline_code_becomes_a_configmap_mounted_where_the_module_imports_from():
+    fn = function()
+    configmap = build.code_configmap(fn)
+    assert configmap is not None and configmap["data"] == {"handler.py": "def handle(e): pass"}
+    deployment = build.deployment(fn, runtime_image="ripple:test", replicas=0)
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["code"]["configMap"]["items"] == [{"key": "handler.py", "path": "pkg/resize.py"}]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:4] == ["function", "serve", "--handler", "pkg.resize:handle"]
+    assert container["args"][-2:] == ["--path", "/code"]
+
+
+def test_image_functions_need_no_configmap_and_use_their_image():
+    fn = function(source=None, image="registry.example/resize:1")
+    assert build.code_configmap(fn) is None
+    container = build.deployment(fn, runtime_image="ripple:test", replicas=None)["spec"]["template"]["spec"]
+    assert container["containers"][0]["image"] == "registry.example/resize:1"
+    assert [v["name"] for v in container["volumes"]] == ["tmp"]
+
+
+def test_deployment_runs_non_root_with_probes_env_and_timeout():
+    fn = function(env=[{"name": "SIZE", "value": "64"}], timeout="PT5S")
+    deployment = build.deployment(fn, runtime_image="ripple:test", replicas=0)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert {"name": "SIZE", "value": "64"} in container["env"]
+    assert container["args"][container["args"].index("--timeout") + 1] == "5"
+    assert deployment["spec"]["replicas"] == 0
+    assert deployment["spec"]["selector"]["matchLabels"] == {FUNCTION_LABEL: "resize"}
+
+
+def test_replicas_are_left_out_after_creation():
+    assert "replicas" not in build.deployment(function(), runtime_image="x", replicas=None)["spec"]
+
+
+def test_service_selects_the_function_pods_and_carries_the_function_label():
+    service = build.service(function())
+    assert service["spec"]["selector"] == {FUNCTION_LABEL: "resize"}
+    assert service["metadata"]["labels"][FUNCTION_LABEL] == "resize"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_ready_follows_the_first_failing_condition():
+    parts = [Condition("A", True, "Fine"), Condition("B", False, "Broken", "why"), Condition("C", None, "Unknown")]
+    assert ready_from(parts) == Condition("Ready", False, "Broken", "why")
+    assert ready_from(parts[:1]) == Condition("Ready", True, "Ready")
+
+
+def test_transition_time_moves_only_when_the_status_changes():
+    first = render_conditions([Condition("Ready", False, "Waiting")], None)
+    first[0]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    same = render_conditions([Condition("Ready", False, "StillWaiting")], first)
+    assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z" and same[0]["reason"] == "StillWaiting"
+    flipped = render_conditions([Condition("Ready", True, "Ready")], first)
+    assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+
+
+def conditions_of(status) -> dict[str, tuple[bool | None, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+def test_trigger_conditions_through_every_reason():
+    ref = {"ref": {"kind": "Function", "name": "fn"}}
+    t = trigger("t", subscriber_ref=ref, delivery={"deadLetterSink": {"ref": {"kind": "Function", "name": "dls"}}})
+    exists = {("default", "fn"), ("default", "dls")}
+    ready = trigger_status(t, broker_exists=True, function_exists=lambda ns, n: (ns, n) in exists, filter_error=None)
+    assert conditions_of(ready)["Ready"] == (True, "Ready")
+    assert ready.subscriber_uri == "http://fn.default.svc.cluster.local"
+    assert ready.dead_letter_sink_uri == "http://dls.default.svc.cluster.local"
+
+    no_broker = trigger_status(t, broker_exists=False, function_exists=lambda ns, n: True, filter_error=None)
+    assert conditions_of(no_broker)["Ready"] == (False, "BrokerNotFound")
+
+    no_function = trigger_status(t, broker_exists=True, function_exists=lambda ns, n: n == "dls", filter_error=None)
+    assert conditions_of(no_function)["SubscriberResolved"] == (False, "FunctionNotFound")
+    assert conditions_of(no_function)["Ready"] == (False, "FunctionNotFound") and no_function.subscriber_uri is None
+
+    no_sink = trigger_status(t, broker_exists=True, function_exists=lambda ns, n: n == "fn", filter_error=None)
+    assert conditions_of(no_sink)["DeadLetterSinkResolved"] == (False, "FunctionNotFound")
+
+    bad_filter = trigger_status(t, broker_exists=True, function_exists=lambda ns, n: True, filter_error="bad")
+    assert conditions_of(bad_filter)["Ready"] == (False, "FilterInvalid")
+
+
+def test_uri_subscriber_without_sink_is_ready_and_says_where_dead_letters_go():
+    status = trigger_status(trigger("t", subscriber="http://svc.example/"), broker_exists=True,
+                            function_exists=lambda ns, n: False, filter_error=None)
+    assert status.subscriber_uri == "http://svc.example/"
+    assert conditions_of(status)["DeadLetterSinkResolved"] == (True, "DeadLetterSinkNotConfigured")
