@@ -63,14 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--timeout", type=float, default=30.0, help="seconds one call may take")
 
     ingress = commands.add_parser("ingress", help="run the broker ingress")
-    ingress.add_argument("paths", nargs="+", type=Path, help="manifest files or directories (brokers)")
+    ingress.add_argument("paths", nargs="*", type=Path, help="manifest files or directories (brokers)")
+    ingress.add_argument("--kubernetes", action="store_true", help="learn brokers from the API server")
     ingress.add_argument("--nats", required=True, help="NATS URL")
     ingress.add_argument("--host", default="0.0.0.0")
     ingress.add_argument("--port", type=int, default=8080)
     ingress.add_argument("--max-body", type=int, default=1024 * 1024)
 
     dispatcher = commands.add_parser("dispatcher", help="run the dispatcher for the triggers in manifests")
-    dispatcher.add_argument("paths", nargs="+", type=Path, help="manifest files or directories")
+    dispatcher.add_argument("paths", nargs="*", type=Path, help="manifest files or directories")
+    dispatcher.add_argument("--kubernetes", action="store_true",
+                            help="learn triggers and functions from the API server")
+    dispatcher.add_argument("--readiness", choices=["endpointslices", "pods"], default="endpointslices",
+                            help="where function readiness comes from in a cluster")
+    dispatcher.add_argument("--activation-timeout", type=float, default=60.0)
     dispatcher.add_argument("--nats", required=True, help="NATS URL")
     dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
@@ -150,14 +156,22 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "ingress":
         from ripple.components import run_ingress
 
-        await run_ingress(args.nats, load_manifests(args.paths), host=args.host, port=args.port,
-                          max_body=args.max_body)
+        if not args.kubernetes and not args.paths:
+            raise SystemExit("ripple ingress: give manifest paths or --kubernetes")
+        manifests = None if args.kubernetes else load_manifests(args.paths)
+        await run_ingress(args.nats, manifests, host=args.host, port=args.port, max_body=args.max_body)
         return 0
     if args.command == "dispatcher":
-        from ripple.components import run_dispatcher
+        from ripple.components import run_cluster_dispatcher, run_dispatcher
         from ripple.local.dev import configure_logging
 
         configure_logging()
+        if args.kubernetes:
+            await run_cluster_dispatcher(args.nats, readiness=args.readiness,
+                                         activation_timeout=args.activation_timeout)
+            return 0
+        if not args.paths:
+            raise SystemExit("ripple dispatcher: give manifest paths or --kubernetes")
         urls = {_namespaced(key): url for key, url in args.function_url}
         await run_dispatcher(args.nats, load_manifests(args.paths), urls)
         return 0

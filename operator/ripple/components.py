@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -28,11 +28,24 @@ async def ensure_brokers(store: EventStore, manifests: Manifests) -> None:
         await store.ensure_broker(namespace, name, broker.spec)
 
 
-async def run_ingress(nats_url: str, manifests: Manifests, *, host: str, port: int, max_body: int) -> None:
+async def run_ingress(
+    nats_url: str, manifests: Manifests | None, *, host: str, port: int, max_body: int
+) -> None:
+    """The ingress for the brokers in ``manifests``, or for the cluster's Brokers (watched) when it is None."""
     store = await EventStore.connect(nats_url, name="ripple-ingress")
-    await ensure_brokers(store, manifests)
-    brokers = manifests.brokers
-    app = create_ingress_app(store, IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=max_body))
+    background: list[asyncio.Task[None]] = []
+    brokers: Callable[[str, str], bool]
+    if manifests is None:
+        from ripple.cluster import ClusterBrokers, load_kube_config
+
+        cluster_brokers = ClusterBrokers(await load_kube_config())
+        background.append(asyncio.create_task(cluster_brokers.run()))
+        brokers = cluster_brokers
+    else:
+        await ensure_brokers(store, manifests)
+        known = manifests.brokers
+        brokers = lambda ns, b: (ns, b) in known  # noqa: E731
+    app = create_ingress_app(store, IngressSettings(brokers=brokers, max_body=max_body))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -40,6 +53,8 @@ async def run_ingress(nats_url: str, manifests: Manifests, *, host: str, port: i
     try:
         await wait_for_signal()
     finally:
+        for task in background:
+            task.cancel()
         await runner.cleanup()
         await store.close()
 
@@ -57,6 +72,22 @@ def static_resolver(function_urls: Mapping[tuple[str, str], str]):  # type: igno
         return function_urls[key]
 
     return resolve
+
+
+async def run_cluster_dispatcher(nats_url: str, *, readiness: str, activation_timeout: float) -> None:
+    from ripple.cluster import ClusterDispatcher, load_kube_config
+
+    store = await EventStore.connect(nats_url, name="ripple-dispatcher")
+    cluster = ClusterDispatcher(store, await load_kube_config(), readiness=readiness,
+                                activation_timeout=activation_timeout)
+    running = asyncio.create_task(cluster.run())
+    print("dispatcher watching the cluster's triggers and functions", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await store.close()
 
 
 async def run_dispatcher(nats_url: str, manifests: Manifests, function_urls: Mapping[tuple[str, str], str]) -> None:

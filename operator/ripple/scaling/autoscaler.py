@@ -54,19 +54,34 @@ class Autoscaler:
     ) -> None:
         self.store = store
         self.backend = backend
-        self.bounds = {key: ScaleBounds.from_spec(fn.spec.scale, scale_down_delay) for key, fn in functions.items()}
-        self.states = {key: ScaleState() for key in functions}
-        self.targets = targets_by_function(triggers)
+        self.scale_down_delay = scale_down_delay
+        self.bounds: dict[FunctionKey, ScaleBounds] = {}
+        self.states: dict[FunctionKey, ScaleState] = {}
+        self.targets: dict[FunctionKey, list[Target]] = {}
+        self.demand: dict[FunctionKey, int] = {}
         self.tick_seconds = tick
-        self.demand: dict[FunctionKey, int] = dict.fromkeys(functions, 0)
+        self._pending = (dict(functions), list(triggers))
         self._loop: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        for key, bounds in self.bounds.items():
-            if bounds.min_scale > 0:
-                self.states[key].replicas = bounds.min_scale
-                await self.backend.scale(key, bounds.min_scale, initial=True)
+        await self.set_functions(*self._pending)
         self._loop = asyncio.create_task(self._run(), name="autoscaler")
+
+    async def set_functions(self, functions: Mapping[FunctionKey, Function], triggers: Iterable[Trigger]) -> None:
+        """Follow a new set of functions and triggers; a new function with ``minScale`` > 0 is brought up to it."""
+        self.targets = targets_by_function(triggers)
+        delay = self.scale_down_delay
+        self.bounds = {key: ScaleBounds.from_spec(fn.spec.scale, delay) for key, fn in functions.items()}
+        for key in self.states.keys() - self.bounds.keys():
+            del self.states[key]
+            self.demand.pop(key, None)
+        for key, bounds in self.bounds.items():
+            if key not in self.states:
+                self.states[key] = ScaleState()
+                self.demand[key] = 0
+                if bounds.min_scale > 0:
+                    self.states[key].replicas = bounds.min_scale
+                    await self.backend.scale(key, bounds.min_scale, initial=True)
 
     async def stop(self) -> None:
         if self._loop is not None:
@@ -76,7 +91,9 @@ class Autoscaler:
 
     async def activate(self, function: FunctionKey) -> None:
         """A delivery is waiting for this function: scale from zero now, without waiting for the next tick."""
-        state = self.states[function]
+        state = self.states.get(function)
+        if state is None:
+            return
         state.last_demand_at = time.monotonic()
         if self.backend.replicas(function) == 0:
             state.replicas = max(1, state.replicas)
@@ -91,7 +108,7 @@ class Autoscaler:
                 log.exception("autoscaler tick failed")
 
     async def tick(self, now: float) -> None:
-        for key, bounds in self.bounds.items():
+        for key, bounds in list(self.bounds.items()):
             demand = await self.measure(key)
             if demand is None:
                 continue

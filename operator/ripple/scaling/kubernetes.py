@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ripple.scaling.backend import FunctionKey, NotReady
@@ -57,6 +57,26 @@ def ready_urls(slices: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted(urls)
 
 
+def pod_function(pod: Mapping[str, Any]) -> FunctionKey | None:
+    metadata = pod.get("metadata") or {}
+    name = (metadata.get("labels") or {}).get(FUNCTION_LABEL)
+    namespace = metadata.get("namespace")
+    return (namespace, name) if name and namespace else None
+
+
+def pod_url(pod: Mapping[str, Any]) -> str | None:
+    """The runtime URL of a pod that reports Ready and is not being deleted, else None."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    status = pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    address = status.get("podIP")
+    if not ready or not address:
+        return None
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{RUNTIME_PORT}/"
+
+
 class AppsApi(Protocol):
     async def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: Any) -> Any: ...
 
@@ -64,9 +84,17 @@ class AppsApi(Protocol):
 class KubernetesBackend:
     """Replicas through ``deployments/scale``; endpoints from EndpointSlices fed to :meth:`observe`."""
 
-    def __init__(self, apps: AppsApi, functions: Iterable[FunctionKey]) -> None:
+    def __init__(
+        self,
+        apps: AppsApi,
+        functions: Iterable[FunctionKey],
+        *,
+        probe: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
         self.apps = apps
         self.functions = set(functions)
+        self.probe = probe
+        self._pods: dict[FunctionKey, dict[str, str]] = {}
         self._replicas: dict[FunctionKey, int] = {}
         self._slices: dict[FunctionKey, dict[str, Mapping[str, Any]]] = {}
         self._urls: dict[FunctionKey, list[str]] = {}
@@ -107,6 +135,29 @@ class KubernetesBackend:
         else:
             slices[name] = endpoint_slice
         urls = ready_urls(slices.values())
+        if urls != self._urls.get(function):
+            self._urls[function] = urls
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def observe_pod(self, event_type: str, pod: Mapping[str, Any]) -> None:
+        """Readiness from Pods instead of EndpointSlices (where those cannot list the pods' addresses, as on a
+        test control plane whose fake nodes hand out loopback IPs): a pod counts once its Ready condition is
+        True and, when ``probe`` is set, its ``/health`` answers."""
+        function = pod_function(pod)
+        if function is None or function not in self.functions:
+            return
+        pods = self._pods.setdefault(function, {})
+        name = str((pod.get("metadata") or {}).get("name"))
+        url = None if event_type == "DELETED" else pod_url(pod)
+        if url is not None and self.probe is not None and pods.get(name) != url:
+            if not await self.probe(url):
+                url = None
+        if url is None:
+            pods.pop(name, None)
+        else:
+            pods[name] = url
+        urls = sorted(set(pods.values()))
         if urls != self._urls.get(function):
             self._urls[function] = urls
             async with self._changed:
