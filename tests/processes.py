@@ -14,16 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 class RippleProcess:
     """``python -m ripple ARGS`` with its output collected line by line."""
 
-    def __init__(self, *args: str, cwd: Path = REPO) -> None:
+    def __init__(self, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.cwd = cwd
+        self.env = env or {}
         self.lines: list[str] = []
         self.process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._new_line = asyncio.Event()
 
     async def start(self) -> RippleProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ripple", *self.args, cwd=self.cwd, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

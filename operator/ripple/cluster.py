@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from ripple.api.models import GROUP, VERSION, Broker, Function, Resource, Trigger
 from ripple.dispatch import Dispatcher
+from ripple.dispatch.dispatcher import TriggersNotStarted
 from ripple.scaling.activator import Activator
 from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.kubernetes import FUNCTION_LABEL, KubernetesBackend
@@ -71,12 +72,19 @@ async def watch_forever(
             await asyncio.sleep(1)
 
 
+def is_ready(obj: dict[str, Any]) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 class RippleObjects:
     """The current Brokers, Triggers or Functions of the cluster, kept up to date by a watch."""
 
     def __init__(self, api: client.ApiClient, plural: str, model: type[Resource],
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None,
+                 wanted: Callable[[dict[str, Any]], bool] = lambda obj: True) -> None:
         self.custom = client.CustomObjectsApi(api)
+        self.wanted = wanted
         self.plural = plural
         self.model = model
         self.items: dict[Key, Resource] = {}
@@ -85,8 +93,9 @@ class RippleObjects:
     async def _event(self, event_type: str, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata") or {}
         key = (metadata.get("namespace"), metadata.get("name"))
-        if event_type == "DELETED":
-            self.items.pop(key, None)  # type: ignore[arg-type]
+        if event_type == "DELETED" or not self.wanted(obj):
+            if self.items.pop(key, None) is None:  # type: ignore[arg-type]
+                return
         else:
             resource = as_resource(self.model, obj)
             if resource is None or self.items.get(key) == resource:  # type: ignore[arg-type]
@@ -108,7 +117,8 @@ class ClusterDispatcher:
         self.api = api
         self.readiness = readiness
         self._changed = asyncio.Event()
-        self.triggers = RippleObjects(api, "triggers", Trigger, self._changed.set)
+        # The operator makes a trigger's consumer and says Ready: only then is there something to deliver from.
+        self.triggers = RippleObjects(api, "triggers", Trigger, self._changed.set, wanted=is_ready)
         self.functions = RippleObjects(api, "functions", Function, self._changed.set)
         self._http = aiohttp.ClientSession()
         self.backend = KubernetesBackend(client.AppsV1Api(api), [],
@@ -143,9 +153,9 @@ class ClusterDispatcher:
             await self.autoscaler.set_functions(functions, triggers)
             try:
                 await self.dispatcher.apply(triggers)
-            except Exception:
-                log.exception("applying triggers failed; retrying")
-                await asyncio.sleep(1)
+            except TriggersNotStarted as exc:
+                log.warning("triggers not started yet, retrying: %s", exc)
+                await asyncio.sleep(2)
                 self._changed.set()
 
     async def _watch_readiness(self) -> None:

@@ -18,6 +18,14 @@ from ripple.store import EventStore
 log = logging.getLogger(__name__)
 
 
+class TriggersNotStarted(Exception):
+    """Some triggers could not start (the others run); ``apply`` again later to retry them."""
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__("; ".join(failures))
+        self.failures = failures
+
+
 class Dispatcher:
     """Runs the workers of a set of triggers; :meth:`apply` reconciles that set, :meth:`close` stops them all."""
 
@@ -45,13 +53,20 @@ class Dispatcher:
         for key in list(self.workers):
             if key not in wanted or self.workers[key].trigger != wanted[key]:
                 await self.workers.pop(key).stop()
+        failed = []
         for key, trigger in wanted.items():
             if key not in self.workers:
                 worker = TriggerWorker(trigger, self.store, self.session, self.resolve, ack_wait=self.ack_wait)
-                await worker.start()
+                try:
+                    await worker.start()
+                except Exception as exc:  # its broker's stream may not exist yet: the others go on
+                    failed.append(f"{key[0]}/{key[1]}: {type(exc).__name__}: {exc}")
+                    continue
                 self.workers[key] = worker
                 log.info("trigger %s/%s: delivering to %s", *key, trigger.spec.subscriber.model_dump(exclude_none=True))
         await self._apply_routes()
+        if failed:
+            raise TriggersNotStarted(failed)
 
     async def _apply_routes(self) -> None:
         """One router per broker that has triggers whose filter does not pin ``type``."""

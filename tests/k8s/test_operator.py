@@ -1,0 +1,277 @@
+"""The operator against a real API server: conditions, children, consumers, admission, restarts, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ripple.local.nats_server import NatsServer, free_port
+from ripple.store import EventStore, subjects
+from tests.k8s.pod_runner import PodRunner
+from tests.processes import RippleProcess
+from tests.support import eventually
+
+pytestmark = pytest.mark.k8s
+
+
+@pytest.fixture(scope="module")
+def k8s_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("k8s-nats"))
+    server.start_process()
+    asyncio.run(server.wait_ready())
+    yield server
+    asyncio.run(server.stop())
+
+
+@pytest.fixture(scope="module")
+def ingress_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def operator(crds_installed, k8s_nats, ingress_port) -> AsyncIterator[RippleProcess]:
+    process = await start_operator(crds_installed, k8s_nats, ingress_port)
+    yield process
+    await process.interrupt()
+    await process.stop()
+
+
+async def start_operator(plane, nats: NatsServer, ingress_port: int) -> RippleProcess:
+    process = await RippleProcess(
+        "operator", "--nats", nats.url, "--ingress-url", f"http://127.0.0.1:{ingress_port}",
+        "--webhook-host", "127.0.0.1", "--webhook-port", str(free_port()),
+        env={"KUBECONFIG": str(plane.kubeconfig)},
+    ).start()  # fmt: skip
+    await eventually(lambda: webhook_ready(plane), timeout=60, interval=0.5)
+    return process
+
+
+def webhook_ready(plane) -> bool:
+    found = plane.kubectl("get", "validatingwebhookconfiguration", "validate.ripple.dev", check=False)
+    return found.returncode == 0
+
+
+@pytest.fixture
+async def store(k8s_nats) -> AsyncIterator[EventStore]:
+    connected = await EventStore.connect(k8s_nats.url)
+    yield connected
+    await connected.close()
+
+
+def apply(plane, namespace: str, text: str, check: bool = True):
+    docs = [d for d in yaml.safe_load_all(textwrap.dedent(text)) if d]
+    for doc in docs:
+        doc.setdefault("apiVersion", "ripple.dev/v1alpha1")
+        doc.setdefault("metadata", {})["namespace"] = namespace
+    return plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs), check=check)
+
+
+def conditions(plane, namespace: str, kind: str, name: str) -> dict[str, tuple[str, str]]:
+    found = plane.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    if found.returncode != 0:
+        return {}
+    status = json.loads(found.stdout).get("status") or {}
+    return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions") or []}
+
+
+def ready_reason(plane, namespace: str, kind: str, name: str) -> tuple[str, str] | None:
+    return conditions(plane, namespace, kind, name).get("Ready")
+
+
+INLINE_FUNCTION = """
+kind: Function
+metadata: {{name: {name}}}
+spec:
+  handler: handler:handle
+  scale: {{idleTimeout: PT2S}}
+  env: [{{name: OUT, value: "{out}"}}]
+  source:
+    inline: |
+      import os
+      def handle(event):
+          with open(os.environ["OUT"], "a") as out:
+              out.write(event["id"] + "\\n")
+          {reply}
+"""
+
+
+async def test_trigger_conditions_follow_what_exists(crds_installed, operator, namespace):
+    plane = crds_installed
+    apply(plane, namespace, """
+        kind: Trigger
+        metadata: {name: t}
+        spec:
+          broker: default
+          subscriber: {ref: {kind: Function, name: fn}}
+    """)
+    await eventually(lambda: ready_reason(plane, namespace, "trigger", "t") == ("False", "BrokerNotFound"))
+    apply(plane, namespace, "kind: Broker\nmetadata: {name: default}\n")
+    await eventually(lambda: ready_reason(plane, namespace, "trigger", "t") == ("False", "FunctionNotFound"))
+    apply(plane, namespace, INLINE_FUNCTION.format(name="fn", out="/dev/null", reply=""))
+    await eventually(lambda: ready_reason(plane, namespace, "trigger", "t") == ("True", "Ready"), timeout=30)
+    status = plane.get_json("trigger", "t", "-n", namespace)["status"]
+    assert status["subscriberUri"] == f"http://fn.{namespace}.svc.cluster.local"
+    assert set(conditions(plane, namespace, "trigger", "t")) >= {
+        "BrokerReady", "SubscriberResolved", "DeadLetterSinkResolved", "Ready"}
+    broker = plane.get_json("broker", "default", "-n", namespace)["status"]
+    assert broker["address"]["url"].endswith(f"/{namespace}/default")
+    plane.kubectl("wait", "--for=condition=Ready", "trigger/t", "-n", namespace, "--timeout=30s")
+
+
+async def test_a_filter_that_does_not_compile_is_refused_at_admission(crds_installed, operator, namespace):
+    refused = apply(crds_installed, namespace, """
+        kind: Trigger
+        metadata: {name: bad}
+        spec:
+          subscriber: {uri: "http://example.invalid/"}
+          filters: [{all: [{cesql: "source LIKE"}]}]
+    """, check=False)
+    assert refused.returncode != 0
+    assert "spec.filters[0].all[0].cesql" in refused.stderr and "parse error" in refused.stderr
+
+
+async def test_consumer_follows_the_trigger_and_goes_with_it(crds_installed, operator, namespace, store):
+    plane = crds_installed
+    apply(plane, namespace, """
+        kind: Broker
+        metadata: {name: default}
+        ---
+        kind: Trigger
+        metadata: {name: t}
+        spec:
+          filter: {attributes: {type: order.placed}}
+          subscriber: {uri: "http://127.0.0.1:9/"}
+    """)
+    await eventually(lambda: ready_reason(plane, namespace, "trigger", "t") == ("True", "Ready"), timeout=30)
+    stream, consumer = subjects.stream_name(namespace, "default"), subjects.consumer_name("t")
+
+    async def filter_subjects() -> list[str] | None:
+        try:
+            return list((await store.js.consumer_info(stream, consumer)).config.filter_subjects or [])
+        except Exception:
+            return None
+
+    assert await filter_subjects() == [f"ripple.{namespace}.default.e.order.placed", f"ripple.{namespace}.default.r.t"]
+    apply(plane, namespace, """
+        kind: Trigger
+        metadata: {name: t}
+        spec:
+          filter: {attributes: {type: order.shipped}}
+          subscriber: {uri: "http://127.0.0.1:9/"}
+    """)
+    await eventually(lambda: _has(filter_subjects(), f"ripple.{namespace}.default.e.order.shipped"), timeout=30)
+    plane.kubectl("delete", "trigger", "t", "-n", namespace, "--timeout=30s")
+    await eventually(lambda: _is_none(filter_subjects()), timeout=30)
+
+
+async def _has(pending, subject: str) -> bool:
+    return subject in (await pending or [])
+
+
+async def _is_none(pending) -> bool:
+    return await pending is None
+
+
+async def test_function_children_are_owned_and_garbage_collected(crds_installed, operator, namespace):
+    plane = crds_installed
+    apply(plane, namespace, INLINE_FUNCTION.format(name="fn", out="/dev/null", reply=""))
+    await eventually(lambda: ready_reason(plane, namespace, "function", "fn") == ("True", "Ready"), timeout=30)
+    for kind in ("deployment", "service", "configmap"):
+        name = "fn-code" if kind == "configmap" else "fn"
+        owners = plane.get_json(kind, name, "-n", namespace)["metadata"]["ownerReferences"]
+        assert owners[0]["kind"] == "Function" and owners[0]["name"] == "fn" and owners[0]["controller"] is True
+    deployment = plane.get_json("deployment", "fn", "-n", namespace)
+    assert deployment["spec"]["replicas"] == 0  # minScale 0: nothing runs until an event comes
+    plane.kubectl("delete", "function", "fn", "-n", namespace)
+    await eventually(lambda: plane.kubectl("get", "deployment", "fn", "-n", namespace, check=False).returncode != 0,
+                     timeout=60, interval=0.5)
+
+
+async def test_restarting_the_operator_changes_nothing(crds_installed, k8s_nats, ingress_port, namespace):
+    plane = crds_installed
+    first = await start_operator(plane, k8s_nats, ingress_port)
+    try:
+        apply(plane, namespace, "kind: Broker\nmetadata: {name: default}\n")
+        apply(plane, namespace, INLINE_FUNCTION.format(name="fn", out="/dev/null", reply=""))
+        apply(plane, namespace, """
+            kind: Trigger
+            metadata: {name: t}
+            spec: {subscriber: {ref: {kind: Function, name: fn}}}
+        """)
+        await eventually(lambda: ready_reason(plane, namespace, "trigger", "t") == ("True", "Ready"), timeout=30)
+        await asyncio.sleep(2)
+    finally:
+        await first.interrupt()
+    before = versions(plane, namespace)
+    second = await start_operator(plane, k8s_nats, ingress_port)
+    try:
+        await asyncio.sleep(6)
+        assert versions(plane, namespace) == before
+    finally:
+        await second.interrupt()
+
+
+def versions(plane, namespace: str) -> dict[str, str]:
+    found = {}
+    for kind in ("brokers", "functions", "triggers", "deployments", "services", "configmaps"):
+        for item in plane.get_json(kind, "-n", namespace)["items"]:
+            found[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+    return found
+
+
+async def test_events_flow_through_functions_that_scale_from_zero(
+    crds_installed, operator, k8s_nats, ingress_port, namespace, tmp_path: Path
+):
+    plane = crds_installed
+    out = tmp_path / "received.txt"
+    reply = 'return {"type": "order.validated", "source": "/validate", "data": {"ok": True}}'
+    apply(plane, namespace, "kind: Broker\nmetadata: {name: default}\n")
+    apply(plane, namespace, INLINE_FUNCTION.format(name="validate", out=out, reply=reply))
+    apply(plane, namespace, INLINE_FUNCTION.format(name="ship", out=out, reply=""))
+    apply(plane, namespace, """
+        kind: Trigger
+        metadata: {name: on-placed}
+        spec:
+          filter: {attributes: {type: order.placed}}
+          subscriber: {ref: {kind: Function, name: validate}}
+        ---
+        kind: Trigger
+        metadata: {name: on-validated}
+        spec:
+          filter: {attributes: {type: order.validated}}
+          subscriber: {ref: {kind: Function, name: ship}}
+    """)
+    for name in ("on-placed", "on-validated"):
+        plane.kubectl("wait", "--for=condition=Ready", f"trigger/{name}", "-n", namespace, "--timeout=60s")
+    env = {"KUBECONFIG": str(plane.kubeconfig)}
+    ingress = await RippleProcess("ingress", "--kubernetes", "--nats", k8s_nats.url, "--host", "127.0.0.1",
+                                  "--port", str(ingress_port), env=env).start()
+    dispatcher = await RippleProcess("dispatcher", "--kubernetes", "--readiness", "pods", "--nats", k8s_nats.url,
+                                     env=env).start()
+    runner = PodRunner(plane.kubeconfig)
+    await runner.start()
+    try:
+        await ingress.wait_for_line("ingress listening")
+        await dispatcher.wait_for_line("dispatcher watching")
+        url = f"http://127.0.0.1:{ingress_port}/{namespace}/default"
+        send = await RippleProcess("send", "--to", url, "--type", "order.placed", "--source", "/shop",
+                                   "--id", "order-1", "--data", '{"total": 3}').start()
+        await eventually(lambda: "202" in send.output(), timeout=30, interval=0.2)
+        lines = await eventually(lambda: out.exists() and len(out.read_text().split()) >= 2 and out.read_text(),
+                                 timeout=90, interval=0.2)
+        assert lines.split()[0] == "order-1"  # validate got the order, ship got validate's reply
+        assert {name.split("/")[1].rsplit("-", 2)[0] for name in runner.started} == {"validate", "ship"}
+        assert plane.get_json("deployment", "ship", "-n", namespace)["spec"]["replicas"] == 1
+        # No events for idleTimeout: both scale back to zero replicas for real.
+        await eventually(lambda: all(plane.get_json("deployment", n, "-n", namespace)["spec"]["replicas"] == 0
+                                     for n in ("validate", "ship")), timeout=60, interval=0.5)
+    finally:
+        await runner.stop()
+        await dispatcher.stop()
+        await ingress.stop()
