@@ -7,4 +7,12 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 ruff check .
+hadolint Dockerfile
+
+# A real control plane for the k8s tests, built from Go modules once and cached outside the repo.
+if command -v go >/dev/null 2>&1 && [ -z "${RIPPLE_K8S_BIN:-}" ]; then
+  RIPPLE_K8S_BIN="$(hack/build-k8s-tools.sh | tail -n 1)"
+  export RIPPLE_K8S_BIN
+fi
+
 python3 -m pytest "$@"

@@ -38,8 +38,14 @@ def ingress_port() -> int:
 async def operator(crds_installed, k8s_nats, ingress_port) -> AsyncIterator[RippleProcess]:
     process = await start_operator(crds_installed, k8s_nats, ingress_port)
     yield process
+    await stop_operator(process, crds_installed)
+
+
+async def stop_operator(process: RippleProcess, plane) -> None:
+    """Stop it and remove its webhook configuration, which would otherwise point at a closed port."""
     await process.interrupt()
     await process.stop()
+    plane.kubectl("delete", "validatingwebhookconfiguration", "validate.ripple.dev", "--ignore-not-found", check=False)
 
 
 async def start_operator(plane, nats: NatsServer, ingress_port: int) -> RippleProcess:
@@ -208,13 +214,14 @@ async def test_restarting_the_operator_changes_nothing(crds_installed, k8s_nats,
         await asyncio.sleep(2)
     finally:
         await first.interrupt()
+        await first.stop()
     before = versions(plane, namespace)
     second = await start_operator(plane, k8s_nats, ingress_port)
     try:
         await asyncio.sleep(6)
         assert versions(plane, namespace) == before
     finally:
-        await second.interrupt()
+        await stop_operator(second, plane)
 
 
 def versions(plane, namespace: str) -> dict[str, str]:

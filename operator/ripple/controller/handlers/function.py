@@ -40,12 +40,14 @@ async def reconcile_function(body: kopf.Body, status: kopf.Status, patch: kopf.P
         service = build.service(fn)
         kopf.adopt(service, owner=body)
         await kube.apply(service)
+        # Created once with minScale replicas; then always applied without them, so the count stays the
+        # autoscaler's and a restarted operator's apply is identical to the last one (a no-op).
         initial = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=fn.spec.scale.min_scale)
         kopf.adopt(initial, owner=body)
-        if not await kube.create_deployment(initial):
-            desired = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=None)
-            kopf.adopt(desired, owner=body)
-            await kube.apply(desired)
+        await kube.create_deployment(initial)
+        desired = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=None)
+        kopf.adopt(desired, owner=body)
+        await kube.apply(desired)
         replicas = await kube.deployment_replicas(fn.namespace, fn.name) or (0, 0)
         patch.status["replicas"], patch.status["readyReplicas"] = replicas
         deployed = Condition("Deployed", True, "Deployed", f"{replicas[1]}/{replicas[0]} replicas ready")
