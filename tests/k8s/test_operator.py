@@ -224,6 +224,14 @@ async def test_restarting_the_operator_changes_nothing(crds_installed, k8s_nats,
         await stop_operator(second, plane)
 
 
+async def send_orders(url: str, numbers) -> None:
+    for number in numbers:
+        send = await RippleProcess("send", "--to", url, "--type", "order.placed", "--source", "/shop",
+                                   "--id", f"order-{number}", "--data", "{}").start()
+        await send.process.wait()  # type: ignore[union-attr]
+        assert "202" in send.output()
+
+
 def versions(plane, namespace: str) -> dict[str, str]:
     found = {}
     for kind in ("brokers", "functions", "triggers", "deployments", "services", "configmaps"):
@@ -275,6 +283,22 @@ async def test_events_flow_through_functions_that_scale_from_zero(
         assert lines.split()[0] == "order-1"  # validate got the order, ship got validate's reply
         assert {name.split("/")[1].rsplit("-", 2)[0] for name in runner.started} == {"validate", "ship"}
         assert plane.get_json("deployment", "ship", "-n", namespace)["spec"]["replicas"] == 1
+
+        # Reconfigure a trigger while events flow: its consumer is updated in place and nothing is lost.
+        sending = asyncio.create_task(send_orders(url, range(2, 12)))
+        apply(plane, namespace, """
+            kind: Trigger
+            metadata: {name: on-validated}
+            spec:
+              filter: {attributes: {type: order.validated}}
+              subscriber: {ref: {kind: Function, name: ship}}
+              delivery: {retry: 5, concurrency: 4}
+        """)
+        await sending
+        received = await eventually(lambda: len(out.read_text().split()) >= 22 and out.read_text().split(),
+                                    timeout=90, interval=0.2)
+        assert {r for r in received if r.startswith("order-")} == {f"order-{i}" for i in range(1, 12)}
+        assert len({r for r in received if not r.startswith("order-")}) == 11  # every order's reply reached ship
         # No events for idleTimeout: both scale back to zero replicas for real.
         await eventually(lambda: all(plane.get_json("deployment", n, "-n", namespace)["spec"]["replicas"] == 0
                                      for n in ("validate", "ship")), timeout=60, interval=0.5)
