@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -494,7 +495,7 @@ EVENT_SOURCE = changed(WEBHOOK, metadata__name="orders-webhook", spec__webhook={
 @pytest.fixture(scope="module")
 def shop(crds_installed: ControlPlane) -> Iterator[str]:
     """A namespace holding the order-flow example and a webhook EventSource."""
-    name = f"shop-{time.time_ns() % 100000:05d}"
+    name = f"shop-{secrets.token_hex(3)}"
     crds_installed.kubectl("create", "namespace", name)
     try:
         crds_installed.kubectl("apply", "--validate=strict", "-f", "-", input=order_flow_in(name))

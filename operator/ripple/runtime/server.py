@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,25 @@ class Slot:
 
 
 SLOT_KEY = web.AppKey("slot", Slot)
+PARENT_PID_ENV = "RIPPLE_PARENT_PID"
+"""Set by local mode: the runtime exits when that process is gone, so a killed ``ripple dev`` leaves nothing."""
+
+
+async def exit_with_parent(app: web.Application) -> AsyncIterator[None]:
+    expected = os.environ.get(PARENT_PID_ENV)
+
+    async def watch() -> None:
+        while True:  # no event tells a process that its parent died: ask once a second
+            await asyncio.sleep(1)
+            if str(os.getppid()) != expected:
+                break
+        log.warning("parent process %s is gone; exiting", expected)
+        os._exit(0)
+
+    task = asyncio.create_task(watch()) if expected else None
+    yield
+    if task is not None:
+        task.cancel()
 
 
 async def call_handler(handler: Handler, event: FunctionEvent) -> Any:
@@ -114,4 +134,5 @@ def create_function_app(handler: Handler | None, *, timeout: float = 30.0, name:
     app.router.add_post("/", receive)
     if handler is None:
         app.router.add_post("/-/specialize", specialize)
+    app.cleanup_ctx.append(exit_with_parent)
     return app

@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from ripple.local.nats_server import free_port
+from ripple.runtime.server import PARENT_PID_ENV
 
 
 class RuntimeProcess:
@@ -42,7 +43,7 @@ class RuntimeProcess:
             sys.executable, "-m", "ripple", "function", "serve", *args,
             "--host", self.host, "--port", str(self.port), "--timeout", str(timeout),
             cwd=str(cwd) if cwd else None,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
@@ -131,6 +132,9 @@ class WarmPool:
         except RuntimeError:
             await process.stop()
             return
+        except BaseException:  # cancelled while starting (the pool is closing): leave no process behind
+            await asyncio.shield(process.stop())
+            raise
         finally:
             self._starting -= 1
         if self._closed:
