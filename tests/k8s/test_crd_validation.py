@@ -448,17 +448,17 @@ def test_server_fills_trigger_defaults(crds_installed: ControlPlane) -> None:
     }
 
 
-def test_defaults_apply_only_inside_objects_that_are_present(crds_installed: ControlPlane) -> None:
-    """Structural-schema defaulting does not create absent objects: the operator must default them itself."""
+def test_absent_objects_are_defaulted_as_local_mode_does(crds_installed: ControlPlane) -> None:
+    """Objects that the models build by default (delivery, scale, a Broker's spec) are filled by the server too."""
     trigger = defaulted(crds_installed, TRIGGER)["spec"]
     function = defaulted(crds_installed, FUNCTION)["spec"]
     broker = defaulted(crds_installed, manifest("Broker", None))
 
-    assert "delivery" not in trigger
+    assert trigger["delivery"]["retry"] == 3 and trigger["delivery"]["backoffPolicy"] == "exponential"
     assert trigger["broker"] == "default"
-    assert "scale" not in function
+    assert function["scale"] == {"minScale": 0, "maxScale": 10, "targetConcurrency": 10, "idleTimeout": "PT60S"}
     assert function["timeout"] == "PT30S"
-    assert "spec" not in broker
+    assert broker["spec"] == {"retention": {"maxAge": "P7D", "maxBytes": -1}, "duplicateWindow": "PT2M"}
 
 
 def test_server_fills_function_broker_and_source_defaults(crds_installed: ControlPlane) -> None:
@@ -475,8 +475,7 @@ def test_server_fills_function_broker_and_source_defaults(crds_installed: Contro
     assert webhook["sink"]["ref"]["apiVersion"] == API_VERSION
     assert ping["ping"] == {"schedule": "*/5 * * * *", "timezone": "UTC", "data": "", "contentType": "application/json"}
     assert storage["storage"]["prefix"] == ""
-    # List defaults (operations, events) are not in the schema: pydantic's default_factory lists are not rendered.
-    assert "events" not in storage["storage"]
+    assert storage["storage"]["events"] == ["created"]
 
 
 # --- the order-flow example and kubectl niceties ----------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -132,7 +132,35 @@ def structural(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str,
 
 def spec_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True, mode="validation")
-    return structural(schema, schema.get("$defs", {}))
+    node = structural(schema, schema.get("$defs", {}))
+    add_factory_defaults(model, node)
+    return node
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def add_factory_defaults(model: type[BaseModel], node: dict[str, Any]) -> None:
+    """Give fields built by a ``default_factory`` a schema default, so the API server fills what local mode fills
+    (the whole default object, as CEL rules check defaults as written)."""
+    properties = node.get("properties") or {}
+    for name, field in model.model_fields.items():
+        prop = properties.get(field.alias or name)
+        if prop is None:
+            continue
+        if field.default_factory is not None and "default" not in prop:
+            value = field.default_factory()  # type: ignore[call-arg]
+            if isinstance(value, BaseModel):
+                prop["default"] = value.model_dump(by_alias=True, exclude_none=True, mode="json")
+            else:
+                prop["default"] = value if isinstance(value, dict) else list(value)
+        for inner in _models_in(field.annotation):
+            target = prop.get("items") if prop.get("type") == "array" else prop
+            if isinstance(target, dict):
+                add_factory_defaults(inner, target)
 
 
 def crd(info: KindInfo) -> dict[str, Any]:
@@ -155,6 +183,8 @@ def crd(info: KindInfo) -> dict[str, Any]:
     }
     if not root["required"]:
         del root["required"]
+        spec_default = info.model.model_fields["spec"].get_default(call_default_factory=True)
+        spec["default"] = spec_default.model_dump(by_alias=True, exclude_none=True, mode="json")
     columns = [
         {"name": "Ready", "type": "string", "jsonPath": f"{READY}.status"},
         {"name": "Reason", "type": "string", "jsonPath": f"{READY}.reason"},

@@ -6,6 +6,7 @@ are generated from them, so the two cannot drift. Field names are camelCase in Y
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -287,8 +288,20 @@ class SecretKeyRef(Model):
 
 
 class CeOverrides(Model):
-    extensions: dict[str, str] = Field(default_factory=dict)
+    extensions: dict[str, str] = Field(
+        default_factory=dict,
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "self.all(k, k.matches('^[a-z0-9]+$'))", "message": "extension names use only a-z and 0-9"},
+        ]},
+    )
     """Extension attributes added to every event the source emits (names use a-z and 0-9)."""
+
+    @model_validator(mode="after")
+    def _names(self) -> CeOverrides:
+        bad = [name for name in self.extensions if not re.fullmatch(r"[a-z0-9]+", name)]
+        if bad:
+            raise ValueError(f"extension names use only a-z and 0-9: {bad}")
+        return self
 
 
 class WebhookSource(Model):
