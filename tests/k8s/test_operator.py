@@ -306,3 +306,21 @@ async def test_events_flow_through_functions_that_scale_from_zero(
         await runner.stop()
         await dispatcher.stop()
         await ingress.stop()
+
+
+async def test_deleting_a_broker_removes_its_streams(crds_installed, operator, namespace, store):
+    plane = crds_installed
+    apply(plane, namespace, "kind: Broker\nmetadata: {name: default}\n")
+    await eventually(lambda: ready_reason(plane, namespace, "broker", "default") == ("True", "Ready"), timeout=30)
+    names = {subjects.stream_name(namespace, "default"), subjects.dead_letter_stream_name(namespace, "default")}
+
+    async def streams() -> set[str]:
+        return {info.config.name for info in await store.js.streams_info()} & names
+
+    assert await streams() == names
+    plane.kubectl("delete", "broker", "default", "-n", namespace, "--timeout=30s")
+    await eventually(lambda: _empty(streams()), timeout=30)
+
+
+async def _empty(pending) -> bool:
+    return not await pending
