@@ -258,26 +258,14 @@ class Broker(Resource):
 # --- EventSource ----------------------------------------------------------------------------------------------
 
 
-class SinkReference(Model):
-    kind: Literal["Broker", "Function"]
+class SinkReference(Reference):
+    kind: Literal["Broker", "Function"]  # type: ignore[assignment]
     """Kind of the referenced object."""
-    name: Name
-    """Name of the referenced object."""
-    namespace: Name | None = None
-    """Namespace of the referenced object; defaults to the source's."""
-    api_version: str = API_VERSION
-    """API version of the referenced object."""
 
 
-class Sink(Model):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "has(self.ref) != has(self.uri)", "message": "exactly one of ref, uri must be set"},
-    ]})
-
-    ref: SinkReference | None = None
+class Sink(Destination):
+    ref: SinkReference | None = None  # type: ignore[assignment]
     """A Broker (usual) or a Function."""
-    uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
-    """An absolute http(s) URL."""
 
 
 class SecretKeyRef(Model):
