@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--webhook-port", type=int, default=9443)
     operator.add_argument("--webhook-cert", type=Path, help="TLS certificate (default: self-signed)")
     operator.add_argument("--webhook-key", type=Path)
+    operator.add_argument("--webhook-service", metavar="NAMESPACE/NAME",
+                          help="register the webhook by this Service (in a cluster) instead of by --webhook-host URL")
+    operator.add_argument("--liveness", metavar="URL", help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     crds.add_argument("--output", type=Path, default=Path("crds"), help="directory (default: crds)")
@@ -181,7 +184,8 @@ async def _run(args: argparse.Namespace) -> int:
 
         await run_operator(OperatorOptions(
             args.nats, args.ingress_url, args.runtime_image or DEFAULT_RUNTIME_IMAGE, tuple(args.namespace),
-            args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key,
+            args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_service,
+            args.liveness,
         ))  # fmt: skip
         return 0
     if args.command == "crds":

@@ -45,13 +45,14 @@ async def stop_operator(process: RippleProcess, plane) -> None:
     """Stop it and remove its webhook configuration, which would otherwise point at a closed port."""
     await process.interrupt()
     await process.stop()
-    plane.kubectl("delete", "validatingwebhookconfiguration", "validate.ripple.dev", "--ignore-not-found", check=False)
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        plane.kubectl("delete", kind, "validate.ripple.dev", "--ignore-not-found", check=False)
 
 
-async def start_operator(plane, nats: NatsServer, ingress_port: int) -> RippleProcess:
+async def start_operator(plane, nats: NatsServer, ingress_port: int, *extra: str) -> RippleProcess:
     process = await RippleProcess(
         "operator", "--nats", nats.url, "--ingress-url", f"http://127.0.0.1:{ingress_port}",
-        "--webhook-host", "127.0.0.1", "--webhook-port", str(free_port()),
+        "--webhook-host", "127.0.0.1", "--webhook-port", str(free_port()), *extra,
         env={"KUBECONFIG": str(plane.kubeconfig)},
     ).start()  # fmt: skip
     await eventually(lambda: webhook_ready(plane), timeout=60, interval=0.5)
@@ -324,3 +325,18 @@ async def test_deleting_a_broker_removes_its_streams(crds_installed, operator, n
 
 async def _empty(pending) -> bool:
     return not await pending
+
+
+async def test_the_webhook_can_be_registered_by_service_reference(crds_installed, k8s_nats, ingress_port):
+    """In a cluster the API server reaches the operator through its Service, whatever its DNS can resolve."""
+    plane = crds_installed
+    process = await start_operator(plane, k8s_nats, ingress_port, "--webhook-service", "ripple-system/ripple-webhook")
+    try:
+        webhooks = plane.get_json("validatingwebhookconfiguration", "validate.ripple.dev")["webhooks"]
+        client = webhooks[0]["clientConfig"]
+        assert "url" not in client and client["caBundle"]
+        service = client["service"]
+        assert (service["namespace"], service["name"]) == ("ripple-system", "ripple-webhook")
+        assert service["path"].startswith("/") and isinstance(service["port"], int)
+    finally:
+        await stop_operator(process, plane)

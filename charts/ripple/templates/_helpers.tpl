@@ -65,7 +65,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- printf "nats://%s-nats.%s.svc:4222" (include "ripple.fullname" .) .Release.Namespace }}
 {{- else }}
-{{- required "nats.url is required when nats.enabled=false: set it to a NATS server with JetStream, e.g. --set nats.url=nats://nats.nats.svc:4222" .Values.nats.url }}
+{{- /* fail, not required: `helm lint` only logs a missing required value */ -}}
+{{- if not .Values.nats.url }}
+{{- fail "nats.url is required when nats.enabled=false: set it to a NATS server with JetStream, e.g. --set nats.url=nats://nats.nats.svc:4222" }}
+{{- end }}
+{{- .Values.nats.url }}
 {{- end }}
 {{- end }}
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
 
@@ -14,6 +16,25 @@ from ripple.controller.certs import self_signed
 from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig
 
 WEBHOOK_CONFIGURATION = "validate.ripple.dev"
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """Kopf's webhook server, registered by Service reference instead of URL.
+
+    Many API servers cannot resolve cluster DNS names (kind, kubeadm), but all of them reach a Service they are
+    pointed at; so in a cluster the webhook configuration names the operator's Service.
+    """
+
+    def __init__(self, *, service_namespace: str, service_name: str, service_port: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service = {"namespace": service_namespace, "name": service_name, "port": service_port}
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        async for config in super().__call__(fn):
+            registered: dict[str, Any] = {"service": {**self.service, "path": urlsplit(config["url"]).path}}
+            if "caBundle" in config:
+                registered["caBundle"] = config["caBundle"]
+            yield registered
 
 
 @dataclass(frozen=True)
@@ -27,6 +48,10 @@ class OperatorOptions:
     webhook_port: int = 9443
     webhook_cert: Path | None = None
     webhook_key: Path | None = None
+    webhook_service: str | None = None
+    """``namespace/name`` of the Service in front of the webhook: registered by reference, not by URL."""
+    liveness: str | None = None
+    """Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz."""
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -39,14 +64,19 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
         cert, key = directory / "tls.crt", directory / "tls.key"
         cert.write_bytes(cert_pem)
         key.write_bytes(key_pem)
-    return kopf.WebhookServer(
-        addr="0.0.0.0" if options.webhook_host not in ("127.0.0.1", "localhost") else options.webhook_host,
-        port=options.webhook_port,
-        host=options.webhook_host,
-        certfile=cert,
-        pkeyfile=key,
-        cafile=cert,
-    )
+    common: dict[str, Any] = {
+        "addr": "0.0.0.0" if options.webhook_host not in ("127.0.0.1", "localhost") else options.webhook_host,
+        "port": options.webhook_port,
+        "host": options.webhook_host,
+        "certfile": cert,
+        "pkeyfile": key,
+        "cafile": cert,
+    }
+    if options.webhook_service:
+        namespace, _, name = options.webhook_service.partition("/")
+        return ServiceWebhookServer(service_namespace=namespace, service_name=name,
+                                    service_port=options.webhook_port, **common)
+    return kopf.WebhookServer(**common)
 
 
 async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
@@ -67,4 +97,5 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
         memo=kopf.Memo(config=config),
         standalone=True,
         stop_flag=stop,
+        liveness_endpoint=options.liveness,
     )

@@ -1,0 +1,737 @@
+"""The Helm chart (charts/ripple) against a real API server: lint, schema, rendering, install/upgrade/uninstall,
+and RBAC proven with the chart's own ServiceAccounts (tokens from the TokenRequest API), down to running the
+operator, the ingress and the dispatcher with nothing but their ServiceAccounts' permissions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from ripple.local.nats_server import NatsServer, free_port
+from tests.k8s.conftest import ControlPlane
+from tests.processes import RippleProcess
+from tests.support import eventually
+
+pytestmark = pytest.mark.k8s
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "ripple"
+WEBHOOK_CONFIGURATION = "validate.ripple.dev"
+WEBHOOK_KINDS = ("validatingwebhookconfigurations", "mutatingwebhookconfigurations")
+COMPONENTS = ("operator", "ingress", "dispatcher")
+# What every namespace holds without anyone asking: left out when checking what an uninstall leaves behind.
+NAMESPACE_DEFAULTS = {"serviceaccounts/default", "configmaps/kube-root-ca.crt"}
+RESTRICTED = ("pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/warn=restricted")
+
+
+# --- running helm and kubectl ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Helm:
+    binary: Path
+    plane: ControlPlane
+    home: Path
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """helm ARGS against the test cluster, with its own (empty) config, cache and data directories."""
+        env = {**os.environ, "HELM_CACHE_HOME": str(self.home / "cache"), "HELM_CONFIG_HOME": str(self.home / "config"),
+               "HELM_DATA_HOME": str(self.home / "data")}
+        command = [str(self.binary), *args, f"--kubeconfig={self.plane.kubeconfig}"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}\n"
+                                 f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+        return result
+
+    def template(self, *values: str, release: str = "ripple", namespace: str = "ripple-system") -> list[dict]:
+        """The chart rendered with ``--set`` VALUES, as objects."""
+        args = [a for v in values for a in ("--set", v)]
+        rendered = self.run("template", release, str(CHART), "--namespace", namespace, *args).stdout
+        return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+@pytest.fixture(scope="session")
+def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    binary = control_plane.bin_dir / "helm"
+    if not os.access(binary, os.X_OK):
+        found = shutil.which("helm")
+        if found is None:
+            pytest.skip(f"no helm in {control_plane.bin_dir} nor on PATH (hack/build-k8s-tools.sh builds it)")
+        binary = Path(found)
+    return Helm(binary, control_plane, tmp_path_factory.mktemp("helm-home"))
+
+
+def as_user(plane: ControlPlane, kubeconfig: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    """kubectl ARGS with another identity's kubeconfig; never raises, the caller reads the outcome."""
+    command = [str(plane.kubectl_path), f"--kubeconfig={kubeconfig}", f"--cache-dir={kubeconfig.parent / 'cache'}",
+               *args]
+    return subprocess.run(command, input=input, capture_output=True, text=True, timeout=60, check=False)
+
+
+def allowed(result: subprocess.CompletedProcess) -> bool:
+    return result.returncode == 0
+
+
+def forbidden(result: subprocess.CompletedProcess) -> bool:
+    return result.returncode != 0 and "forbidden" in result.stderr.lower()
+
+
+def objects_of(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def container_args(docs: list[dict], name: str) -> list[str]:
+    return objects_of(docs, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def rules_of(docs: list[dict], component: str) -> list[dict]:
+    roles = [d for d in docs if d["kind"] == "ClusterRole"
+             and d["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    assert len(roles) == 1, roles
+    return roles[0]["rules"]
+
+
+def grants(rules: list[dict], group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    return any(group in r.get("apiGroups", []) and resource in r.get("resources", []) and verb in r.get("verbs", [])
+               and (not r.get("resourceNames") or name in r["resourceNames"]) for r in rules)
+
+
+# --- the chart on its own: files, lint, schema, rendering -------------------------------------------------------
+
+
+def test_chart_crds_are_the_generated_crds() -> None:
+    """charts/ripple/crds holds exactly crds/*.yaml, byte for byte (re-copy them after `ripple crds`)."""
+    top = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert top, "no CRDs in crds/"
+    assert sorted(chart) == sorted(top), "charts/ripple/crds must hold the same files as crds/"
+    drifted = [name for name in top if chart[name] != top[name]]
+    assert not drifted, f"charts/ripple/crds differs from crds/ in {drifted}: cp crds/*.yaml charts/ripple/crds/"
+
+
+LINT_MATRIX = {
+    "defaults": [],
+    "external-nats": ["nats.enabled=false", "nats.url=nats://nats.messaging.svc:4222"],
+    "custom-images": ["image.repository=registry.example.com/team/ripple", "image.tag=1.2.3", "image.pullPolicy=Always",
+                      "nats.image.repository=registry.example.com/nats", "nats.image.tag=2.11.4-alpine",
+                      "operator.runtimeImage=registry.example.com/team/runtime:7", "imagePullSecrets[0].name=regcred"],
+    "custom-resources": ["operator.resources.limits.cpu=1", "operator.resources.limits.memory=1Gi",
+                         "ingress.resources.requests.memory=64Mi", "dispatcher.resources.requests.cpu=0.5",
+                         "nats.resources.limits.memory=2Gi", "nats.persistence.size=50Gi",
+                         "nats.persistence.storageClass=fast-ssd"],
+    "no-webhook-no-persistence": ["operator.webhook.enabled=false", "nats.persistence.enabled=false",
+                                  "dispatcher.readiness=pods", "ingress.replicaCount=3"],
+    "own-webhook-cert": ["operator.webhook.certSecret=ripple-webhook-from-cert-manager", "fullnameOverride=events"],
+}
+
+
+@pytest.mark.parametrize("values", LINT_MATRIX.values(), ids=LINT_MATRIX.keys())
+def test_lint_strict_passes(helm: Helm, values: list[str]) -> None:
+    args = [a for v in values for a in ("--set", v)]
+    result = helm.run("lint", "--strict", str(CHART), *args, check=False)
+    assert result.returncode == 0 and "0 chart(s) failed" in result.stdout, result.stdout + result.stderr
+
+
+def test_custom_values_reach_the_manifests(helm: Helm) -> None:
+    docs = helm.template(*LINT_MATRIX["custom-images"], *LINT_MATRIX["custom-resources"])
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in docs
+            if d["kind"] in ("Deployment", "StatefulSet")}
+    for name, pod in pods.items():
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}], name
+        container = pod["containers"][0]
+        if name == "ripple-nats":
+            assert container["image"] == "registry.example.com/nats:2.11.4-alpine"
+        else:
+            assert container["image"] == "registry.example.com/team/ripple:1.2.3", name
+            assert container["imagePullPolicy"] == "Always", name
+    assert "--runtime-image=registry.example.com/team/runtime:7" in container_args(docs, "ripple-operator")
+    assert pods["ripple-operator"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}}
+    assert pods["ripple-dispatcher"]["containers"][0]["resources"]["requests"]["cpu"] == "0.5"
+    assert pods["ripple-nats"]["containers"][0]["resources"]["limits"] == {"memory": "2Gi"}
+    claim = objects_of(docs, "StatefulSet")["ripple-nats"]["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == "fast-ssd" and claim["resources"]["requests"]["storage"] == "50Gi"
+
+
+def test_nats_disabled_without_url_fails_to_render(helm: Helm) -> None:
+    """The schema refuses it (`helm lint` only logs a template's `fail`), and the templates fail too, with the
+    explanation, where the schema is skipped."""
+    for command in (["lint", "--strict", str(CHART)], ["template", "ripple", str(CHART)]):
+        for values in (["nats.enabled=false"], ["nats.enabled=false", "nats.url="]):
+            result = helm.run(*command, *(a for v in values for a in ("--set", v)), check=False)
+            assert result.returncode != 0, f"helm {command[0]} accepted {values}"
+            assert ("at '/nats': missing property 'url'" in result.stdout + result.stderr
+                    or "at '/nats/url': minLength" in result.stdout + result.stderr), result.stdout + result.stderr
+    unchecked = helm.run("template", "ripple", str(CHART), "--set", "nats.enabled=false", "--skip-schema-validation",
+                         check=False)
+    assert unchecked.returncode != 0
+    assert "nats.url is required when nats.enabled=false: set it to a NATS server with JetStream" in unchecked.stderr
+    both = helm.run("template", "ripple", str(CHART), "--set", "nats.url=nats://elsewhere:4222", check=False)
+    assert both.returncode != 0 and "set nats.enabled=false to use it" in both.stderr
+
+
+BAD_VALUES = {
+    "negative-replicas": (["--set", "ingress.replicaCount=-1"], "/ingress/replicaCount"),
+    "fractional-replicas": (["--set", "ingress.replicaCount=1.5"], "/ingress/replicaCount"),
+    "pull-policy-enum": (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+    "nats-enabled-not-boolean": (["--set", "nats.enabled=yes"], "/nats/enabled"),
+    "unknown-top-level-key": (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
+    "unknown-nested-key": (["--set", "operator.replicaCount=2"], "additional properties 'replicaCount' not allowed"),
+    "resources-not-an-object": (["--set-json", 'dispatcher.resources="1Gi"'], "/dispatcher/resources"),
+    "bad-quantity": (["--set", "nats.resources.limits.memory=lots"], "/nats/resources/limits/memory"),
+    "port-out-of-range": (["--set", "ingress.service.port=70000"], "/ingress/service/port"),
+    "readiness-enum": (["--set", "dispatcher.readiness=dns"], "/dispatcher/readiness"),
+    "nats-url-scheme": (["--set", "nats.enabled=false", "--set", "nats.url=http://nats:4222"], "/nats/url"),
+    "retention-enum": (["--set", "nats.persistence.whenDeleted=Sometimes"], "/nats/persistence/whenDeleted"),
+    "webhook-enabled-not-boolean": (["--set-string", "operator.webhook.enabled=true"], "/operator/webhook/enabled"),
+}
+
+
+@pytest.mark.parametrize(("args", "names"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_schema_refuses_bad_values(helm: Helm, args: list[str], names: str) -> None:
+    for command in (["template", "ripple", str(CHART)], ["lint", "--strict", str(CHART)]):
+        result = helm.run(*command, *args, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"helm {command[0]} accepted {args}"
+        assert "don't meet the specifications of the schema" in output and names in output, output
+
+
+def test_every_pod_runs_restricted_with_resources(helm: Helm) -> None:
+    docs = helm.template()
+    workloads = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
+    assert set(workloads) == {"ripple-operator", "ripple-ingress", "ripple-dispatcher", "ripple-nats"}
+    for name, workload in workloads.items():
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["serviceAccountName"] == name  # one ServiceAccount per component
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] is True and context["runAsUser"] == 10001, name
+            assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert container["resources"]["requests"] and container["resources"]["limits"], name
+    # NATS never talks to the API server: no token is mounted into its pod.
+    assert workloads["ripple-nats"]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert objects_of(docs, "ServiceAccount")["ripple-nats"]["automountServiceAccountToken"] is False
+    # Probes only where there is something real to probe.
+    ingress = workloads["ripple-ingress"]["spec"]["template"]["spec"]["containers"][0]
+    assert ingress["readinessProbe"]["httpGet"] == {"path": "/-/health", "port": "http"}
+    operator = workloads["ripple-operator"]["spec"]["template"]["spec"]["containers"][0]
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    dispatcher = workloads["ripple-dispatcher"]["spec"]["template"]["spec"]["containers"][0]
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(dispatcher)
+    nats = workloads["ripple-nats"]
+    assert nats["spec"]["template"]["spec"]["containers"][0]["image"] == "nats:2.11-alpine"
+    assert nats["spec"]["template"]["spec"]["containers"][0]["args"][:3] == ["-js", "-sd", "/data"]
+    assert nats["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+
+
+def test_components_are_wired_to_each_other(helm: Helm) -> None:
+    docs = helm.template(release="ripple", namespace="events")
+    nats = "--nats=nats://ripple-nats.events.svc:4222"
+    assert container_args(docs, "ripple-operator") == [
+        "operator", nats, "--ingress-url=http://ripple-ingress.events.svc",
+        "--runtime-image=ghcr.io/ripple-dev/ripple:0.1.0", "--liveness=http://0.0.0.0:8081/healthz",
+        "--webhook-host=ripple-operator-webhook.events.svc", "--webhook-service=events/ripple-operator-webhook",
+        "--webhook-port=9443", "--webhook-cert=/etc/ripple/webhook/tls.crt",
+        "--webhook-key=/etc/ripple/webhook/tls.key",
+    ]
+    assert container_args(docs, "ripple-ingress")[:5] == ["ingress", "--kubernetes", nats, "--host=0.0.0.0",
+                                                          "--port=8080"]
+    assert container_args(docs, "ripple-dispatcher")[:3] == ["dispatcher", "--kubernetes", nats]
+    services = objects_of(docs, "Service")
+    assert services["ripple-ingress"]["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert services["ripple-operator-webhook"]["spec"]["ports"][0]["port"] == 9443
+    assert services["ripple-nats-headless"]["spec"]["clusterIP"] == "None"
+    assert services["ripple-nats"]["spec"]["ports"][0]["port"] == 4222
+    # The webhook certificate: self-signed for the Service's DNS name, mounted from its own Secret.
+    secret = objects_of(docs, "Secret")["ripple-operator-webhook-tls"]
+    assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"tls.crt", "tls.key"}
+    volumes = objects_of(docs, "Deployment")["ripple-operator"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "webhook-cert",
+            "secret": {"secretName": "ripple-operator-webhook-tls", "defaultMode": 0o440}} in volumes
+    assert WEBHOOK_CONFIGURATION in objects_of(docs, "ValidatingWebhookConfiguration")
+    assert WEBHOOK_CONFIGURATION in objects_of(docs, "MutatingWebhookConfiguration")  # Kopf manages one too
+
+    external = helm.template("nats.enabled=false", "nats.url=nats://nats.messaging:4222",
+                             "operator.webhook.certSecret=from-cert-manager")
+    assert not [d for d in external if d["kind"] == "StatefulSet" or "nats" in d["metadata"]["name"]]
+    for name in ("ripple-operator", "ripple-ingress", "ripple-dispatcher"):
+        assert "--nats=nats://nats.messaging:4222" in container_args(external, name)
+    assert not objects_of(external, "Secret")  # a certificate of one's own: the chart generates none
+    volumes = objects_of(external, "Deployment")["ripple-operator"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "webhook-cert", "secret": {"secretName": "from-cert-manager", "defaultMode": 0o440}} in volumes
+
+    no_webhook = helm.template("operator.webhook.enabled=false")
+    assert not any("--webhook" in a for a in container_args(no_webhook, "ripple-operator"))
+    assert "--liveness=http://0.0.0.0:8081/healthz" in container_args(no_webhook, "ripple-operator")
+    assert not objects_of(no_webhook, "ValidatingWebhookConfiguration") and not objects_of(no_webhook, "Secret")
+    assert not objects_of(no_webhook, "MutatingWebhookConfiguration")
+    for kind in WEBHOOK_KINDS:
+        assert not grants(rules_of(no_webhook, "operator"), "admissionregistration.k8s.io", kind, "create")
+
+
+def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
+    docs = helm.template()
+    every_rule = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    assert every_rule
+    for rule in every_rule:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
+        assert "secrets" not in rule["resources"], rule
+    operator, ingress, dispatcher = (rules_of(docs, c) for c in COMPONENTS)
+    for kind in WEBHOOK_KINDS:
+        assert grants(operator, "admissionregistration.k8s.io", kind, "patch", WEBHOOK_CONFIGURATION)
+        assert not grants(operator, "admissionregistration.k8s.io", kind, "patch", "other")
+        assert not grants(operator, "admissionregistration.k8s.io", kind, "delete", WEBHOOK_CONFIGURATION)
+    assert not grants(operator, "", "namespaces", "list")  # cluster-wide Kopf never lists namespaces
+    assert ingress == [{"apiGroups": ["ripple.dev"], "resources": ["brokers"], "verbs": ["get", "list", "watch"]}]
+    assert grants(dispatcher, "discovery.k8s.io", "endpointslices", "watch")
+    assert not grants(dispatcher, "", "pods", "watch")
+    pods = rules_of(helm.template("dispatcher.readiness=pods"), "dispatcher")
+    assert grants(pods, "", "pods", "watch") and not grants(pods, "discovery.k8s.io", "endpointslices", "watch")
+    bindings = objects_of(docs, "ClusterRoleBinding")
+    assert {b["subjects"][0]["name"] for b in bindings.values()} == {f"ripple-{c}" for c in COMPONENTS}
+    assert all(b["roleRef"]["name"] == name for name, b in bindings.items())
+
+
+# --- the chart in a cluster -------------------------------------------------------------------------------------
+
+
+def skip_if_webhook_configuration_taken(plane: ControlPlane) -> None:
+    """Only one Ripple per cluster: validate.ripple.dev is a fixed name (on KUBECONFIG_E2E, one may be installed).
+    Left behind by an operator run outside Helm (tests/k8s/test_operator.py), it is removed."""
+    for kind in WEBHOOK_KINDS:
+        found = plane.kubectl("get", kind, WEBHOOK_CONFIGURATION, "-o", "json", check=False)
+        if found.returncode != 0:
+            continue
+        owner = (json.loads(found.stdout)["metadata"].get("annotations") or {}).get("meta.helm.sh/release-name")
+        if owner is not None or plane.external:
+            pytest.skip(f"{kind}/{WEBHOOK_CONFIGURATION} exists (release {owner}): Ripple installs once per cluster")
+        plane.kubectl("delete", kind, WEBHOOK_CONFIGURATION)
+
+
+def test_rendered_manifests_pass_server_side_dry_run(helm: Helm, crds_installed: ControlPlane, namespace: str) -> None:
+    """Every object of the default rendering (and a variant) validated by the API server, admission included:
+    the namespace enforces the restricted Pod Security Standard."""
+    plane = crds_installed
+    plane.kubectl("label", "namespace", namespace, *RESTRICTED)
+    for values in ([], ["nats.persistence.enabled=false", "dispatcher.readiness=pods", "ingress.replicaCount=2"]):
+        args = [a for v in values for a in ("--set", v)]
+        rendered = helm.run("template", "ripple", str(CHART), "--namespace", namespace, *args).stdout
+        applied = plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered)
+        # No PodSecurity or deprecation warning. (An existing validate.ripple.dev made by Kopf outside Helm, e.g.
+        # left by tests/k8s/test_operator.py, gets kubectl's warning that it was not applied before: not ours.)
+        warnings = [w for w in applied.stderr.splitlines() if w.startswith("Warning")
+                    and "last-applied-configuration" not in w]
+        assert not warnings, applied.stderr
+        lines = applied.stdout.splitlines()
+        assert len(lines) == len([d for d in yaml.safe_load_all(rendered) if d]), applied.stdout
+        assert all(line.endswith("(server dry run)") for line in lines), applied.stdout
+
+
+def leftovers(plane: ControlPlane, namespace: str, release: str) -> list[str]:
+    """Every object in the namespace (but events and what each namespace has anyway), and the release's
+    cluster-scoped objects."""
+    kinds = plane.kubectl("api-resources", "--namespaced=true", "--verbs=list", "-o", "name").stdout.split()
+    kinds = [k for k in kinds if k.split(".")[0] != "events"]
+    found = plane.get_json(",".join(kinds), "-n", namespace)["items"]
+    names = {f"{o['kind'].lower()}s/{o['metadata']['name']}" for o in found}
+    cluster = plane.kubectl("get", ",".join(("clusterroles", "clusterrolebindings", *WEBHOOK_KINDS)), "-o", "name",
+                            "-l", f"app.kubernetes.io/instance={release}").stdout.split()
+    webhooks = [line for kind in WEBHOOK_KINDS for line in plane.kubectl(
+        "get", kind, WEBHOOK_CONFIGURATION, "-o", "name", "--ignore-not-found").stdout.split()]
+    return sorted(names - NAMESPACE_DEFAULTS) + cluster + webhooks
+
+
+async def test_install_upgrade_uninstall(helm: Helm, crds_installed: ControlPlane, namespace: str) -> None:
+    plane = crds_installed
+    skip_if_webhook_configuration_taken(plane)
+    plane.kubectl("label", "namespace", namespace, *RESTRICTED)
+    release = f"ripple-{namespace}"
+    name = release  # the release name holds "ripple": resources are named after it
+    try:
+        installed = helm.run("install", release, str(CHART), "--namespace", namespace)
+        assert "would violate PodSecurity" not in installed.stderr, installed.stderr
+        assert "port-forward" in installed.stdout  # NOTES.txt
+        instance = f"app.kubernetes.io/instance={release}"
+        got = {f"{o['kind']}/{o['metadata']['name']}" for o in plane.get_json(
+            "deployments,statefulsets,services,serviceaccounts,secrets", "-n", namespace, "-l", instance)["items"]}
+        assert got == {
+            *(f"Deployment/{name}-{c}" for c in COMPONENTS), f"StatefulSet/{name}-nats",
+            f"Service/{name}-ingress", f"Service/{name}-operator-webhook", f"Service/{name}-nats",
+            f"Service/{name}-nats-headless", *(f"ServiceAccount/{name}-{c}" for c in (*COMPONENTS, "nats")),
+            f"Secret/{name}-operator-webhook-tls",
+        }
+        cluster = plane.kubectl("get", "clusterroles,clusterrolebindings", "-o", "name", "-l", instance).stdout.split()
+        assert sorted(cluster) == sorted(f"clusterrole{b}.rbac.authorization.k8s.io/{namespace}-{name}-{c}"
+                                         for c in COMPONENTS for b in ("", "binding"))
+        for kind in WEBHOOK_KINDS:
+            labels = plane.get_json(kind, WEBHOOK_CONFIGURATION)["metadata"]["labels"]
+            assert labels["app.kubernetes.io/instance"] == release
+        # The pods pass admission (restricted Pod Security) and come up on the fake node; NATS waits for a volume.
+        plane.kubectl("wait", "--for=condition=Available", "deployment", "-l", instance, "-n", namespace,
+                      "--timeout=60s", timeout=90)
+        assert plane.get_json("pvc", f"data-{name}-nats-0", "-n", namespace)["spec"]["resources"]["requests"] == {
+            "storage": "8Gi"}
+        assert plane.get_json("pod", f"{name}-nats-0", "-n", namespace)["spec"]["securityContext"]["fsGroup"] == 10001
+        certificate = plane.get_json("secret", f"{name}-operator-webhook-tls", "-n", namespace)["data"]
+
+        helm.run("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
+                 "--set", "ingress.replicaCount=2", "--set", "nats.persistence.whenDeleted=Delete")
+        plane.kubectl("wait", "--for=jsonpath={.status.readyReplicas}=2", f"deployment/{name}-ingress",
+                      "-n", namespace, "--timeout=60s", timeout=90)
+        statefulset = plane.get_json("statefulset", f"{name}-nats", "-n", namespace)
+        assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+        # The generated certificate survives upgrades (looked up, not generated again): no operator restart.
+        assert plane.get_json("secret", f"{name}-operator-webhook-tls", "-n", namespace)["data"] == certificate
+        history = json.loads(helm.run("history", release, "-n", namespace, "-o", "json").stdout)
+        assert [h["status"] for h in history] == ["superseded", "deployed"]
+
+        before = leftovers(plane, namespace, release)  # what the check below would catch
+        assert {f"deployments/{name}-operator", f"persistentvolumeclaims/data-{name}-nats-0",
+                f"secrets/{name}-operator-webhook-tls", f"serviceaccounts/{name}-nats",
+                f"clusterrole.rbac.authorization.k8s.io/{namespace}-{name}-dispatcher",
+                f"mutatingwebhookconfiguration.admissionregistration.k8s.io/{WEBHOOK_CONFIGURATION}"} <= set(before)
+        helm.run("uninstall", release, "--namespace", namespace, "--wait", "--timeout=60s")
+        await eventually(lambda: not leftovers(plane, namespace, release), timeout=60, interval=0.5)
+        for crd in ("brokers", "functions", "triggers", "eventsources"):  # Helm never deletes CRDs
+            plane.kubectl("get", "crd", f"{crd}.ripple.dev")
+    finally:
+        helm.run("uninstall", release, "--namespace", namespace, "--ignore-not-found", check=False)
+
+
+# --- RBAC, proven with the ServiceAccounts' own tokens ----------------------------------------------------------
+
+
+@dataclass
+class Release:
+    plane: ControlPlane
+    name: str
+    namespace: str
+    kubeconfigs: dict[str, Path]
+    """component -> a kubeconfig with a token of the component's ServiceAccount"""
+
+
+def write_kubeconfig(path: Path, plane: ControlPlane, user: str, token: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "test",
+                      "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": user}}],
+        "current-context": "test",
+    }))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def release(helm: Helm, crds_installed: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    """The chart installed in a namespace of its own, and a kubeconfig per component with a token of its
+    ServiceAccount (TokenRequest API, as a pod's projected token)."""
+    plane = crds_installed
+    skip_if_webhook_configuration_taken(plane)
+    namespace = f"helm-{secrets.token_hex(3)}"
+    name = "ripple"
+    plane.kubectl("create", "namespace", namespace)
+    work = tmp_path_factory.mktemp("sa-kubeconfigs")
+    try:
+        helm.run("install", name, str(CHART), "--namespace", namespace)
+        kubeconfigs = {}
+        for component in COMPONENTS:
+            token = plane.kubectl("create", "token", f"{name}-{component}", "-n", namespace, "--duration=1h").stdout
+            kubeconfigs[component] = write_kubeconfig(work / component / "kubeconfig", plane,
+                                                      f"{name}-{component}", token.strip())
+        yield Release(plane, name, namespace, kubeconfigs)
+    finally:
+        helm.run("uninstall", name, "--namespace", namespace, "--ignore-not-found", check=False)
+        for kind in WEBHOOK_KINDS:
+            plane.kubectl("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)
+        plane.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+
+
+def can_i(plane: ControlPlane, kubeconfig: Path, question: str) -> bool:
+    """``kubectl auth can-i QUESTION`` as the kubeconfig's identity."""
+    result = as_user(plane, kubeconfig, "auth", "can-i", *question.split())
+    assert result.stdout.strip() in ("yes", "no"), result.stdout + result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def test_service_accounts_can_do_their_work_and_nothing_more(release: Release, namespace: str) -> None:
+    """Each component's ServiceAccount, by its own token: ``kubectl auth can-i`` answers, then real calls. The
+    Ripple objects live in another namespace than the release: the roles reach every namespace."""
+    plane, ns, own = release.plane, namespace, release.namespace
+    expected = {
+        "operator": {
+            "list triggers.ripple.dev --all-namespaces": True, "watch brokers.ripple.dev --all-namespaces": True,
+            f"patch triggers.ripple.dev -n {ns}": True, f"patch triggers.ripple.dev --subresource=status -n {ns}": True,
+            f"update functions.ripple.dev --subresource=finalizers -n {ns}": True,
+            f"create deployments.apps -n {ns}": True, f"patch deployments.apps -n {ns}": True,
+            f"create services -n {ns}": True, f"delete configmaps -n {ns}": True, f"create events -n {ns}": True,
+            "watch customresourcedefinitions.apiextensions.k8s.io": True,
+            "create validatingwebhookconfigurations.admissionregistration.k8s.io": True,
+            f"patch validatingwebhookconfigurations.admissionregistration.k8s.io/{WEBHOOK_CONFIGURATION}": True,
+            "patch validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses": False,
+            "delete validatingwebhookconfigurations.admissionregistration.k8s.io": False,
+            "create mutatingwebhookconfigurations.admissionregistration.k8s.io": True,
+            f"patch mutatingwebhookconfigurations.admissionregistration.k8s.io/{WEBHOOK_CONFIGURATION}": True,
+            "patch mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses": False,
+            "create validatingadmissionpolicies.admissionregistration.k8s.io": False,
+            f"get secrets -n {own}": False, "list secrets --all-namespaces": False,
+            f"delete namespace/{ns}": False, "list namespaces": False, f"delete deployments.apps -n {ns}": False,
+            f"create pods -n {ns}": False, "create clusterrolebindings.rbac.authorization.k8s.io": False,
+        },
+        "dispatcher": {
+            "list triggers.ripple.dev --all-namespaces": True, "watch functions.ripple.dev --all-namespaces": True,
+            f"patch deployments.apps --subresource=scale -n {ns}": True,
+            f"update deployments.apps --subresource=scale -n {ns}": True,
+            "list endpointslices.discovery.k8s.io --all-namespaces": True,
+            "watch endpointslices.discovery.k8s.io --all-namespaces": True,
+            f"get secrets -n {own}": False, f"create deployments.apps -n {ns}": False,
+            f"patch deployments.apps -n {ns}": False, f"patch triggers.ripple.dev -n {ns}": False,
+            "list pods --all-namespaces": False, "list brokers.ripple.dev --all-namespaces": False,
+        },
+        "ingress": {
+            "list brokers.ripple.dev --all-namespaces": True, "watch brokers.ripple.dev --all-namespaces": True,
+            f"get secrets -n {own}": False, f"list triggers.ripple.dev -n {ns}": False,
+            f"list functions.ripple.dev -n {ns}": False, f"create brokers.ripple.dev -n {ns}": False,
+            f"patch brokers.ripple.dev --subresource=status -n {ns}": False,
+        },
+    }
+    questions = [(c, q) for c, qs in expected.items() for q in qs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda cq: can_i(plane, release.kubeconfigs[cq[0]], cq[1]), questions))
+    wrong = [f"{c}: can-i {q} -> {'yes' if a else 'no'}" for (c, q), a in zip(questions, answers, strict=True)
+             if a != expected[c][q]]
+    assert not wrong, "\n".join(wrong)
+
+    # Real calls. As the admin: the objects the components work on.
+    plane.kubectl("apply", "-n", ns, "-f", "-", input=textwrap.dedent("""
+        apiVersion: ripple.dev/v1alpha1
+        kind: Broker
+        metadata: {name: default}
+        ---
+        apiVersion: ripple.dev/v1alpha1
+        kind: Trigger
+        metadata: {name: t}
+        spec: {subscriber: {uri: "http://example.invalid/"}}
+    """))
+    plane.kubectl("create", "deployment", "fn", "--image=ghcr.io/ripple-dev/ripple:0.1.0", "--replicas=0", "-n", ns)
+    kc = release.kubeconfigs
+
+    operator = kc["operator"]
+    assert allowed(as_user(plane, operator, "get", "triggers.ripple.dev", "--all-namespaces"))
+    status = '{"status": {"subscriberUri": "http://example.invalid/"}}'
+    assert allowed(as_user(plane, operator, "patch", "trigger", "t", "-n", ns, "--subresource=status",
+                           "--type=merge", "-p", status))
+    assert plane.get_json("trigger", "t", "-n", ns)["status"]["subscriberUri"] == "http://example.invalid/"
+    assert allowed(as_user(plane, operator, "create", "deployment", "made-by-operator", "--replicas=0",
+                           "--image=ghcr.io/ripple-dev/ripple:0.1.0", "-n", ns))
+    vwc = json.dumps({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                      "metadata": {"name": "rbac-probe.ripple.dev"}})
+    assert allowed(as_user(plane, operator, "create", "--dry-run=server", "-f", "-", input=vwc))
+    label = '{"metadata": {"labels": {"rbac-probe": "yes"}}}'
+    assert allowed(as_user(plane, operator, "patch", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION,
+                           "--type=merge", "-p", label, "--dry-run=server"))
+    assert forbidden(as_user(plane, operator, "patch", "validatingwebhookconfiguration", "someone-elses",
+                             "--type=merge", "-p", label))
+    assert forbidden(as_user(plane, operator, "get", "secrets", "-n", own))
+    assert forbidden(as_user(plane, operator, "delete", "namespace", ns, "--dry-run=server"))
+
+    dispatcher = kc["dispatcher"]
+    assert allowed(as_user(plane, dispatcher, "get", "triggers.ripple.dev", "--all-namespaces"))
+    assert allowed(as_user(plane, dispatcher, "get", "endpointslices", "--all-namespaces"))
+    assert allowed(as_user(plane, dispatcher, "patch", "deployment", "fn", "-n", ns, "--subresource=scale",
+                           "--type=merge", "-p", '{"spec": {"replicas": 1}}'))
+    assert plane.get_json("deployment", "fn", "-n", ns)["spec"]["replicas"] == 1
+    assert forbidden(as_user(plane, dispatcher, "create", "deployment", "x", "--image=x", "-n", ns))
+    assert forbidden(as_user(plane, dispatcher, "patch", "deployment", "fn", "-n", ns, "--type=merge",
+                             "-p", '{"spec": {"paused": true}}'))
+    assert forbidden(as_user(plane, dispatcher, "get", "secrets", "-n", own))
+
+    ingress = kc["ingress"]
+    brokers = as_user(plane, ingress, "get", "brokers.ripple.dev", "--all-namespaces", "-o", "name")
+    assert allowed(brokers) and "broker.ripple.dev/default" in brokers.stdout
+    assert forbidden(as_user(plane, ingress, "get", "triggers.ripple.dev", "-n", ns))
+    assert forbidden(as_user(plane, ingress, "get", "secrets", "-n", own))
+
+
+
+def ready(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
+    found = plane.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    if found.returncode != 0:
+        return False
+    conditions = (json.loads(found.stdout).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def webhooks(plane: ControlPlane, kind: str = "validatingwebhookconfiguration") -> list[dict]:
+    found = plane.kubectl("get", kind, WEBHOOK_CONFIGURATION, "-o", "json", check=False)
+    return (json.loads(found.stdout).get("webhooks") or []) if found.returncode == 0 else []
+
+
+async def start_operator(release: Release, nats_url: str, port: int, *extra: str) -> RippleProcess:
+    """``ripple operator`` as the chart runs it, but local: the API server reaches its webhook on 127.0.0.1."""
+    return await RippleProcess(
+        "operator", "--nats", nats_url, "--ingress-url", f"http://{release.name}-ingress.{release.namespace}.svc",
+        "--webhook-host", "127.0.0.1", "--webhook-port", str(port), *extra,
+        env={"KUBECONFIG": str(release.kubeconfigs["operator"])},
+    ).start()  # fmt: skip
+
+
+async def stop_operator(operator: RippleProcess) -> None:
+    if operator.process is not None and operator.process.returncode is None:
+        await operator.interrupt()
+    await operator.stop()
+
+
+async def test_operator_serves_the_generated_webhook_certificate(release: Release, tmp_path: Path) -> None:
+    """The self-signed certificate the chart generated, loaded by the operator from files (as its pod mounts the
+    Secret): Kopf serves it, hands it to the API server as the webhooks' caBundle, and it is valid for the name
+    the chart passes as --webhook-host (here reached on 127.0.0.1, so the API server itself cannot use it)."""
+    plane = release.plane
+    service = f"{release.name}-operator-webhook"
+    data = plane.get_json("secret", f"{service}-tls", "-n", release.namespace)["data"]
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(base64.b64decode(data["tls.crt"]))
+    key.write_bytes(base64.b64decode(data["tls.key"]))
+    nats = NatsServer(tmp_path / "nats")
+    await nats.start()
+    port = free_port()
+    operator = await start_operator(release, nats.url, port, "--webhook-cert", str(cert), "--webhook-key", str(key))
+    try:
+        registered = await eventually(lambda: webhooks(plane), timeout=60, interval=0.3)
+        assert base64.b64decode(registered[0]["clientConfig"]["caBundle"]) == cert.read_bytes()
+        context = ssl.create_default_context(cadata=cert.read_text())
+        host = f"{service}.{release.namespace}.svc"
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=host)
+        assert writer.get_extra_info("peercert")["subject"] == ((("commonName", host),),)
+        writer.close()
+        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+            await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="elsewhere.svc")
+    finally:
+        await stop_operator(operator)
+        await nats.stop()
+    assert webhooks(plane) == []  # no webhook left pointing at 127.0.0.1 with a certificate for another name
+
+
+async def post_event(url: str, event_id: str) -> int:
+    headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-type": "order.placed", "ce-source": "/shop",
+               "content-type": "application/json"}
+    async with aiohttp.ClientSession() as session, session.post(url, data=b'{"total": 3}', headers=headers) as answer:
+        return answer.status
+
+
+async def accepted(url: str, event_id: str) -> bool:
+    """The ingress stored the event (it answers 404 until its watch has seen the Broker)."""
+    return await post_event(url, event_id) == 202
+
+
+async def test_components_run_on_their_service_accounts_alone(
+    helm: Helm, release: Release, namespace: str, tmp_path: Path
+) -> None:
+    """The operator, the ingress and the dispatcher as local processes, each with no credentials but its own
+    ServiceAccount's token. The operator registers its webhook in the chart's configuration; a Broker, a Function
+    and a Trigger go Ready with the Function's children created; the ingress knows the Broker (202) and no other
+    (404); the dispatcher wakes the Function, scaling its Deployment through deployments/scale; a filter that
+    does not compile is refused at admission. Not one request is forbidden: the ClusterRoles are sufficient.
+    A Helm upgrade leaves the webhooks Kopf registered alone."""
+    plane = release.plane
+    nats = NatsServer(tmp_path / "nats")
+    await nats.start()
+    operator = await start_operator(release, nats.url, free_port())
+    processes = [operator]
+    try:
+        registered = await eventually(lambda: webhooks(plane), timeout=60, interval=0.3)
+        assert registered[0]["clientConfig"]["url"].startswith("https://127.0.0.1:")
+        plane.kubectl("apply", "-n", namespace, "-f", "-", input=textwrap.dedent("""
+            apiVersion: ripple.dev/v1alpha1
+            kind: Broker
+            metadata: {name: default}
+            ---
+            apiVersion: ripple.dev/v1alpha1
+            kind: Function
+            metadata: {name: fn}
+            spec:
+              handler: handler:handle
+              source: {inline: "def handle(event):\\n    return None\\n"}
+            ---
+            apiVersion: ripple.dev/v1alpha1
+            kind: Trigger
+            metadata: {name: t}
+            spec:
+              filter: {attributes: {type: order.placed}}
+              subscriber: {ref: {kind: Function, name: fn}}
+        """))
+        for kind, name in (("broker", "default"), ("function", "fn"), ("trigger", "t")):
+            await eventually(lambda k=kind, n=name: ready(plane, namespace, k, n), timeout=45, interval=0.3)
+        for kind, name in (("deployment", "fn"), ("service", "fn"), ("configmap", "fn-code")):
+            plane.kubectl("get", kind, name, "-n", namespace)
+        assert plane.get_json("deployment", "fn", "-n", namespace)["spec"]["replicas"] == 0
+
+        port = free_port()
+        ingress = await RippleProcess("ingress", "--kubernetes", "--nats", nats.url, "--host", "127.0.0.1",
+                                      "--port", str(port), env={"KUBECONFIG": str(release.kubeconfigs["ingress"])},
+                                      ).start()
+        processes.append(ingress)
+        dispatcher = await RippleProcess("dispatcher", "--kubernetes", "--nats", nats.url, "--activation-timeout=5",
+                                         env={"KUBECONFIG": str(release.kubeconfigs["dispatcher"])}).start()
+        processes.append(dispatcher)
+        await ingress.wait_for_line("ingress listening")
+        await dispatcher.wait_for_line("dispatcher watching")
+        base = f"http://127.0.0.1:{port}/{namespace}"
+        await eventually(lambda: accepted(f"{base}/default", "order-1"), timeout=30, interval=0.3)
+        assert await post_event(f"{base}/default", "order-2") == 202
+        assert await post_event(f"{base}/no-such-broker", "order-3") == 404
+        # The activator wakes the Function for the waiting events: the dispatcher scaled its Deployment.
+        await eventually(lambda: plane.get_json("deployment", "fn", "-n", namespace)["spec"]["replicas"] == 1,
+                         timeout=30, interval=0.3)
+
+        refused = plane.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=textwrap.dedent("""
+            apiVersion: ripple.dev/v1alpha1
+            kind: Trigger
+            metadata: {name: bad}
+            spec:
+              subscriber: {uri: "http://example.invalid/"}
+              filters: [{cesql: "source LIKE"}]
+        """))
+        assert refused.returncode != 0 and "spec.filters[0].cesql" in refused.stderr, refused.stderr
+        # An upgrade leaves the webhooks alone: the chart's object carries no `webhooks` for Helm to reset.
+        helm.run("upgrade", release.name, str(CHART), "--namespace", release.namespace, "--reuse-values",
+                 "--set", "ingress.replicaCount=2")
+        assert webhooks(plane) == registered
+        # Deleting goes through Kopf's finalizers (consumer and streams removed) with the same permissions.
+        plane.kubectl("delete", "trigger,function,broker", "--all", "-n", namespace, "--timeout=45s", timeout=60)
+        for process in processes:
+            denied = [line for line in process.lines if "forbidden" in line.lower() or "permission" in line.lower()]
+            assert not denied, f"ripple {process.args[0]}:\n" + "\n".join(denied)
+            assert process.process is not None and process.process.returncode is None, process.output()
+        assert webhooks(plane, "mutatingwebhookconfiguration") == []  # Kopf's, for mutating handlers: none
+    finally:
+        for process in reversed(processes[1:]):
+            await process.stop()
+        await stop_operator(operator)
+        await nats.stop()
+    # On shutdown Kopf empties the webhooks (the chart's object stays, for `helm uninstall` to remove).
+    assert webhooks(plane) == []
