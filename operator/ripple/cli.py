@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher.add_argument("--readiness", choices=["endpointslices", "pods"], default="endpointslices",
                             help="where function readiness comes from in a cluster")
     dispatcher.add_argument("--activation-timeout", type=float, default=60.0)
+    dispatcher.add_argument("--health-port", type=int, help="serve GET /-/health on this port (cluster mode)")
     dispatcher.add_argument("--nats", required=True, help="NATS URL")
     dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
@@ -171,7 +172,7 @@ async def _run(args: argparse.Namespace) -> int:
         configure_logging()
         if args.kubernetes:
             await run_cluster_dispatcher(args.nats, readiness=args.readiness,
-                                         activation_timeout=args.activation_timeout)
+                                         activation_timeout=args.activation_timeout, health_port=args.health_port)
             return 0
         if not args.paths:
             raise SystemExit("ripple dispatcher: give manifest paths or --kubernetes")

@@ -74,19 +74,41 @@ def static_resolver(function_urls: Mapping[tuple[str, str], str]):  # type: igno
     return resolve
 
 
-async def run_cluster_dispatcher(nats_url: str, *, readiness: str, activation_timeout: float) -> None:
+async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, port: int) -> web.AppRunner:
+    """``GET /-/health``: 200 while NATS is connected and the component's loops run, else 503."""
+
+    async def health(request: web.Request) -> web.Response:
+        ok = store.nc.is_connected and alive()
+        return web.json_response({"nats": store.nc.is_connected, "running": alive()}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/-/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run_cluster_dispatcher(
+    nats_url: str, *, readiness: str, activation_timeout: float, health_port: int | None = None
+) -> None:
     from ripple.cluster import ClusterDispatcher, load_kube_config
 
     store = await EventStore.connect(nats_url, name="ripple-dispatcher")
     cluster = ClusterDispatcher(store, await load_kube_config(), readiness=readiness,
                                 activation_timeout=activation_timeout)
     running = asyncio.create_task(cluster.run())
+    health = None
+    if health_port is not None:
+        health = await serve_health(store, lambda: not running.done(), "0.0.0.0", health_port)
     print("dispatcher watching the cluster's triggers and functions", flush=True)
     try:
         await wait_for_signal()
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+        if health is not None:
+            await health.cleanup()
         await store.close()
 
 

@@ -238,7 +238,7 @@ def test_every_pod_runs_restricted_with_resources(helm: Helm) -> None:
     operator = workloads["ripple-operator"]["spec"]["template"]["spec"]["containers"][0]
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     dispatcher = workloads["ripple-dispatcher"]["spec"]["template"]["spec"]["containers"][0]
-    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(dispatcher)
+    assert dispatcher["readinessProbe"]["httpGet"] == {"path": "/-/health", "port": "health"}
     nats = workloads["ripple-nats"]
     assert nats["spec"]["template"]["spec"]["containers"][0]["image"] == "nats:2.11-alpine"
     assert nats["spec"]["template"]["spec"]["containers"][0]["args"][:3] == ["-js", "-sd", "/data"]
@@ -258,6 +258,7 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
     assert container_args(docs, "ripple-ingress")[:5] == ["ingress", "--kubernetes", nats, "--host=0.0.0.0",
                                                           "--port=8080"]
     assert container_args(docs, "ripple-dispatcher")[:3] == ["dispatcher", "--kubernetes", nats]
+    assert "--health-port=8081" in container_args(docs, "ripple-dispatcher")
     services = objects_of(docs, "Service")
     assert services["ripple-ingress"]["spec"]["ports"] == [
         {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]

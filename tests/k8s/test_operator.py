@@ -8,6 +8,7 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -268,13 +269,16 @@ async def test_events_flow_through_functions_that_scale_from_zero(
     env = {"KUBECONFIG": str(plane.kubeconfig)}
     ingress = await RippleProcess("ingress", "--kubernetes", "--nats", k8s_nats.url, "--host", "127.0.0.1",
                                   "--port", str(ingress_port), env=env).start()
+    health_port = free_port()
     dispatcher = await RippleProcess("dispatcher", "--kubernetes", "--readiness", "pods", "--nats", k8s_nats.url,
-                                     env=env).start()
+                                     "--health-port", str(health_port), env=env).start()
     runner = PodRunner(plane.kubeconfig)
     await runner.start()
     try:
         await ingress.wait_for_line("ingress listening")
         await dispatcher.wait_for_line("dispatcher watching")
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{health_port}/-/health") as health:
+            assert health.status == 200 and (await health.json()) == {"nats": True, "running": True}
         url = f"http://127.0.0.1:{ingress_port}/{namespace}/default"
         send = await RippleProcess("send", "--to", url, "--type", "order.placed", "--source", "/shop",
                                    "--id", "order-1", "--data", '{"total": 3}').start()
