@@ -12,6 +12,7 @@ from ripple.api.loading import Manifests
 from ripple.api.models import Destination
 from ripple.dispatch import Dispatcher, Unresolvable
 from ripple.ingress.app import IngressSettings, create_ingress_app
+from ripple.metrics import serve_metrics
 from ripple.store import EventStore
 
 
@@ -75,7 +76,7 @@ def static_resolver(function_urls: Mapping[tuple[str, str], str]):  # type: igno
 
 
 async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, port: int) -> web.AppRunner:
-    """``GET /-/health``: 200 while NATS is connected and the component's loops run, else 503."""
+    """``GET /-/health`` (200 while NATS is connected and the component's loops run, else 503) and ``/metrics``."""
 
     async def health(request: web.Request) -> web.Response:
         ok = store.nc.is_connected and alive()
@@ -83,6 +84,7 @@ async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, 
 
     app = web.Application()
     app.router.add_get("/-/health", health)
+    app.router.add_get("/metrics", serve_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -109,15 +109,23 @@ async def test_type_pinned_trigger_reads_only_its_type(store, dispatcher):
 
 
 async def test_linear_retries_are_counted_and_spaced(store, dispatcher):
+    from prometheus_client import REGISTRY
+
+    def attempts(outcome: str) -> float:
+        labels = {"trigger": "default/linear", "outcome": outcome}
+        return REGISTRY.get_sample_value("ripple_deliveries_total", labels) or 0
+
+    before = {outcome: attempts(outcome) for outcome in ("retry", "dead-letter")}
     async with subscriber(lambda ev, n: web.Response(status=500)) as sub:
         delivery = {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT0.2S"}
-        await dispatcher.apply([trigger("t", subscriber=sub.url, delivery=delivery)])
+        await dispatcher.apply([trigger("linear", subscriber=sub.url, delivery=delivery)])
         await publish(store, event("a"))
         received = await sub.wait_for(4)
         await eventually(lambda: letters(store))
         assert len(sub.received) == 4  # the first attempt and three retries, no more
         for gap, expected in zip(gaps(received), [0.2, 0.4, 0.6], strict=True):
             assert gap >= expected * 0.9
+    assert attempts("retry") - before["retry"] == 3 and attempts("dead-letter") - before["dead-letter"] == 1
 
 
 async def test_exponential_retries_double(store, dispatcher):

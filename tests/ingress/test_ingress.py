@@ -219,3 +219,24 @@ async def test_503_while_jetstream_is_down_then_recovers(ingress, http, store, n
 
     await eventually(accepted, timeout=20, interval=0.25)
     assert [e.id for e in await stored(store)] == ["after"]
+
+
+async def test_metrics_count_answers_and_stored_events(ingress, http):
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"namespace": "default", "broker": "default", **labels}) or 0.0
+
+    accepted, refused, stored = (sample("ripple_ingress_requests_total", code="202"),
+                                 sample("ripple_ingress_requests_total", code="400"),
+                                 sample("ripple_ingress_events_stored_total"))
+    batch = [{"specversion": "1.0", "id": str(i), "source": "/m", "type": "t"} for i in range(3)]
+    assert (await post(http, ingress, json.dumps(batch), **{"Content-Type": BATCH}))[0] == 202
+    assert (await post(http, ingress, b"x", **{k: v for k, v in BINARY.items() if k != "ce-id"}))[0] == 400
+    assert sample("ripple_ingress_requests_total", code="202") == accepted + 1
+    assert sample("ripple_ingress_requests_total", code="400") == refused + 1
+    assert sample("ripple_ingress_events_stored_total") == stored + 3
+    async with http.get(ingress.rsplit("/", 2)[0] + "/metrics") as response:
+        text = await response.text()
+    assert response.status == 200
+    assert 'ripple_ingress_requests_total{broker="default",code="202",namespace="default"}' in text

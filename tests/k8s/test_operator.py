@@ -304,6 +304,9 @@ async def test_events_flow_through_functions_that_scale_from_zero(
                                     timeout=90, interval=0.2)
         assert {r for r in received if r.startswith("order-")} == {f"order-{i}" for i in range(1, 12)}
         assert len({r for r in received if not r.startswith("order-")}) == 11  # every order's reply reached ship
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{health_port}/metrics") as metrics:
+            text = await metrics.text()
+        assert f'ripple_deliveries_total{{outcome="ack",trigger="{namespace}/on-placed"}}' in text
         # No events for idleTimeout: both scale back to zero replicas for real.
         await eventually(lambda: all(plane.get_json("deployment", n, "-n", namespace)["spec"]["replicas"] == 0
                                      for n in ("validate", "ship")), timeout=60, interval=0.5)

@@ -27,6 +27,7 @@ from ripple.events.extensions import age_seconds, hops_of, stamp_arrival
 from ripple.events.http import UnsupportedFormat, decode_message
 from ripple.events.model import CloudEvent, EventError
 from ripple.filters import Filter, from_trigger_spec
+from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES
 from ripple.store import EventStore, StoreUnavailable, subjects
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class TriggerWorker:
         # The router matched what it copied to this trigger; events read from the log are tested here.
         if msg.subject != self.routed_subject and not self.filter.matches(event.as_mapping()):
             self.stats.filtered += 1
+            FILTERED.labels(self.name).inc()
             await msg.ack()
             return
         attempt = msg.metadata.num_delivered or 1
@@ -177,6 +179,8 @@ class TriggerWorker:
             retry_after=parse_retry_after(result.headers.get("Retry-After")),
             event_age=age_seconds(event),
         )
+        DELIVERIES.labels(self.name, decision.action.value).inc()
+        DELIVERY_SECONDS.labels(self.name).observe(result.latency)
         delivery_log.info(
             "%s id=%s status=%s attempt=%d latency=%.1fms %s%s",
             self.name,
@@ -239,6 +243,7 @@ class TriggerWorker:
             remaining = 0
         if remaining <= 0:
             self.stats.replies_dropped += 1
+            REPLIES.labels(self.name, "dropped").inc()
             log.warning(
                 "trigger %s: dropped reply %s to %s: no hops left (reply loop guard)", self.name, reply.id, event.id
             )
@@ -251,6 +256,7 @@ class TriggerWorker:
             log.warning("trigger %s: could not store reply to %s, will retry: %s", self.name, event.id, exc)
             return False
         self.stats.replies += 1
+        REPLIES.labels(self.name, "stored").inc()
         return True
 
     async def _dead_letter(self, event: CloudEvent, result: DeliveryResult, url: str, msg: Msg) -> bool:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import stamp_arrival
+from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, serve_metrics
 from ripple.store import EventStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,14 @@ async def json_errors(
 
 
 async def receive(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS_KEY]
     namespace, broker = request.match_info["namespace"], request.match_info["broker"]
+    response = await _receive(request, namespace, broker)
+    INGRESS_REQUESTS.labels(namespace, broker, str(response.status)).inc()
+    return response
+
+
+async def _receive(request: web.Request, namespace: str, broker: str) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
     if not settings.brokers(namespace, broker):
         return error(404, f"no broker '{broker}' in namespace '{namespace}'")
     if request.content_length is not None and request.content_length > settings.max_body:
@@ -74,6 +81,7 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("ingress %s/%s: %s", namespace, broker, exc)
         retry = str(settings.retry_after)
         return error(503, f"the event store is unavailable, retry later: {exc}", **{"Retry-After": retry})
+    INGRESS_EVENTS.labels(namespace, broker).inc(len(events))
     return web.Response(status=202)
 
 
@@ -98,6 +106,7 @@ def create_ingress_app(store: EventStore, settings: IngressSettings) -> web.Appl
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = settings
     app.router.add_get("/-/health", health)
+    app.router.add_get("/metrics", serve_metrics)
     app.router.add_post("/{namespace}/{broker}", receive)
     app.router.add_route("OPTIONS", "/{namespace}/{broker}", handshake)
     return app

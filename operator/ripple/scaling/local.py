@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
+from ripple.metrics import COLD_STARTS
 from ripple.scaling.backend import FunctionKey, NotReady
 from ripple.scaling.processes import RuntimeProcess, WarmPool
 
@@ -150,6 +151,7 @@ class LocalProcessBackend:
         cold = self.cold_starts[function]
         if cold.pending_since is not None:
             cold.count += 1
+            COLD_STARTS.labels(replica.label).inc()
             cold.last_latency = time.monotonic() - cold.pending_since
             cold.pending_since = None
             how = "from the warm pool" if pooled is not None else "in a new process"

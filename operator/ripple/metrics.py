@@ -1,0 +1,30 @@
+"""Prometheus metrics of the data plane, served at ``GET /metrics`` by the ingress and the dispatcher."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+INGRESS_REQUESTS = Counter(
+    "ripple_ingress_requests_total", "Requests answered by the ingress, by broker and HTTP status.",
+    ["namespace", "broker", "code"],
+)
+INGRESS_EVENTS = Counter(
+    "ripple_ingress_events_stored_total", "Events stored in JetStream by the ingress.", ["namespace", "broker"]
+)
+DELIVERIES = Counter(
+    "ripple_deliveries_total", "Delivery attempts by trigger and outcome (ack, retry, dead-letter).",
+    ["trigger", "outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "ripple_delivery_seconds", "Time one delivery attempt took, answer included.", ["trigger"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+REPLIES = Counter("ripple_replies_total", "Reply events by trigger: stored or dropped (no hops left).",
+                  ["trigger", "result"])
+FILTERED = Counter("ripple_filtered_total", "Events a trigger read but its filter did not match.", ["trigger"])
+COLD_STARTS = Counter("ripple_cold_starts_total", "Functions woken from zero replicas.", ["function"])
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
