@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                             help="where function readiness comes from in a cluster")
     dispatcher.add_argument("--activation-timeout", type=float, default=60.0)
     dispatcher.add_argument("--health-port", type=int, help="serve GET /-/health on this port (cluster mode)")
+    dispatcher.add_argument("--no-autoscaler", action="store_true",
+                            help="cluster mode: leave scaling to a separate `ripple autoscaler` (wake from zero only)")
+
+    autoscaler = commands.add_parser("autoscaler", help="scale Functions' Deployments with their triggers' backlog")
+    autoscaler.add_argument("--kubernetes", action="store_true", required=True, help="the cluster's functions")
+    autoscaler.add_argument("--nats", required=True, help="NATS URL")
+    autoscaler.add_argument("--health-port", type=int, help="serve GET /-/health and /metrics on this port")
     dispatcher.add_argument("--nats", required=True, help="NATS URL")
     dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
@@ -172,7 +179,8 @@ async def _run(args: argparse.Namespace) -> int:
         configure_logging()
         if args.kubernetes:
             await run_cluster_dispatcher(args.nats, readiness=args.readiness,
-                                         activation_timeout=args.activation_timeout, health_port=args.health_port)
+                                         activation_timeout=args.activation_timeout, health_port=args.health_port,
+                                         autoscale=not args.no_autoscaler)
             return 0
         if not args.paths:
             raise SystemExit("ripple dispatcher: give manifest paths or --kubernetes")
@@ -200,6 +208,13 @@ async def _run(args: argparse.Namespace) -> int:
 
         status = await read_status(args.url, args.data_dir)
         print(json.dumps(status, indent=2) if args.json else format_status(status))
+        return 0
+    if args.command == "autoscaler":
+        from ripple.components import run_cluster_autoscaler
+        from ripple.local.dev import configure_logging
+
+        configure_logging()
+        await run_cluster_autoscaler(args.nats, health_port=args.health_port)
         return 0
     if args.command == "dlq":
         from ripple.dlq_cli import run_dlq

@@ -112,8 +112,9 @@ class ClusterDispatcher:
     """Dispatcher, autoscaler and activator for every Trigger and Function in the cluster."""
 
     def __init__(self, store: EventStore, api: client.ApiClient, *, readiness: str = "endpointslices",
-                 activation_timeout: float = 60.0) -> None:
+                 activation_timeout: float = 60.0, autoscale: bool = True) -> None:
         self.store = store
+        self.autoscale = autoscale
         self.api = api
         self.readiness = readiness
         self._changed = asyncio.Event()
@@ -125,8 +126,9 @@ class ClusterDispatcher:
                                          probe=self._probe if readiness == "pods" else None)
         self.autoscaler = Autoscaler(store, self.backend, {}, [])
         self.function_keys: set[Key] = set()
-        self.activator = Activator(self.backend, self.autoscaler.activate, self.function_keys,
-                                   timeout=activation_timeout)
+        # With the autoscaler in another process (`ripple autoscaler`), waking from zero is this process's job.
+        activate = self.autoscaler.activate if autoscale else self.backend.wake
+        self.activator = Activator(self.backend, activate, self.function_keys, timeout=activation_timeout)
         self.dispatcher = Dispatcher(store, self.activator.resolve)
 
     async def _probe(self, url: str) -> bool:
@@ -150,7 +152,8 @@ class ClusterDispatcher:
             self.function_keys.update(functions)
             self.backend.functions = set(functions)
             triggers = [t for t in self.triggers.items.values() if isinstance(t, Trigger)]
-            await self.autoscaler.set_functions(functions, triggers)
+            if self.autoscale:
+                await self.autoscaler.set_functions(functions, triggers)
             try:
                 await self.dispatcher.apply(triggers)
             except TriggersNotStarted as exc:
@@ -169,7 +172,8 @@ class ClusterDispatcher:
             await watch_forever(discovery.list_endpoint_slice_for_all_namespaces, self.backend.observe, serialize)
 
     async def run(self) -> None:
-        await self.autoscaler.start()
+        if self.autoscale:
+            await self.autoscaler.start()
         tasks = [asyncio.create_task(c) for c in (self.triggers.run(), self.functions.run(), self._apply_loop(),
                                                   self._watch_readiness())]
         try:
@@ -181,6 +185,38 @@ class ClusterDispatcher:
             await self.autoscaler.stop()
             await self.dispatcher.close()
             await self._http.close()
+
+
+class ClusterAutoscaler:
+    """The autoscaler on its own: Functions' Deployments follow the backlog of the Triggers that target them."""
+
+    def __init__(self, store: EventStore, api: client.ApiClient) -> None:
+        self._changed = asyncio.Event()
+        self.triggers = RippleObjects(api, "triggers", Trigger, self._changed.set)
+        self.functions = RippleObjects(api, "functions", Function, self._changed.set)
+        self.backend = KubernetesBackend(client.AppsV1Api(api), [])
+        self.autoscaler = Autoscaler(store, self.backend, {}, [])
+
+    async def _apply_loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            await asyncio.sleep(0.2)
+            self._changed.clear()
+            functions: dict[Key, Function] = dict(self.functions.items)  # type: ignore[arg-type]
+            self.backend.functions = set(functions)
+            triggers = [t for t in self.triggers.items.values() if isinstance(t, Trigger)]
+            await self.autoscaler.set_functions(functions, triggers)
+
+    async def run(self) -> None:
+        await self.autoscaler.start()
+        tasks = [asyncio.create_task(c) for c in (self.triggers.run(), self.functions.run(), self._apply_loop())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.autoscaler.stop()
 
 
 class ClusterBrokers:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -92,18 +93,34 @@ async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, 
 
 
 async def run_cluster_dispatcher(
-    nats_url: str, *, readiness: str, activation_timeout: float, health_port: int | None = None
+    nats_url: str, *, readiness: str, activation_timeout: float, health_port: int | None = None,
+    autoscale: bool = True,
 ) -> None:
     from ripple.cluster import ClusterDispatcher, load_kube_config
 
     store = await EventStore.connect(nats_url, name="ripple-dispatcher")
     cluster = ClusterDispatcher(store, await load_kube_config(), readiness=readiness,
-                                activation_timeout=activation_timeout)
-    running = asyncio.create_task(cluster.run())
+                                activation_timeout=activation_timeout, autoscale=autoscale)
+    await _run_cluster_component(store, cluster.run(), "dispatcher watching the cluster's triggers and functions",
+                                 health_port)
+
+
+async def run_cluster_autoscaler(nats_url: str, *, health_port: int | None = None) -> None:
+    from ripple.cluster import ClusterAutoscaler, load_kube_config
+
+    store = await EventStore.connect(nats_url, name="ripple-autoscaler")
+    cluster = ClusterAutoscaler(store, await load_kube_config())
+    await _run_cluster_component(store, cluster.run(), "autoscaler watching the cluster's functions", health_port)
+
+
+async def _run_cluster_component(
+    store: EventStore, work: Coroutine[Any, Any, None], banner: str, health_port: int | None
+) -> None:
+    running = asyncio.create_task(work)
     health = None
     if health_port is not None:
         health = await serve_health(store, lambda: not running.done(), "0.0.0.0", health_port)
-    print("dispatcher watching the cluster's triggers and functions", flush=True)
+    print(banner, flush=True)
     try:
         await wait_for_signal()
     finally:

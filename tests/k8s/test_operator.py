@@ -12,11 +12,12 @@ import aiohttp
 import pytest
 import yaml
 
+from ripple.events.extensions import stamp_arrival
 from ripple.local.nats_server import NatsServer, free_port
 from ripple.store import EventStore, subjects
 from tests.k8s.pod_runner import PodRunner
 from tests.processes import RippleProcess
-from tests.support import eventually
+from tests.support import event, eventually
 
 pytestmark = pytest.mark.k8s
 
@@ -347,3 +348,33 @@ async def test_the_webhook_can_be_registered_by_service_reference(crds_installed
         assert service["path"].startswith("/") and isinstance(service["port"], int)
     finally:
         await stop_operator(process, plane)
+
+
+async def test_a_separate_autoscaler_follows_the_backlog(crds_installed, operator, k8s_nats, namespace, store):
+    """`ripple autoscaler` alone: events waiting for a function scale its Deployment up; none, back to zero."""
+    plane = crds_installed
+    apply(plane, namespace, "kind: Broker\nmetadata: {name: default}\n")
+    apply(plane, namespace, INLINE_FUNCTION.format(name="fn", out="/dev/null", reply=""))
+    apply(plane, namespace, """
+        kind: Trigger
+        metadata: {name: t}
+        spec:
+          filter: {attributes: {type: work}}
+          subscriber: {ref: {kind: Function, name: fn}}
+    """)
+    plane.kubectl("wait", "--for=condition=Ready", "trigger/t", "-n", namespace, "--timeout=60s")
+    autoscaler = await RippleProcess("autoscaler", "--kubernetes", "--nats", k8s_nats.url,
+                                     env={"KUBECONFIG": str(plane.kubeconfig)}).start()
+    try:
+        await autoscaler.wait_for_line("autoscaler watching")
+        for i in range(15):
+            await store.publish_event(namespace, "default", stamp_arrival(event(f"w{i}", type="work")))
+
+        def replicas() -> int:
+            return plane.get_json("deployment", "fn", "-n", namespace)["spec"]["replicas"]
+
+        await eventually(lambda: replicas() == 2, timeout=30, interval=0.5)  # 15 waiting / targetConcurrency 10
+        await store.js.purge_stream(subjects.stream_name(namespace, "default"))
+        await eventually(lambda: replicas() == 0, timeout=30, interval=0.5)
+    finally:
+        await autoscaler.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,13 +27,18 @@ def endpoint(address: str, **conditions: bool | None) -> dict:
 
 
 class RecordingAppsApi:
-    """Stands in for AppsV1Api: records the scale requests the backend makes."""
+    """Stands in for AppsV1Api: records the scale requests the backend makes, answers reads from them."""
 
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 0) -> None:
         self.calls: list[tuple[str, str, dict]] = []
+        self.replicas = replicas
 
     async def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: dict) -> None:
         self.calls.append((name, namespace, body))
+        self.replicas = body["spec"]["replicas"]
+
+    async def read_namespaced_deployment_scale(self, name: str, namespace: str):
+        return SimpleNamespace(spec=SimpleNamespace(replicas=self.replicas))
 
 
 def test_ready_urls_keep_ready_and_unknown_endpoints_only():
@@ -96,3 +102,11 @@ async def test_wait_ready_gives_up_after_the_timeout():
     backend = KubernetesBackend(RecordingAppsApi(), [("shop", "fn")])
     with pytest.raises(NotReady, match="no ready replica of shop/fn"):
         await backend.wait_ready(("shop", "fn"), timeout=0.1)
+
+
+async def test_wake_scales_from_zero_only():
+    at_zero, running = RecordingAppsApi(replicas=0), RecordingAppsApi(replicas=3)
+    await KubernetesBackend(at_zero, [("shop", "fn")]).wake(("shop", "fn"))
+    await KubernetesBackend(running, [("shop", "fn")]).wake(("shop", "fn"))
+    assert at_zero.calls == [("fn", "shop", {"spec": {"replicas": 1}})]
+    assert running.calls == []  # the separate autoscaler's figure is left alone

@@ -80,6 +80,8 @@ def pod_url(pod: Mapping[str, Any]) -> str | None:
 class AppsApi(Protocol):
     async def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: Any) -> Any: ...
 
+    async def read_namespaced_deployment_scale(self, name: str, namespace: str) -> Any: ...
+
 
 class KubernetesBackend:
     """Replicas through ``deployments/scale``; endpoints from EndpointSlices fed to :meth:`observe`."""
@@ -122,6 +124,13 @@ class KubernetesBackend:
         namespace, name = function
         await self.apps.patch_namespaced_deployment_scale(deployment_name(name), namespace, scale_body(replicas))
         self._replicas[function] = replicas
+
+    async def wake(self, function: FunctionKey) -> None:
+        """Scale from zero to one replica if the Deployment is at zero (the autoscaler runs elsewhere)."""
+        namespace, name = function
+        scale = await self.apps.read_namespaced_deployment_scale(deployment_name(name), namespace)
+        if not (scale.spec.replicas or 0):
+            await self.scale(function, 1)
 
     async def observe(self, event_type: str, endpoint_slice: Mapping[str, Any]) -> None:
         """Apply one watch event (``ADDED``, ``MODIFIED``, ``DELETED``) of an EndpointSlice, as JSON."""
