@@ -9,9 +9,8 @@ addresses, as on a test control plane whose fake nodes hand out loopback IPs).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -70,6 +69,17 @@ async def watch_forever(
         except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("watch failed, reconnecting: %s", exc)
             await asyncio.sleep(1)
+
+
+async def run_together(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run loops side by side until one fails or the caller is cancelled; then stop them all."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def is_ready(obj: dict[str, Any]) -> bool:
@@ -174,14 +184,9 @@ class ClusterDispatcher:
     async def run(self) -> None:
         if self.autoscale:
             await self.autoscaler.start()
-        tasks = [asyncio.create_task(c) for c in (self.triggers.run(), self.functions.run(), self._apply_loop(),
-                                                  self._watch_readiness())]
         try:
-            await asyncio.gather(*tasks)
+            await run_together(self.triggers.run(), self.functions.run(), self._apply_loop(), self._watch_readiness())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await self.autoscaler.stop()
             await self.dispatcher.close()
             await self._http.close()
@@ -209,13 +214,9 @@ class ClusterAutoscaler:
 
     async def run(self) -> None:
         await self.autoscaler.start()
-        tasks = [asyncio.create_task(c) for c in (self.triggers.run(), self.functions.run(), self._apply_loop())]
         try:
-            await asyncio.gather(*tasks)
+            await run_together(self.triggers.run(), self.functions.run(), self._apply_loop())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await self.autoscaler.stop()
 
 
@@ -230,8 +231,3 @@ class ClusterBrokers:
 
     async def run(self) -> None:
         await self.objects.run()
-
-
-async def run_until_cancelled(coroutine: Awaitable[None]) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        await coroutine
