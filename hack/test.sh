@@ -9,6 +9,11 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | g
 ruff check .
 hadolint Dockerfile
 
+# openssl makes the test control plane's certificates; a bare Debian machine may lack it.
+if ! command -v openssl >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+fi
+
 # A real control plane for the k8s tests, built from Go modules once and cached outside the repo.
 if command -v go >/dev/null 2>&1 && [ -z "${RIPPLE_K8S_BIN:-}" ]; then
   RIPPLE_K8S_BIN="$(hack/build-k8s-tools.sh | tail -n 1)"
