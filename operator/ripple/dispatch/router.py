@@ -43,6 +43,7 @@ class BrokerRouter:
         self.routed = 0
         self.unmatched = 0
         self._loop: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     def set_triggers(self, filters: Mapping[str, Filter]) -> None:
         """Route to exactly these triggers (name → filter) from now on."""
@@ -58,6 +59,7 @@ class BrokerRouter:
         subscription = await self.store.js.pull_subscribe_bind(
             consumer, subjects.stream_name(self.namespace, self.broker)
         )
+        self._subscription = subscription
         self._loop = asyncio.create_task(self._run(subscription), name=f"router {self.namespace}/{self.broker}")
 
     async def stop(self) -> None:
@@ -65,6 +67,10 @@ class BrokerRouter:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+            self._subscription = None
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:

@@ -84,6 +84,7 @@ class TriggerWorker:
         self._slots = asyncio.Semaphore(self.delivery.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
         namespace, broker = self.trigger.namespace, self.trigger.spec.broker
@@ -98,6 +99,7 @@ class TriggerWorker:
         subscription = await self.store.js.pull_subscribe_bind(
             consumer, subjects.stream_name(namespace, broker)
         )
+        self._subscription = subscription
         self._loop = asyncio.create_task(self._fetch_loop(subscription), name=f"trigger {self.name}")
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -109,6 +111,10 @@ class TriggerWorker:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+            self._subscription = None
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
