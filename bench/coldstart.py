@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from common import percentile
 
 from ripple.api.loading import load_manifests
 from ripple.events.http import encode_binary
@@ -54,11 +55,6 @@ spec:
   subscriber: {{ref: {{kind: Function, name: probe}}}}
   delivery: {{retry: 0}}
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def measure(name: str, *, cycles: int, pool_size: int, min_scale: int) -> dict[str, float]:
@@ -97,7 +93,7 @@ async def measure(name: str, *, cycles: int, pool_size: int, min_scale: int) -> 
             await ripple.stop()
     return {
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
-        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+        "p95_ms": round(percentile(sorted(latencies), 95) * 1000, 1),
         "max_ms": round(max(latencies) * 1000, 1),
         "cycles": len(latencies),
     }

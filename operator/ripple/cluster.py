@@ -16,9 +16,10 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
-from pydantic import ValidationError
 
 from ripple.api.models import GROUP, VERSION, Broker, Function, Resource, Trigger
+from ripple.controller.config import InvalidSpec, parse
+from ripple.controller.resources.conditions import is_ready
 from ripple.dispatch import Dispatcher
 from ripple.dispatch.dispatcher import TriggersNotStarted
 from ripple.scaling.activator import Activator
@@ -39,14 +40,10 @@ async def load_kube_config() -> client.ApiClient:
 
 
 def as_resource(model: type[Resource], obj: dict[str, Any]) -> Resource | None:
-    metadata = obj.get("metadata") or {}
     try:
-        return model.model_validate({
-            "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-            "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace")},
-            "spec": obj.get("spec") or {},
-        })  # fmt: skip
-    except ValidationError as exc:
+        return parse(model, obj)
+    except InvalidSpec as exc:
+        metadata = obj.get("metadata") or {}
         log.warning("ignoring %s %s/%s: %s", obj.get("kind"), metadata.get("namespace"), metadata.get("name"), exc)
         return None
 
@@ -80,11 +77,6 @@ async def run_together(*coroutines: Coroutine[Any, Any, None]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def is_ready(obj: dict[str, Any]) -> bool:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 class RippleObjects:
@@ -129,7 +121,8 @@ class ClusterDispatcher:
         self.readiness = readiness
         self._changed = asyncio.Event()
         # The operator makes a trigger's consumer and says Ready: only then is there something to deliver from.
-        self.triggers = RippleObjects(api, "triggers", Trigger, self._changed.set, wanted=is_ready)
+        self.triggers = RippleObjects(api, "triggers", Trigger, self._changed.set,
+                                      wanted=lambda obj: is_ready(obj.get("status")))
         self.functions = RippleObjects(api, "functions", Function, self._changed.set)
         self._http = aiohttp.ClientSession()
         self.backend = KubernetesBackend(client.AppsV1Api(api), [],

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ripple.api.loading import Manifests
 from ripple.api.models import Destination
-from ripple.dispatch import Dispatcher, Unresolvable
+from ripple.dispatch import Dispatcher, Resolver, Unresolvable
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.metrics import serve_metrics
 from ripple.store import EventStore
@@ -61,7 +61,7 @@ async def run_ingress(
         await store.close()
 
 
-def static_resolver(function_urls: Mapping[tuple[str, str], str]):  # type: ignore[no-untyped-def]
+def static_resolver(function_urls: Mapping[tuple[str, str], str]) -> Resolver:
     """Resolve Function references from a fixed table (``--function-url ns/name=URL``)."""
 
     async def resolve(destination: Destination, namespace: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated
@@ -33,7 +34,9 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
 def seconds(text: str) -> float:
+    """Seconds of a duration; cached, since delivery settings are read on every attempt."""
     return parse_duration(text).total_seconds()
 
 

@@ -11,7 +11,6 @@ two, and each trigger keeps its own consumer, retries and dead letters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -19,6 +18,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from ripple.dispatch.worker import stop_fetching
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.filters.index import TriggerIndex
@@ -63,14 +63,8 @@ class BrokerRouter:
         self._loop = asyncio.create_task(self._run(subscription), name=f"router {self.namespace}/{self.broker}")
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        if self._subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+        await stop_fetching(self._loop, self._subscription)
+        self._loop = self._subscription = None
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:

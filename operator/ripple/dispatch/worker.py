@@ -41,6 +41,19 @@ STORE_RETRY_DELAY = 1.0
 REPLICA_TRIES = 3
 
 
+async def stop_fetching(
+    loop: asyncio.Task[None] | None, subscription: JetStreamContext.PullSubscription | None
+) -> None:
+    """End a fetch loop and drop its pull subscription; unacknowledged messages go back to JetStream."""
+    if loop is not None:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    if subscription is not None:
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()
+
+
 class Unresolvable(Exception):
     """A destination that names nothing deliverable (yet)."""
 
@@ -107,14 +120,8 @@ class TriggerWorker:
 
         Abandoned messages are not acknowledged, so JetStream redelivers them.
         """
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        if self._subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+        await stop_fetching(self._loop, self._subscription)
+        self._loop = self._subscription = None
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ripple.api.loading import Manifests, load_manifests
+from ripple.components import ensure_brokers, wait_for_signal
 from ripple.dispatch import Dispatcher
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.local.functions import launch_specs
@@ -66,8 +65,7 @@ class LocalRipple:
     async def start(self) -> None:
         await self.nats.start()
         self.store = store = await EventStore.connect(self.nats.url, name="ripple-dev")
-        for (namespace, name), broker in self.manifests.brokers.items():
-            await store.ensure_broker(namespace, name, broker.spec)
+        await ensure_brokers(store, self.manifests)
         await self.backend.start()
         self.autoscaler = autoscaler = Autoscaler(
             store,
@@ -129,16 +127,12 @@ async def run_dev(options: DevOptions) -> int:
     manifests = load_manifests(options.paths)
     options.data_dir.mkdir(parents=True, exist_ok=True)
     local = LocalRipple(manifests, options)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await local.start()
         print(f"ripple dev: {len(manifests.functions)} functions, {len(manifests.triggers)} triggers", flush=True)
         for url in local.broker_urls():
             print(f"broker ready: {url}", flush=True)
-        await stop.wait()
+        await wait_for_signal()
         print("ripple dev: stopping", flush=True)
     finally:
         await local.stop()

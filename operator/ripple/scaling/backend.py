@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from typing import Protocol
 
 FunctionKey = tuple[str, str]
@@ -37,3 +39,40 @@ class ScalingBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ReadyReplicas:
+    """What every backend does with its ready replicas: hand them out in turn, and let a delivery wait for one.
+
+    A backend supplies :meth:`endpoints`, calls :meth:`_notify` when they change, and may say through
+    :meth:`_gave_up` that waiting is pointless (no replica is even starting).
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._round_robin: dict[FunctionKey, itertools.count[int]] = {}
+
+    def endpoints(self, function: FunctionKey) -> list[str]:
+        raise NotImplementedError
+
+    def _gave_up(self, function: FunctionKey) -> bool:
+        return False
+
+    def pick(self, function: FunctionKey) -> str:
+        ready = self.endpoints(function)
+        if not ready:
+            raise NotReady(f"no ready replica of {function[0]}/{function[1]}")
+        counter = self._round_robin.setdefault(function, itertools.count())
+        return ready[next(counter) % len(ready)]
+
+    async def wait_ready(self, function: FunctionKey, timeout: float) -> str:
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: bool(self.endpoints(function)) or self._gave_up(function))
+        except TimeoutError:
+            raise NotReady(f"no ready replica of {function[0]}/{function[1]} after {timeout:g}s") from None
+        return self.pick(function)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()

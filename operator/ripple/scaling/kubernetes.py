@@ -7,13 +7,12 @@ Function's Service, as a Service's clients see it. The decisions are pure functi
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from ripple.scaling.backend import FunctionKey, NotReady
+from ripple.controller.resources.conditions import is_ready
+from ripple.scaling.backend import FunctionKey, ReadyReplicas
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,8 @@ def pod_url(pod: Mapping[str, Any]) -> str | None:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return None
     status = pod.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     address = status.get("podIP")
-    if not ready or not address:
+    if not is_ready(status) or not address:
         return None
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{RUNTIME_PORT}/"
@@ -83,7 +81,7 @@ class AppsApi(Protocol):
     async def read_namespaced_deployment_scale(self, name: str, namespace: str) -> Any: ...
 
 
-class KubernetesBackend:
+class KubernetesBackend(ReadyReplicas):
     """Replicas through ``deployments/scale``; endpoints from EndpointSlices fed to :meth:`observe`."""
 
     def __init__(
@@ -93,6 +91,7 @@ class KubernetesBackend:
         *,
         probe: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        super().__init__()
         self.apps = apps
         self.functions = set(functions)
         self.probe = probe
@@ -100,21 +99,12 @@ class KubernetesBackend:
         self._replicas: dict[FunctionKey, int] = {}
         self._slices: dict[FunctionKey, dict[str, Mapping[str, Any]]] = {}
         self._urls: dict[FunctionKey, list[str]] = {}
-        self._round_robin: dict[FunctionKey, itertools.count[int]] = {}
-        self._changed = asyncio.Condition()
 
     def replicas(self, function: FunctionKey) -> int:
         return self._replicas.get(function, 0)
 
     def endpoints(self, function: FunctionKey) -> list[str]:
         return self._urls.get(function, [])
-
-    def pick(self, function: FunctionKey) -> str:
-        ready = self.endpoints(function)
-        if not ready:
-            raise NotReady(f"no ready replica of {function[0]}/{function[1]}")
-        counter = self._round_robin.setdefault(function, itertools.count())
-        return ready[next(counter) % len(ready)]
 
     def observed_replicas(self, function: FunctionKey, replicas: int) -> None:
         """What the Deployment says (read at start-up, or from a watch): the autoscaler starts from it."""
@@ -143,11 +133,7 @@ class KubernetesBackend:
             slices.pop(name, None)
         else:
             slices[name] = endpoint_slice
-        urls = ready_urls(slices.values())
-        if urls != self._urls.get(function):
-            self._urls[function] = urls
-            async with self._changed:
-                self._changed.notify_all()
+        await self._set_urls(function, ready_urls(slices.values()))
 
     async def observe_pod(self, event_type: str, pod: Mapping[str, Any]) -> None:
         """Readiness from Pods instead of EndpointSlices (where those cannot list the pods' addresses, as on a
@@ -166,19 +152,12 @@ class KubernetesBackend:
             pods.pop(name, None)
         else:
             pods[name] = url
-        urls = sorted(set(pods.values()))
+        await self._set_urls(function, sorted(set(pods.values())))
+
+    async def _set_urls(self, function: FunctionKey, urls: list[str]) -> None:
         if urls != self._urls.get(function):
             self._urls[function] = urls
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def wait_ready(self, function: FunctionKey, timeout: float) -> str:
-        try:
-            async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: bool(self.endpoints(function)))
-        except TimeoutError:
-            raise NotReady(f"no ready replica of {function[0]}/{function[1]} after {timeout:g}s") from None
-        return self.pick(function)
+            await self._notify()
 
     async def close(self) -> None:
         return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from ripple.metrics import COLD_STARTS
-from ripple.scaling.backend import FunctionKey, NotReady
+from ripple.scaling.backend import FunctionKey, ReadyReplicas
 from ripple.scaling.processes import RuntimeProcess, WarmPool
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class ColdStarts:
     pending_since: float | None = None
 
 
-class LocalProcessBackend:
+class LocalProcessBackend(ReadyReplicas):
     """Starts and stops runtime processes to match the replicas asked for; readiness is each one's ``/health``."""
 
     def __init__(self, launches: dict[FunctionKey, LaunchSpec], *, host: str = "127.0.0.1", pool_size: int = 0):
@@ -66,9 +65,8 @@ class LocalProcessBackend:
         self.host = host
         self.pool = WarmPool(pool_size, host=host) if pool_size > 0 else None
         self.cold_starts: dict[FunctionKey, ColdStarts] = {key: ColdStarts() for key in launches}
+        super().__init__()
         self._replicas: dict[FunctionKey, list[Replica]] = {key: [] for key in launches}
-        self._changed = asyncio.Condition()
-        self._round_robin = {key: itertools.count() for key in launches}
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -104,20 +102,8 @@ class LocalProcessBackend:
             await asyncio.gather(*stops)
             await self._notify()
 
-    async def wait_ready(self, function: FunctionKey, timeout: float) -> str:
-        try:
-            async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: bool(self.endpoints(function)) or not self._replicas[function])
-        except TimeoutError:
-            raise NotReady(f"no ready replica of {function[0]}/{function[1]} after {timeout:g}s") from None
-        return self.pick(function)
-
-    def pick(self, function: FunctionKey) -> str:
-        """A ready replica, in turn; raise :class:`NotReady` when there is none."""
-        ready = self.endpoints(function)
-        if not ready:
-            raise NotReady(f"no ready replica of {function[0]}/{function[1]}")
-        return ready[next(self._round_robin[function]) % len(ready)]
+    def _gave_up(self, function: FunctionKey) -> bool:
+        return not self._replicas[function]  # the replica that was starting failed: no point waiting
 
     async def _start_replica(self, function: FunctionKey, replica: Replica) -> None:
         assert self._session is not None
@@ -166,10 +152,6 @@ class LocalProcessBackend:
                 if not replicas:
                     self.cold_starts[function].pending_since = None
         self._spawn(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     def _spawn(self, coroutine) -> asyncio.Task[None]:  # type: ignore[no-untyped-def]
         task = asyncio.create_task(coroutine)

@@ -8,8 +8,9 @@ import kopf
 
 from ripple.api.models import Broker
 from ripple.controller.config import InvalidSpec, OperatorConfig, parse
-from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.names import broker_url
+from ripple.controller.status import write_conditions
 from ripple.store import StoreUnavailable, subjects
 
 RESOURCE = ("ripple.dev", "v1alpha1", "brokers")
@@ -34,8 +35,7 @@ async def reconcile_broker(body: kopf.Body, status: kopf.Status, patch: kopf.Pat
             stream = Condition("StreamReady", False, "StreamUnavailable", str(exc))
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     patch.status["address"] = {"url": broker_url(cfg.ingress_url, namespace, name)}
-    patch.status["conditions"] = render_conditions([stream, ready_from([stream])], status.get("conditions"))
-    patch.status["observedGeneration"] = body["metadata"].get("generation")
+    write_conditions(body, status, patch, [stream])
     if stream.status is not True and stream.reason == "StreamUnavailable":
         raise kopf.TemporaryError(stream.message, delay=5)
 

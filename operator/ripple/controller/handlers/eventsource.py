@@ -8,8 +8,9 @@ import kopf
 
 from ripple.api.models import EventSource
 from ripple.controller.config import InvalidSpec, OperatorConfig, parse
-from ripple.controller.resources.conditions import Condition, render_conditions
+from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.names import broker_url, function_url
+from ripple.controller.status import write_conditions
 
 RESOURCE = ("ripple.dev", "v1alpha1", "eventsources")
 
@@ -45,5 +46,4 @@ async def reconcile_eventsource(body: kopf.Body, status: kopf.Status, patch: kop
     adapter = Condition("Ready", None if sink.status else False,
                         "AdapterNotAvailable" if sink.status else sink.reason,
                         "EventSource adapters are not part of this release yet" if sink.status else sink.message)
-    patch.status["conditions"] = render_conditions([sink, adapter], status.get("conditions"))
-    patch.status["observedGeneration"] = body["metadata"].get("generation")
+    write_conditions(body, status, patch, [sink, adapter], ready=False)

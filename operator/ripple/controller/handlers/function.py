@@ -13,8 +13,9 @@ import kopf
 from ripple.api.models import Function
 from ripple.controller.config import InvalidSpec, OperatorConfig, parse
 from ripple.controller.resources import function as build
-from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.names import code_configmap_name, function_url
+from ripple.controller.status import write_conditions
 
 RESOURCE = ("ripple.dev", "v1alpha1", "functions")
 
@@ -52,5 +53,4 @@ async def reconcile_function(body: kopf.Body, status: kopf.Status, patch: kopf.P
         patch.status["replicas"], patch.status["readyReplicas"] = replicas
         deployed = Condition("Deployed", True, "Deployed", f"{replicas[1]}/{replicas[0]} replicas ready")
         patch.status["address"] = {"url": function_url(fn.namespace, fn.name, cfg.cluster_domain)}
-    patch.status["conditions"] = render_conditions([deployed, ready_from([deployed])], status.get("conditions"))
-    patch.status["observedGeneration"] = body["metadata"].get("generation")
+    write_conditions(body, status, patch, [deployed])

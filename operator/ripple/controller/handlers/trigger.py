@@ -13,11 +13,12 @@ import kopf
 
 from ripple.api.models import Trigger
 from ripple.controller.config import InvalidSpec, OperatorConfig, parse
-from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.conditions import Condition, is_ready
 from ripple.controller.resources.trigger import trigger_status
+from ripple.controller.status import write_conditions
 from ripple.dispatch.worker import ACK_WAIT
-from ripple.filters import FilterError, from_trigger_spec
-from ripple.store import StoreUnavailable
+from ripple.filters import Filter, FilterError, from_trigger_spec
+from ripple.store import EventStore, StoreUnavailable
 
 RESOURCE = ("ripple.dev", "v1alpha1", "triggers")
 RECHECK_SECONDS = 3.0
@@ -30,13 +31,9 @@ async def reconcile_trigger(body: kopf.Body, status: kopf.Status, patch: kopf.Pa
     await reconcile(body, status, patch, memo.config)
 
 
-@kopf.timer(*RESOURCE, interval=RECHECK_SECONDS, when=lambda status, **_: not _is_ready(status))
+@kopf.timer(*RESOURCE, interval=RECHECK_SECONDS, when=lambda status, **_: not is_ready(status))
 async def recheck_trigger(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await reconcile(body, status, patch, memo.config)
-
-
-def _is_ready(status: kopf.Status) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg: OperatorConfig) -> None:
@@ -46,7 +43,7 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
         trigger = parse(Trigger, body)
     except InvalidSpec as exc:
         invalid = Condition("SpecValid", False, "InvalidSpec", str(exc))
-        patch.status["conditions"] = render_conditions([invalid, ready_from([invalid])], status.get("conditions"))
+        write_conditions(body, status, patch, [invalid])
         return
     namespace = trigger.namespace
     functions = {(namespace, f["metadata"]["name"]) for f in await kube.ripple_objects("functions", namespace)}
@@ -68,26 +65,26 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
         trigger, broker_exists=broker_exists, function_exists=lambda ns, n: (ns, n) in functions,
         filter_error=filter_error,
     )
-    conditions = found.conditions
+    parts = found.parts
     if found.ready and trigger_filter is not None:
-        try:
-            await store.ensure_trigger_consumer(
-                namespace, trigger.spec.broker, trigger.name, types=trigger_filter.pinned_types(), ack_wait=ACK_WAIT,
-                max_ack_pending=max(1000, trigger.spec.delivery.concurrency * 4),
-            )
-        except (StoreUnavailable, OSError, TimeoutError) as exc:
-            consumer = Condition("ConsumerReady", False, "ConsumerUnavailable", str(exc))
-            conditions = [*conditions[:-1], consumer, ready_from([*conditions[:-1], consumer])]
-        except Exception as exc:  # a JetStream API error: the stream may not exist yet
-            consumer = Condition("ConsumerReady", False, "ConsumerFailed", f"{type(exc).__name__}: {exc}")
-            conditions = [*conditions[:-1], consumer, ready_from([*conditions[:-1], consumer])]
-        else:
-            consumer = Condition("ConsumerReady", True, "ConsumerReady")
-            conditions = [*conditions[:-1], consumer, conditions[-1]]
+        parts = [*parts, await ensure_consumer(store, trigger, trigger_filter)]
     patch.status["subscriberUri"] = found.subscriber_uri
     patch.status["deadLetterSinkUri"] = found.dead_letter_sink_uri
-    patch.status["conditions"] = render_conditions(conditions, status.get("conditions"))
-    patch.status["observedGeneration"] = body["metadata"].get("generation")
+    write_conditions(body, status, patch, parts)
+
+
+async def ensure_consumer(store: EventStore, trigger: Trigger, trigger_filter: Filter) -> Condition:
+    """Create or update the trigger's consumer; the ConsumerReady condition says how it went."""
+    try:
+        await store.ensure_trigger_consumer(
+            trigger.namespace, trigger.spec.broker, trigger.name, types=trigger_filter.pinned_types(),
+            ack_wait=ACK_WAIT, max_ack_pending=max(1000, trigger.spec.delivery.concurrency * 4),
+        )
+    except (StoreUnavailable, OSError, TimeoutError) as exc:
+        return Condition("ConsumerReady", False, "ConsumerUnavailable", str(exc))
+    except Exception as exc:  # a JetStream API error: the stream may not exist yet
+        return Condition("ConsumerReady", False, "ConsumerFailed", f"{type(exc).__name__}: {exc}")
+    return Condition("ConsumerReady", True, "ConsumerReady")
 
 
 @kopf.on.delete(*RESOURCE)

@@ -32,13 +32,18 @@ def resolve(destination: Destination, namespace: str, function_exists: FunctionE
 
 @dataclass(frozen=True)
 class TriggerStatus:
-    conditions: list[Condition]
+    parts: list[Condition]
+    """Every condition but Ready, which sums them up."""
     subscriber_uri: str | None
     dead_letter_sink_uri: str | None
 
     @property
+    def conditions(self) -> list[Condition]:
+        return [*self.parts, ready_from(self.parts)]
+
+    @property
     def ready(self) -> bool:
-        return self.conditions[-1].status is True
+        return all(part.status is True for part in self.parts)
 
 
 def trigger_status(
@@ -66,5 +71,5 @@ def trigger_status(
         if filter_error is None
         else Condition("FilterValid", False, "FilterInvalid", filter_error)
     )
-    parts = [broker, subscriber_condition, sink_condition, filter_condition]
-    return TriggerStatus([*parts, ready_from(parts)], subscriber.url, dead_letter.url)
+    return TriggerStatus([broker, subscriber_condition, sink_condition, filter_condition], subscriber.url,
+                         dead_letter.url)
