@@ -20,4 +20,11 @@ if command -v go >/dev/null 2>&1 && [ -z "${RIPPLE_K8S_BIN:-}" ]; then
   export RIPPLE_K8S_BIN
 fi
 
+# The official CloudEvents SDKs (Go, JavaScript) for the interop tests, built once and cached outside the repo.
+if [ -z "${RIPPLE_INTEROP_GO:-}" ] || [ -z "${RIPPLE_INTEROP_JS_DIR:-}" ]; then
+  interop_tools="$(hack/interop-tools.sh)"
+  eval "$interop_tools"
+  export RIPPLE_INTEROP_GO RIPPLE_INTEROP_JS_DIR
+fi
+
 python3 -m pytest "$@"

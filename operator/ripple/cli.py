@@ -224,11 +224,10 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve_function(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from ripple.components import wait_for_signal
     from ripple.runtime.loader import HandlerError, load_handler
     from ripple.runtime.server import create_function_app
+    from ripple.serving import start_site
 
     handler = None
     if args.handler:
@@ -237,9 +236,8 @@ async def _serve_function(args: argparse.Namespace) -> int:
         except HandlerError as exc:
             print(f"ripple: {exc}", file=sys.stderr)
             return 2
-    runner = web.AppRunner(create_function_app(handler, timeout=args.timeout, name=args.handler or ""), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
+    app = create_function_app(handler, timeout=args.timeout, name=args.handler or "")
+    runner = await start_site(app, args.host, args.port, name="function")
     what = f"function {args.handler}" if args.handler else "warm-pool runtime"
     print(f"{what} listening on http://{args.host}:{args.port}", flush=True)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,7 @@ from ripple.scaling.activator import Activator
 from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.kubernetes import FUNCTION_LABEL, KubernetesBackend
 from ripple.store import EventStore
+from ripple.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -68,15 +69,15 @@ async def watch_forever(
             await asyncio.sleep(1)
 
 
-async def run_together(*coroutines: Coroutine[Any, Any, None]) -> None:
-    """Run loops side by side until one fails or the caller is cancelled; then stop them all."""
-    tasks = [asyncio.create_task(c) for c in coroutines]
+async def run_supervised(supervisor: Supervisor, loops: dict[str, Callable[[], Awaitable[None]]]) -> None:
+    """Run loops side by side, each restarted when it fails, until the caller is cancelled; then stop them all."""
+    for name, loop in loops.items():
+        supervisor.start(name, loop, kind="watch")
     try:
-        await asyncio.gather(*tasks)
+        await asyncio.Event().wait()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for name in loops:
+            await supervisor.stop(name)
 
 
 class RippleObjects:
@@ -134,6 +135,9 @@ class ClusterDispatcher:
         self.activator = Activator(self.backend, activate, self.function_keys, timeout=activation_timeout)
         self.dispatcher = Dispatcher(store, self.activator.resolve)
 
+    def healthy(self) -> bool:
+        return self.dispatcher.healthy()
+
     async def _probe(self, url: str) -> bool:
         for _ in range(100):
             try:
@@ -178,7 +182,10 @@ class ClusterDispatcher:
         if self.autoscale:
             await self.autoscaler.start()
         try:
-            await run_together(self.triggers.run(), self.functions.run(), self._apply_loop(), self._watch_readiness())
+            await run_supervised(self.dispatcher.supervisor, {
+                "watch triggers": self.triggers.run, "watch functions": self.functions.run,
+                "apply triggers": self._apply_loop, "watch readiness": self._watch_readiness,
+            })
         finally:
             await self.autoscaler.stop()
             await self.dispatcher.close()
@@ -194,6 +201,10 @@ class ClusterAutoscaler:
         self.functions = RippleObjects(api, "functions", Function, self._changed.set)
         self.backend = KubernetesBackend(client.AppsV1Api(api), [])
         self.autoscaler = Autoscaler(store, self.backend, {}, [])
+        self.supervisor = Supervisor()
+
+    def healthy(self) -> bool:
+        return self.supervisor.healthy()
 
     async def _apply_loop(self) -> None:
         while True:
@@ -208,7 +219,10 @@ class ClusterAutoscaler:
     async def run(self) -> None:
         await self.autoscaler.start()
         try:
-            await run_together(self.triggers.run(), self.functions.run(), self._apply_loop())
+            await run_supervised(self.supervisor, {
+                "watch triggers": self.triggers.run, "watch functions": self.functions.run,
+                "apply functions": self._apply_loop,
+            })
         finally:
             await self.autoscaler.stop()
 

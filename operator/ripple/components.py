@@ -14,7 +14,9 @@ from ripple.api.models import Destination
 from ripple.dispatch import Dispatcher, Resolver, Unresolvable
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.metrics import serve_metrics
+from ripple.serving import start_site
 from ripple.store import EventStore
+from ripple.supervision import Supervisor
 
 
 async def wait_for_signal() -> None:
@@ -35,28 +37,26 @@ async def run_ingress(
 ) -> None:
     """The ingress for the brokers in ``manifests``, or for the cluster's Brokers (watched) when it is None."""
     store = await EventStore.connect(nats_url, name="ripple-ingress")
-    background: list[asyncio.Task[None]] = []
+    supervisor = Supervisor()
     brokers: Callable[[str, str], bool]
     if manifests is None:
         from ripple.cluster import ClusterBrokers, load_kube_config
 
         cluster_brokers = ClusterBrokers(await load_kube_config())
-        background.append(asyncio.create_task(cluster_brokers.run()))
+        supervisor.start("watch brokers", cluster_brokers.run, kind="watch")
         brokers = cluster_brokers
     else:
         await ensure_brokers(store, manifests)
         known = manifests.brokers
         brokers = lambda ns, b: (ns, b) in known  # noqa: E731
-    app = create_ingress_app(store, IngressSettings(brokers=brokers, max_body=max_body))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    settings = IngressSettings(brokers=brokers, max_body=max_body, healthy=supervisor.healthy)
+    app = create_ingress_app(store, settings)
+    runner = await start_site(app, host, port, name="ingress")
     print(f"ingress listening on http://{host}:{port}", flush=True)
     try:
         await wait_for_signal()
     finally:
-        for task in background:
-            task.cancel()
+        await supervisor.close()
         await runner.cleanup()
         await store.close()
 
@@ -80,16 +80,13 @@ async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, 
     """``GET /-/health`` (200 while NATS is connected and the component's loops run, else 503) and ``/metrics``."""
 
     async def health(request: web.Request) -> web.Response:
-        ok = store.nc.is_connected and alive()
-        return web.json_response({"nats": store.nc.is_connected, "running": alive()}, status=200 if ok else 503)
+        connected, running = store.connected, alive()
+        return web.json_response({"nats": connected, "running": running}, status=200 if connected and running else 503)
 
     app = web.Application()
     app.router.add_get("/-/health", health)
     app.router.add_get("/metrics", serve_metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return await start_site(app, host, port, name="health")
 
 
 async def run_cluster_dispatcher(
@@ -102,7 +99,7 @@ async def run_cluster_dispatcher(
     cluster = ClusterDispatcher(store, await load_kube_config(), readiness=readiness,
                                 activation_timeout=activation_timeout, autoscale=autoscale)
     await _run_cluster_component(store, cluster.run(), "dispatcher watching the cluster's triggers and functions",
-                                 health_port)
+                                 health_port, cluster.healthy)
 
 
 async def run_cluster_autoscaler(nats_url: str, *, health_port: int | None = None) -> None:
@@ -110,16 +107,18 @@ async def run_cluster_autoscaler(nats_url: str, *, health_port: int | None = Non
 
     store = await EventStore.connect(nats_url, name="ripple-autoscaler")
     cluster = ClusterAutoscaler(store, await load_kube_config())
-    await _run_cluster_component(store, cluster.run(), "autoscaler watching the cluster's functions", health_port)
+    await _run_cluster_component(store, cluster.run(), "autoscaler watching the cluster's functions", health_port,
+                                 cluster.healthy)
 
 
 async def _run_cluster_component(
-    store: EventStore, work: Coroutine[Any, Any, None], banner: str, health_port: int | None
+    store: EventStore, work: Coroutine[Any, Any, None], banner: str, health_port: int | None,
+    healthy: Callable[[], bool],
 ) -> None:
     running = asyncio.create_task(work)
     health = None
     if health_port is not None:
-        health = await serve_health(store, lambda: not running.done(), "0.0.0.0", health_port)
+        health = await serve_health(store, lambda: not running.done() and healthy(), "0.0.0.0", health_port)
     print(banner, flush=True)
     try:
         await wait_for_signal()

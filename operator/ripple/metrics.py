@@ -6,7 +6,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 INGRESS_REQUESTS = Counter(
-    "ripple_ingress_requests_total", "Requests answered by the ingress, by broker and HTTP status.",
+    "ripple_ingress_requests_total",
+    "Requests answered by the ingress, by broker and HTTP status; requests to brokers that do not exist are "
+    "counted under namespace and broker '_unknown', so made-up names cannot grow the metrics.",
     ["namespace", "broker", "code"],
 )
 INGRESS_EVENTS = Counter(
@@ -20,9 +22,18 @@ DELIVERY_SECONDS = Histogram(
     "ripple_delivery_seconds", "Time one delivery attempt took, answer included.", ["trigger"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-REPLIES = Counter("ripple_replies_total", "Reply events by trigger: stored or dropped (no hops left).",
-                  ["trigger", "result"])
+REPLIES = Counter(
+    "ripple_replies_total", "Reply events by trigger: stored, or dropped (no hops or fan-out budget left).",
+    ["trigger", "result"],
+)
 FILTERED = Counter("ripple_filtered_total", "Events a trigger read but its filter did not match.", ["trigger"])
+TASK_RESTARTS = Counter(
+    "ripple_task_restarts_total", "Supervised long-running tasks restarted after a failure, by kind of task.", ["task"]
+)
+POISON_EVENTS = Counter(
+    "ripple_poison_events_total", "Events whose handling raised (decode, filter, encode, delivery), by stage.",
+    ["stage"],
+)
 COLD_STARTS = Counter("ripple_cold_starts_total", "Functions woken from zero replicas.", ["function"])
 
 

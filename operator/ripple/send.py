@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
+from ripple.dispatch.client import NO_AUTO_CONTENT_TYPE
 from ripple.events.http import encode_binary, encode_structured
 from ripple.events.model import CloudEvent
 
@@ -52,5 +53,6 @@ async def send(options: SendOptions) -> tuple[int, str]:
     event = build_event(options)
     headers, body = encode_structured(event) if options.mode == "structured" else encode_binary(event)
     async with aiohttp.ClientSession() as session:
-        async with session.post(options.to, data=body, headers=headers) as response:
+        post = session.post(options.to, data=body, headers=headers, skip_auto_headers=NO_AUTO_CONTENT_TYPE)
+        async with post as response:
             return response.status, await response.text()

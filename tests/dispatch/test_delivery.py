@@ -9,6 +9,7 @@ import itertools
 from aiohttp import web
 
 from ripple.dispatch import Dispatcher
+from ripple.dispatch.dead_letter import MAX_ERROR_DATA
 from ripple.events.extensions import ERROR_CODE, ERROR_DATA, ERROR_DEST, ERROR_TRIGGER, HOPS, stamp_arrival
 from ripple.events.http import encode_binary
 from ripple.events.model import CloudEvent
@@ -212,7 +213,7 @@ async def test_dead_letter_goes_to_the_sink_with_context(store, dispatcher):
         assert sent[ERROR_CODE] == "400"  # extensions travel as strings in binary mode
         assert sent[ERROR_DEST] == sub.url
         assert sent[ERROR_TRIGGER] == "default/t"
-        assert base64.b64decode(sent[ERROR_DATA]) == body[:1024]
+        assert base64.b64decode(sent[ERROR_DATA]) == body[:MAX_ERROR_DATA]
         assert len(sub.received) == 1  # 400 is not retried
         assert await letters(store) == []
 

@@ -235,6 +235,7 @@ def test_every_pod_runs_restricted_with_resources(helm: Helm) -> None:
     # Probes only where there is something real to probe.
     ingress = workloads["ripple-ingress"]["spec"]["template"]["spec"]["containers"][0]
     assert ingress["readinessProbe"]["httpGet"] == {"path": "/-/health", "port": "http"}
+    assert ingress["livenessProbe"]["httpGet"] == {"path": "/-/health", "port": "http"}
     operator = workloads["ripple-operator"]["spec"]["template"]["spec"]["containers"][0]
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     dispatcher = workloads["ripple-dispatcher"]["spec"]["template"]["spec"]["containers"][0]

@@ -14,6 +14,10 @@ from ripple.events.http import encode_binary, encode_structured
 from ripple.events.model import CloudEvent
 
 MAX_RESPONSE_BODY = 1024 * 1024
+NO_AUTO_CONTENT_TYPE = ("Content-Type",)
+"""aiohttp labels a bytes body ``application/octet-stream`` unless told not to; binary mode maps Content-Type to
+``datacontenttype``, so an event without one must go out without the header, or every receiver sees an
+attribute the producer never set."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,9 @@ async def deliver(
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            async with session.post(
+                url, data=body, headers=headers, allow_redirects=False, skip_auto_headers=NO_AUTO_CONTENT_TYPE
+            ) as response:
                 content = await response.content.read(MAX_RESPONSE_BODY)
                 return DeliveryResult(
                     response.status, content, CIMultiDict(response.headers), latency=time.monotonic() - started

@@ -6,44 +6,59 @@ instead looks each event up in a :class:`~ripple.filters.index.TriggerIndex`, so
 triggers that could match. A copy is stored per matching trigger (message id ``route:<seq>:<trigger>``, so a
 re-routed event after a crash is stored once) before the original is acknowledged: nothing is lost between the
 two, and each trigger keeps its own consumer, retries and dead letters.
+
+An event the router cannot route (it cannot be decoded, or matching it raises) is tried ``ROUTER_ATTEMPTS``
+times and then kept in the broker's dead-letter stream under the trigger name ``_router``, so it never stops
+the events behind it; the fetch loop runs under a :class:`Supervisor` and is restarted if it fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
-from ripple.dispatch.worker import stop_fetching
+from ripple.dispatch.client import DeliveryResult
+from ripple.dispatch.dead_letter import dead_letter_event, undecodable_event
+from ripple.dispatch.policy import CONNECTION_ERROR
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.filters.index import TriggerIndex
+from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, StoreUnavailable, subjects
 from ripple.store.jetstream import MSG_ID_HEADER
+from ripple.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 FETCH_BATCH = 256
 RETRY_DELAY = 1.0
+ROUTER_ATTEMPTS = 3
+"""Tries at routing one event before it is dead-lettered: a fault that is the event's own does not go away."""
+ROUTER_TRIGGER = "_router"
+"""The trigger name the router's dead letters carry (no Kubernetes name has an underscore)."""
 
 
 class BrokerRouter:
     """Routes one broker's events to its triggers that do not pin ``type``."""
 
-    def __init__(self, store: EventStore, namespace: str, broker: str, *, ack_wait: float) -> None:
+    def __init__(
+        self, store: EventStore, namespace: str, broker: str, *, ack_wait: float, supervisor: Supervisor | None = None
+    ) -> None:
         self.store = store
         self.namespace = namespace
         self.broker = broker
         self.ack_wait = ack_wait
+        self.supervisor = supervisor or Supervisor()
+        self.task_name = f"router {namespace}/{broker}"
+        self.stream = subjects.stream_name(namespace, broker)
         self.index: TriggerIndex[str] = TriggerIndex()
         self.filters: dict[str, Filter] = {}
         self.routed = 0
-        self.unmatched = 0
-        self._loop: asyncio.Task[None] | None = None
-        self._subscription: JetStreamContext.PullSubscription | None = None
+        self.dead_lettered = 0
 
     def set_triggers(self, filters: Mapping[str, Filter]) -> None:
         """Route to exactly these triggers (name → filter) from now on."""
@@ -55,37 +70,35 @@ class BrokerRouter:
         self.filters = dict(filters)
 
     async def start(self) -> None:
-        consumer = await self.store.ensure_router_consumer(self.namespace, self.broker, ack_wait=self.ack_wait)
-        subscription = await self.store.js.pull_subscribe_bind(
-            consumer, subjects.stream_name(self.namespace, self.broker)
-        )
-        self._subscription = subscription
-        self._loop = asyncio.create_task(self._run(subscription), name=f"router {self.namespace}/{self.broker}")
+        await self.store.ensure_router_consumer(self.namespace, self.broker, ack_wait=self.ack_wait)
+        self.supervisor.start(self.task_name, self._run, kind="router")
 
     async def stop(self) -> None:
-        await stop_fetching(self._loop, self._subscription)
-        self._loop = self._subscription = None
+        await self.supervisor.stop(self.task_name)
 
-    async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(batch=FETCH_BATCH, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.debug("router %s/%s: fetch failed: %s", self.namespace, self.broker, exc)
-                await asyncio.sleep(0.5)
-                continue
-            await asyncio.gather(*(self._route(msg) for msg in messages))
+    async def _run(self) -> None:
+        consumer = await self.store.ensure_router_consumer(self.namespace, self.broker, ack_wait=self.ack_wait)
+        subscription = await self.store.js.pull_subscribe_bind(consumer, self.stream)
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(batch=FETCH_BATCH, timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                await asyncio.gather(*(self._route(msg) for msg in messages))
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
     async def _route(self, msg: Msg) -> None:
+        stage, event = "decode", None
         try:
             event = CloudEvent.from_json_bytes(msg.data)
-        except (ValueError, KeyError) as exc:
-            log.error("router: message %s is not a stored CloudEvent (%s); terminated", msg.subject, exc)
-            await msg.term()
+            stage = "filter"
+            targets = self.index.match(event.as_mapping())
+        except Exception as exc:
+            await self._poisoned(msg, event, f"router {stage} failed: {type(exc).__name__}: {exc}", stage)
             return
-        targets = self.index.match(event.as_mapping())
         sequence = msg.metadata.sequence.stream
         try:
             await asyncio.gather(
@@ -103,8 +116,36 @@ class BrokerRouter:
                         self.namespace, self.broker, event.id, exc)
             await msg.nak(delay=RETRY_DELAY)
             return
-        if targets:
-            self.routed += 1
-        else:
-            self.unmatched += 1
+        self.routed += 1
         await msg.ack()
+
+    async def _poisoned(self, msg: Msg, event: CloudEvent | None, reason: str, stage: str) -> None:
+        attempt = msg.metadata.num_delivered or 1
+        POISON_EVENTS.labels(f"router-{stage}").inc()
+        log.error("router %s/%s: %s (attempt %d)", self.namespace, self.broker, reason[:500], attempt,
+                  exc_info=attempt == 1)
+        if event is not None and attempt < ROUTER_ATTEMPTS:
+            await msg.nak(delay=RETRY_DELAY)
+            return
+        if await self.dead_letter(msg.data, msg.metadata.sequence.stream, reason, event):
+            await msg.ack()
+        else:
+            await msg.nak(delay=RETRY_DELAY)
+
+    async def dead_letter(self, payload: bytes, sequence: int, reason: str, event: CloudEvent | None = None) -> bool:
+        """Keep an event the router could not route in the broker's dead-letter stream; ``False`` if that failed."""
+        if event is None:
+            try:
+                event = CloudEvent.from_json_bytes(payload)
+            except Exception:
+                event = undecodable_event(payload, namespace=self.namespace, broker=self.broker, sequence=sequence)
+        letter = dead_letter_event(event, DeliveryResult(CONNECTION_ERROR, error=reason), destination="",
+                                   trigger=f"{self.namespace}/{ROUTER_TRIGGER}", reason=reason)
+        try:
+            await self.store.store_dead_letter(self.namespace, self.broker, ROUTER_TRIGGER, letter,
+                                               delivery_id=str(sequence))
+        except StoreUnavailable as exc:
+            log.warning("router %s/%s: could not store dead letter %s: %s", self.namespace, self.broker, sequence, exc)
+            return False
+        self.dead_lettered += 1
+        return True

@@ -5,20 +5,37 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from ripple.events.model import CloudEvent, EventError
+from ripple.events.model import MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, CloudEvent, EventError, attribute_text
 
 ARRIVAL_TIME = "ripplearrivaltime"
 """When the broker stored the event (RFC 3339, UTC); ``maxEventAge`` is measured from it."""
 HOPS = "ripplehops"
 """Hops an event may still take; a reply gets one less, and a reply at zero is dropped to stop loops."""
 DEFAULT_HOPS = 255
+FANOUT = "ripplefanout"
+"""How many more events the event's replies, and theirs, may still add: a reply shares its parent's budget with
+the replies of the other triggers the parent matched, so a reply cycle through several triggers ends after about
+that many events in all, instead of doubling at each hop. Absent means :data:`DEFAULT_FANOUT`."""
+DEFAULT_FANOUT = 1000
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 ERROR_CODE = "rippleerrorcode"
 ERROR_DEST = "rippleerrordest"
 ERROR_DATA = "rippleerrordata"
 ERROR_TRIGGER = "rippleerrortrigger"
-ERROR_EXTENSIONS = (ERROR_CODE, ERROR_DEST, ERROR_DATA, ERROR_TRIGGER)
+ERROR_REASON = "rippleerrorreason"
+"""Why the event was dead-lettered, in words (e.g. ``retries exhausted after 4 attempts``, or the exception an
+undeliverable event raised)."""
+ERROR_EXTENSIONS = (ERROR_CODE, ERROR_DEST, ERROR_DATA, ERROR_TRIGGER, ERROR_REASON)
+BROKER_EXTENSIONS = (ARRIVAL_TIME, HOPS, FANOUT)
+RESERVED_ATTRIBUTES = len(BROKER_EXTENSIONS) + len(ERROR_EXTENSIONS)
+RESERVED_BYTES = 3 * 1024
+"""Room kept within the attribute limits for what Ripple adds: the broker's extensions (about 35 bytes) and a dead
+letter's context (the URL cut to 1,024 bytes, the trigger, 512 bytes of answer as base64, a 256-byte reason), so
+that every event the broker accepted can still be delivered, and dead-lettered, to a receiver that checks the
+same limits."""
+MAX_PRODUCER_ATTRIBUTES = MAX_ATTRIBUTES - RESERVED_ATTRIBUTES
+MAX_PRODUCER_ATTRIBUTES_BYTES = MAX_ATTRIBUTES_BYTES - RESERVED_BYTES
 
 
 def now_rfc3339() -> str:
@@ -41,8 +58,22 @@ def hops_of(event: CloudEvent) -> int:
     return int(value)
 
 
+def check_room(event: CloudEvent) -> None:
+    """Raise :class:`EventError` unless the event leaves room for Ripple's own extensions."""
+    own = {n: v for n, v in event.attributes.items() if n not in BROKER_EXTENSIONS and n not in ERROR_EXTENSIONS}
+    if len(own) > MAX_PRODUCER_ATTRIBUTES:
+        raise EventError(f"the event has {len(own)} attributes, over the limit of {MAX_PRODUCER_ATTRIBUTES} "
+                         f"(of {MAX_ATTRIBUTES}, {RESERVED_ATTRIBUTES} are kept for Ripple's extensions)")
+    size = sum(len(attribute_text(v).encode("utf-8", "surrogatepass")) for v in own.values())
+    if size > MAX_PRODUCER_ATTRIBUTES_BYTES:
+        raise EventError(f"the attribute values total {size} bytes, over the limit of {MAX_PRODUCER_ATTRIBUTES_BYTES}"
+                         f" (of {MAX_ATTRIBUTES_BYTES}, {RESERVED_BYTES} are kept for Ripple's extensions)")
+
+
 def stamp_arrival(event: CloudEvent, *, hops: int | None = None) -> CloudEvent:
-    """The event as the broker stores it: arrival time set, hops bounded by the default budget."""
+    """The event as the broker stores it: arrival time set, hops bounded by the default budget; raise
+    :class:`EventError` when it has no hops left or leaves no room for Ripple's extensions."""
+    check_room(event)
     remaining = min(hops_of(event) if hops is None else hops, DEFAULT_HOPS)
     if remaining <= 0:
         raise EventError(f"attribute '{HOPS}' is {remaining}: the event has no hops left (a reply loop?)")

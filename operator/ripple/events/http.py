@@ -4,6 +4,14 @@ The mode is chosen from the Content-Type, compared case-insensitively as the bin
 ``application/cloudevents-batch+json`` is a batch, any other ``application/cloudevents+<format>`` is
 structured (only ``json`` is supported, others are :class:`UnsupportedFormat`), and everything else is
 binary mode with the context in ``ce-`` headers.
+
+Header values are percent-decoded leniently, for interoperability with the Go and JavaScript CloudEvents SDKs,
+which send values as they are instead of percent-encoding them: a valid ``%XX`` escape is decoded, but a ``%``
+that does not start one (``100%``, ``%zz``) is kept as the literal character instead of being refused. The
+bytes must still be UTF-8 once decoded. Ripple itself always percent-encodes what it sends.
+
+JSON bodies (structured and batch) and JSON data in binary mode are refused when they nest deeper than
+:data:`~ripple.events.model.MAX_JSON_DEPTH`, checked before anything is parsed.
 """
 
 from __future__ import annotations
@@ -17,12 +25,18 @@ from typing import Any
 from urllib.parse import quote
 
 from ripple.events.model import (
+    MAX_JSON_DEPTH,
+    NOT_JSON,
     SPEC_VERSION,
     AttributeValue,
     CloudEvent,
     EventError,
     attribute_text,
+    check_header_safe,
     is_json_media_type,
+    json_too_deep,
+    loads_strict,
+    try_json,
 )
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -32,7 +46,9 @@ _HEADER_PREFIX = "ce-"
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
-_HEX_PAIR = re.compile(rb"[0-9A-Fa-f]{2}")
+_HEX_PAIR = re.compile(rb"%([0-9A-Fa-f]{2})")
+# Surrogate escapes (\uD800-\uDFFF) in JSON text: only then can decoded JSON hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class UnsupportedFormat(Exception):
@@ -79,10 +95,23 @@ def decode_message(headers: Mapping[str, str], body: bytes) -> CloudEvent | None
 
 
 def _parse_json(body: bytes) -> Any:
+    """Parse a JSON body strictly: depth-bounded, no ``NaN``/``Infinity``, no number that overflows."""
+    if json_too_deep(body):
+        raise EventError(f"body is not accepted: JSON nesting deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads_strict(body)
+    except RecursionError:  # json_too_deep should have caught it: never let it out as a 500
+        raise EventError(f"body is not accepted: JSON nesting deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise EventError(f"body is not valid JSON: {exc}") from None
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
+        raise EventError(f"{what} contains a lone surrogate (U+{ord(char):04X}), which UTF-8 cannot carry") from None
 
 
 def _decode_batch(body: bytes) -> list[CloudEvent]:
@@ -119,9 +148,9 @@ def _structured_event(doc: Any, where: str) -> CloudEvent:
         if content_type is None:
             attrs["datacontenttype"] = "application/json"  # the JSON format's implied type, made explicit
         if isinstance(value, str) and not is_json_media_type(attrs["datacontenttype"]):
-            data = value.encode("utf-8")
+            data = _utf8(value, f"{where}'data'")
         else:
-            data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+            data = _utf8(json.dumps(value, separators=(",", ":"), ensure_ascii=False), f"{where}'data'")
     try:
         return CloudEvent.create(attrs, data)
     except EventError as exc:
@@ -146,34 +175,31 @@ def _decode_binary(pairs: list[tuple[str, str]], content_type: str | None, body:
             f"{STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}"
         )
     if content_type:
+        check_header_safe(content_type, "header 'Content-Type'")
         attrs["datacontenttype"] = content_type
-    return CloudEvent.create(attrs, body if body else None)
+    event = CloudEvent.create(attrs, body if body else None)
+    # Filters decode JSON data later: refuse now what no decoder could read without recursing too deep.
+    if body and is_json_media_type(event.datacontenttype) and json_too_deep(body):
+        raise EventError(f"data is not accepted: JSON nesting deeper than {MAX_JSON_DEPTH} levels")
+    return event
 
 
 def percent_decode(value: str, name: str) -> str:
-    """Decode a ``ce-`` header value; invalid escapes or invalid UTF-8 are an :class:`EventError`.
+    """Decode a ``ce-`` header value; invalid UTF-8 (before or after decoding) is an :class:`EventError`.
 
+    Lenient: a ``%`` that does not start a ``%XX`` escape is kept as it is (see the module's docstring).
     aiohttp hands over raw header bytes that are not UTF-8 as surrogate escapes; they are refused here too.
     """
-    encoded = value.encode("utf-8", errors="surrogateescape")
+    try:
+        encoded = value.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no byte stands for: not from the wire
+        raise EventError(f"header 'ce-{name}' is not valid UTF-8") from None
     if "%" not in value:
         try:
             return encoded.decode("utf-8")
         except UnicodeDecodeError:
             raise EventError(f"header 'ce-{name}' is not valid UTF-8") from None
-    raw = bytearray()
-    i = 0
-    while i < len(encoded):
-        byte = encoded[i]
-        if byte == 0x25:  # '%'
-            pair = encoded[i + 1 : i + 3]
-            if not _HEX_PAIR.fullmatch(pair):
-                raise EventError(f"header 'ce-{name}' has an invalid percent-encoding")
-            raw.append(int(pair, 16))
-            i += 3
-        else:
-            raw.append(byte)
-            i += 1
+    raw = _HEX_PAIR.sub(lambda match: bytes((int(match.group(1), 16),)), encoded)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -204,10 +230,11 @@ def structured_document(event: CloudEvent) -> dict[str, Any]:
     content_type = event.datacontenttype
     inline: Any = _UNSET
     if content_type is None or is_json_media_type(content_type):
-        try:
-            inline = json.loads(event.data)
-        except (ValueError, UnicodeDecodeError):
-            pass
+        # Inline only what reads back the same: not JSON null (it would read as no data), nothing a receiver
+        # would refuse (a lone surrogate; nesting too deep once inside an event object inside a batch array).
+        value = NOT_JSON if json_too_deep(event.data, _INLINE_DEPTH) else try_json(event.data)
+        if value is not NOT_JSON and value is not None and not _holds_lone_surrogate(event.data, value):
+            inline = value
     elif content_type.lower().startswith("text/"):
         try:
             inline = event.data.decode("utf-8")
@@ -221,6 +248,20 @@ def structured_document(event: CloudEvent) -> dict[str, Any]:
 
 
 _UNSET = object()
+_INLINE_DEPTH = MAX_JSON_DEPTH - 2
+"""Deepest JSON data sent inline: the event's object and a batch's array are two more levels."""
+
+
+def _holds_lone_surrogate(text: bytes, value: Any) -> bool:
+    """Whether decoded JSON holds a lone surrogate (escaped as ``\\uD800`` in its text), which UTF-8 cannot
+    carry: such data goes as ``data_base64``, byte-exact, instead of inline."""
+    if json.detect_encoding(text).startswith("utf-8") and not _SURROGATE_ESCAPE.search(text):
+        return False  # the quick answer, for the usual encoding
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def encode_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
@@ -236,6 +277,7 @@ def encode_batch(events: Iterable[CloudEvent]) -> tuple[dict[str, str], bytes]:
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
+    "MAX_JSON_DEPTH",
     "SPEC_VERSION",
     "STRUCTURED_CONTENT_TYPE",
     "UnsupportedFormat",

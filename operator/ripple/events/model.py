@@ -2,17 +2,33 @@
 
 Ripple validates on its own instead of through an SDK so that nothing is invented: an event without an
 ``id`` or ``time`` is refused or left without one, never given a fresh value behind the producer's back.
+
+Every input is hostile until checked. Beyond the spec's rules, an event must fit the places it travels
+through, so the limits below are checked here, in one place, for events the ingress receives and for replies
+alike (both go through :func:`check_attributes`):
+
+* an event's ``type`` becomes NATS subject tokens, percent-encoded (up to 3 bytes per byte), and nats-server
+  closes the whole connection on a protocol control line over 4096 bytes;
+* in binary mode every attribute becomes an HTTP header, percent-encoded (again up to 3 bytes per byte), and
+  HTTP servers refuse long header lines (aiohttp: 8190 bytes per line and 128 headers; Node.js: 16 KiB in all);
+* ``datacontenttype`` becomes a ``Content-Type`` header as it is, so it must be printable ASCII;
+* JSON is parsed by recursive decoders (Python's ``json`` raises :class:`RecursionError` near 1000 levels),
+  so JSON nesting is bounded by :data:`MAX_JSON_DEPTH`, checked without recursion.
+
+Sizes are counted in UTF-8 bytes; integers and booleans count as their canonical text.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from itertools import accumulate
+from typing import Any, Final
 
 SPEC_VERSION = "1.0"
 REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
@@ -20,12 +36,54 @@ REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
 NON_EMPTY_OPTIONAL = ("datacontenttype", "dataschema", "subject", "time")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
+# --- limits -----------------------------------------------------------------------------------------------------
+MAX_TYPE_BYTES: Final = 256
+"""``type``: becomes the subject ``ripple.<ns>.<broker>.e.<type tokens>``; ≤ 768 bytes once percent-encoded,
+which keeps the publish control line far below nats-server's 4096-byte limit."""
+MAX_ID_BYTES: Final = 256
+"""``id``: part of the deduplication key and of every log line about the event."""
+MAX_SOURCE_BYTES: Final = 1024
+"""``source``: a URI-reference; ≤ 3072 bytes as a percent-encoded ``ce-source`` header."""
+MAX_SUBJECT_BYTES: Final = 1024
+"""``subject``: ≤ 3072 bytes as a percent-encoded ``ce-subject`` header."""
+MAX_DATASCHEMA_BYTES: Final = 1024
+"""``dataschema``: a URI; ≤ 3072 bytes as a percent-encoded ``ce-dataschema`` header."""
+MAX_DATACONTENTTYPE_BYTES: Final = 256
+"""``datacontenttype``: a media type with parameters, sent as the ``Content-Type`` header (printable ASCII)."""
+MAX_EXTENSION_BYTES: Final = 1024
+"""Any other attribute (extensions, ``time``, ``specversion``): ≤ 3072 bytes as a percent-encoded header."""
+MAX_NAME_LENGTH: Final = 64
+"""Characters of an attribute name (a-z, 0-9); the spec asks for at most 20, this leaves room."""
+MAX_ATTRIBUTES: Final = 64
+"""Attributes of one event, required ones included: each is a header in binary mode (aiohttp allows 128)."""
+MAX_ATTRIBUTES_BYTES: Final = 8 * 1024
+"""The sum of all attribute values: the context travels with every delivery, the data is what may be large."""
+MAX_JSON_DEPTH: Final = 256
+"""Nesting of JSON arrays and objects: structured and batch bodies, and JSON data; deeper is refused (400)."""
+ATTRIBUTE_LIMITS: Final[Mapping[str, int]] = {
+    "type": MAX_TYPE_BYTES,
+    "id": MAX_ID_BYTES,
+    "source": MAX_SOURCE_BYTES,
+    "subject": MAX_SUBJECT_BYTES,
+    "dataschema": MAX_DATASCHEMA_BYTES,
+    "datacontenttype": MAX_DATACONTENTTYPE_BYTES,
+}
+"""The size limit of each context attribute with one of its own; every other takes :data:`MAX_EXTENSION_BYTES`."""
+
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+\Z", re.ASCII)
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-]([0-9]{2}):([0-9]{2}))\Z"
 )
 RESERVED_NAMES = ("data", "data_base64")
 _JSON_MEDIA = re.compile(r"^\s*(application/json|[^;/\s]+/[^;\s]+\+json|text/json)\s*(;|$)", re.IGNORECASE)
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_HEADER_SAFE = re.compile("[^\x20-\x7e]")
+# A JSON string, escapes included; an unterminated one runs to the end. Possessive, so never backtracking.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+"?', re.DOTALL)
+_NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_DEPTH_STEP = [1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256)]
 
 AttributeValue = str | int | bool
 
@@ -53,8 +111,48 @@ def check_time(value: str) -> None:
         raise EventError(f"attribute 'time' is not a valid date-time: {value!r}")
 
 
+def _shown(text: str, limit: int = 64) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _character(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
+def check_value(name: str, value: str) -> int:
+    """Check one string attribute value: no control characters or lone surrogates, within its size limit.
+
+    Return its size in UTF-8 bytes; raise :class:`EventError` naming the attribute.
+    """
+    size = len(value.encode("utf-8", "surrogatepass"))
+    limit = ATTRIBUTE_LIMITS.get(name, MAX_EXTENSION_BYTES)
+    if size > limit:
+        raise EventError(f"attribute '{name}' is {size} bytes long, over the limit of {limit} bytes (UTF-8)")
+    if (found := _CONTROL.search(value)) is not None:
+        raise EventError(f"attribute '{name}' contains a control character ({_character(found.group())})")
+    if (found := _SURROGATE.search(value)) is not None:
+        raise EventError(f"attribute '{name}' contains a lone surrogate ({_character(found.group())})")
+    return size
+
+
+def check_header_safe(value: str, what: str) -> None:
+    """Raise :class:`EventError` unless ``value`` is printable ASCII (0x20-0x7E), safe as an HTTP header value.
+
+    ``what`` names the value in the message; a raw byte handed over as a surrogate escape is shown as the byte.
+    """
+    found = _NOT_HEADER_SAFE.search(value)
+    if found is None:
+        return
+    char = found.group()
+    shown = f"byte 0x{ord(char) - 0xDC00:02X}" if 0xDC80 <= ord(char) <= 0xDCFF else _character(char)
+    raise EventError(f"{what} must be printable ASCII (it is the Content-Type of deliveries), found {shown}")
+
+
 def check_attributes(attributes: Mapping[str, Any]) -> None:
-    """Raise :class:`EventError` unless the attributes form a valid CloudEvents 1.0 context."""
+    """Raise :class:`EventError` unless the attributes form a valid CloudEvents 1.0 context within Ripple's limits."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise EventError(f"the event has {len(attributes)} attributes, over the limit of {MAX_ATTRIBUTES}")
     for name in REQUIRED_ATTRIBUTES:
         value = attributes.get(name)
         if value is None:
@@ -63,29 +161,103 @@ def check_attributes(attributes: Mapping[str, Any]) -> None:
             raise EventError(f"attribute '{name}' must be a string")
         if value == "":
             raise EventError(f"attribute '{name}' must not be empty")
-    if attributes["specversion"] != SPEC_VERSION:
-        raise EventError(f"unsupported specversion {attributes['specversion']!r}: only '1.0' is accepted")
+    total = 0
     for name, value in attributes.items():
+        if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+            raise EventError(f"attribute name {_shown(str(name))} is longer than {MAX_NAME_LENGTH} characters")
         if not _ATTRIBUTE_NAME.match(name):
-            raise EventError(f"attribute name {name!r} is invalid: names use only a-z and 0-9")
+            raise EventError(f"attribute name {_shown(name)} is invalid: names use only a-z and 0-9")
         if name in RESERVED_NAMES:
             raise EventError(f"attribute name {name!r} is reserved for the event's data")
         if isinstance(value, bool):
+            total += len(attribute_text(value))
             continue
         if isinstance(value, int):
             if not INT32_MIN <= value <= INT32_MAX:
                 raise EventError(f"attribute '{name}' is outside the 32-bit integer range")
+            total += len(attribute_text(value))
             continue
         if not isinstance(value, str):
             raise EventError(f"attribute '{name}' must be a string, integer or boolean")
+        total += check_value(name, value)
+    if total > MAX_ATTRIBUTES_BYTES:
+        raise EventError(
+            f"the attribute values total {total} bytes, over the limit of {MAX_ATTRIBUTES_BYTES} bytes (UTF-8)"
+        )
+    if attributes["specversion"] != SPEC_VERSION:
+        raise EventError(f"unsupported specversion {attributes['specversion']!r}: only '1.0' is accepted")
     for name in NON_EMPTY_OPTIONAL:
         if name in attributes:
             if not isinstance(attributes[name], str):
                 raise EventError(f"attribute '{name}' must be a string")
             if attributes[name] == "":
                 raise EventError(f"attribute '{name}' must not be empty when present")
+    if "datacontenttype" in attributes:
+        check_header_safe(attributes["datacontenttype"], "attribute 'datacontenttype'")
     if "time" in attributes:
         check_time(attributes["time"])
+
+
+def json_too_deep(document: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text nests arrays and objects deeper than ``limit``, found without recursion or parsing.
+
+    Brackets inside strings do not count. Text that is not JSON gives an answer that means nothing, but the
+    answer is quick and never an exception (parsing such text fails anyway). UTF-16 and UTF-32, which
+    :func:`json.loads` detects for bytes, are read as such.
+    """
+    if isinstance(document, str):
+        raw = document.encode("utf-8", "surrogatepass")
+    else:
+        raw = document
+        encoding = json.detect_encoding(raw)
+        if encoding != "utf-8":
+            try:
+                raw = raw.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+            except UnicodeError:
+                return False  # not text in that encoding: json.loads refuses it
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(_SQUARE, _NOT_BRACKET)
+    if b"[" * (limit + 1) in brackets:  # the usual attack, found at the speed of a substring search
+        return True
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def loads_strict(document: bytes | str) -> Any:
+    """:func:`json.loads` keeping to RFC 8259: no ``NaN`` or ``Infinity``, no number too large for a float
+    (Python would make it ``inf`` and write it back as ``Infinity``, which is not JSON), bytes that are not
+    strictly UTF-8 (or UTF-16/32). Raise :class:`ValueError` (or :class:`RecursionError`: check
+    :func:`json_too_deep` first)."""
+    if not isinstance(document, str):
+        # json.loads would decode bytes with "surrogatepass", letting UTF-8-encoded surrogates through: strictly here.
+        document = document.decode(json.detect_encoding(document))
+    return json.loads(document, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+NOT_JSON: Final = object()
+"""What :func:`try_json` returns for data that is not JSON."""
+
+
+def try_json(data: bytes) -> Any:
+    """``data`` decoded as JSON, or :data:`NOT_JSON` when it is not JSON (strictly: see :func:`loads_strict`) or
+    nests deeper than :data:`MAX_JSON_DEPTH`; never an exception, whatever the bytes."""
+    if json_too_deep(data):
+        return NOT_JSON
+    try:
+        return loads_strict(data)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return NOT_JSON
 
 
 def attribute_text(value: AttributeValue) -> str:
@@ -182,16 +354,15 @@ class CloudEvent:
         return cls(doc, None if encoded is None else base64.b64decode(encoded))
 
 
-
 def _decode_data(data: bytes | None, content_type: str | None) -> Any:
     if data is None:
         return None
     if content_type is None or is_json_media_type(content_type):
-        try:
-            return json.loads(data)
-        except ValueError:
-            if content_type is not None:
-                return _as_text(data)
+        value = try_json(data)
+        if value is not NOT_JSON:
+            return value
+        if content_type is not None:
+            return _as_text(data)
     if content_type is None or content_type.lower().startswith("text/"):
         return _as_text(data)
     return data
@@ -202,3 +373,38 @@ def _as_text(data: bytes) -> str | bytes:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data
+
+
+__all__ = [
+    "ATTRIBUTE_LIMITS",
+    "INT32_MAX",
+    "INT32_MIN",
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTES_BYTES",
+    "MAX_DATACONTENTTYPE_BYTES",
+    "MAX_DATASCHEMA_BYTES",
+    "MAX_EXTENSION_BYTES",
+    "MAX_ID_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_NAME_LENGTH",
+    "MAX_SOURCE_BYTES",
+    "MAX_SUBJECT_BYTES",
+    "MAX_TYPE_BYTES",
+    "NON_EMPTY_OPTIONAL",
+    "NOT_JSON",
+    "REQUIRED_ATTRIBUTES",
+    "RESERVED_NAMES",
+    "SPEC_VERSION",
+    "AttributeValue",
+    "CloudEvent",
+    "EventError",
+    "attribute_text",
+    "check_attributes",
+    "check_header_safe",
+    "check_time",
+    "check_value",
+    "is_json_media_type",
+    "json_too_deep",
+    "loads_strict",
+    "try_json",
+]

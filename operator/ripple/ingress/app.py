@@ -2,7 +2,12 @@
 
 The contract with producers: ``202`` means every event of the request is stored in JetStream, so the producer
 may forget it. Anything short of that is an answer the producer can act on: ``400`` (fix the event), ``404``
-(no such broker), ``413`` (too large), ``415`` (unsupported format) or ``503`` with ``Retry-After`` (try again).
+(no such broker), ``413`` (too large), ``415`` (unsupported format or content coding) or ``503`` with
+``Retry-After`` (try again).
+
+Every input is hostile until checked: a request the ingress cannot use is answered 4xx naming the problem, never
+500. The body is read by :func:`ripple.ingress.body.read_body`: bounded by ``max_body`` however it is sent
+(declared length, chunked, compressed), and decoded from ``gzip``/``deflate`` by Ripple, not aiohttp.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from aiohttp import web
 
 from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import stamp_arrival
+from ripple.ingress.body import BodyRefused, read_body
 from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, serve_metrics
 from ripple.store import EventStore, StoreUnavailable
 
@@ -22,6 +28,9 @@ log = logging.getLogger(__name__)
 
 BrokerLookup = Callable[[str, str], bool]
 DEFAULT_MAX_BODY = 1024 * 1024
+UNKNOWN_BROKER = "_unknown"
+"""The ``namespace`` and ``broker`` labels of requests to brokers that do not exist: one series whatever the path,
+so that requests to made-up names cannot grow the metrics without bound (Kubernetes names never start with _)."""
 STORE_KEY = web.AppKey("store", EventStore)
 SETTINGS_KEY = web.AppKey("settings", "IngressSettings")
 
@@ -33,6 +42,8 @@ class IngressSettings:
     max_body: int = DEFAULT_MAX_BODY
     retry_after: int = 1
     """Seconds a producer is told to wait when JetStream cannot store."""
+    healthy: Callable[[], bool] = lambda: True
+    """Whether the ingress's background work (the cluster's broker watch, local mode's dispatcher) can go on."""
 
 
 def error(status: int, message: str, **headers: str) -> web.Response:
@@ -46,8 +57,9 @@ async def json_errors(
     """Answer aiohttp's own errors (404, 405, 413) with the same JSON body as Ripple's."""
     try:
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error(413, f"request body is larger than the limit of {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:  # aiohttp's own, if ever raised: its attributes vary between versions
+        limit = request.app[SETTINGS_KEY].max_body
+        return error(413, f"request body is larger than the limit of {limit} bytes")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -57,18 +69,23 @@ async def json_errors(
 
 async def receive(request: web.Request) -> web.Response:
     namespace, broker = request.match_info["namespace"], request.match_info["broker"]
-    response = await _receive(request, namespace, broker)
-    INGRESS_REQUESTS.labels(namespace, broker, str(response.status)).inc()
+    if request.app[SETTINGS_KEY].brokers(namespace, broker):
+        response = await _receive(request, namespace, broker)
+        INGRESS_REQUESTS.labels(namespace, broker, str(response.status)).inc()
+    else:
+        response = error(404, f"no broker '{broker}' in namespace '{namespace}'")
+        INGRESS_REQUESTS.labels(UNKNOWN_BROKER, UNKNOWN_BROKER, str(response.status)).inc()
     return response
 
 
 async def _receive(request: web.Request, namespace: str, broker: str) -> web.Response:
     settings = request.app[SETTINGS_KEY]
-    if not settings.brokers(namespace, broker):
-        return error(404, f"no broker '{broker}' in namespace '{namespace}'")
-    if request.content_length is not None and request.content_length > settings.max_body:
-        return error(413, f"request body is larger than the limit of {settings.max_body} bytes")
-    body = await request.read()
+    try:
+        body = await read_body(request, settings.max_body)
+    except BodyRefused as exc:
+        response = error(exc.status, str(exc))
+        response.force_close()  # what is left of the body is not read: do not reuse the connection
+        return response
     try:
         events = [stamp_arrival(e) for e in decode_request(request.headers.items(), body)]
     except EventError as exc:
@@ -96,13 +113,18 @@ async def handshake(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    connected = request.app[STORE_KEY].nc.is_connected
-    return web.json_response({"nats": connected}, status=200 if connected else 503)
+    """200 only while the ingress can store events and its background work runs, so probes tell the truth."""
+    connected, running = request.app[STORE_KEY].connected, request.app[SETTINGS_KEY].healthy()
+    return web.json_response({"nats": connected, "running": running}, status=200 if connected and running else 503)
 
 
 def create_ingress_app(store: EventStore, settings: IngressSettings) -> web.Application:
     """The ingress as an aiohttp application (the caller owns the store's connection)."""
-    app = web.Application(client_max_size=settings.max_body, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=settings.max_body,
+        middlewares=[json_errors],
+        handler_args={"auto_decompress": False},  # bodies are decoded, bounded, by read_body
+    )
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = settings
     app.router.add_get("/-/health", health)

@@ -20,6 +20,7 @@ from ripple.local.nats_server import NatsServer
 from ripple.scaling.activator import DEFAULT_ACTIVATION_TIMEOUT, Activator
 from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.local import LocalProcessBackend
+from ripple.serving import start_site
 from ripple.status import collect_status
 from ripple.store import EventStore
 
@@ -81,16 +82,15 @@ class LocalRipple:
         await dispatcher.apply(self.manifests.triggers.values())
         await autoscaler.start()
         brokers = self.manifests.brokers
-        settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body)
+        settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body,
+                                   healthy=dispatcher.healthy)
         app = create_ingress_app(store, settings)
 
         async def status(request: web.Request) -> web.Response:
             return web.json_response(await collect_status(store, dispatcher, autoscaler, self.backend))
 
         app.router.add_get("/-/status", status)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.options.host, self.options.port).start()
+        self.runner = await start_site(app, self.options.host, self.options.port, name="ingress")
         state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls()}
         (self.options.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 

@@ -39,33 +39,68 @@ TRIGGER_HEADER = "Ripple-Trigger"
 NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
 
 
+MAX_DELIVER_SLACK = 10
+"""Deliveries a consumer allows beyond its trigger's attempts (redeliveries after a crashed dispatcher) before
+JetStream stops and advises; the dispatcher turns that advisory into a dead letter, so it is a backstop for an
+event that kills whoever handles it, never a way to drop one."""
+ROUTER_MAX_DELIVER = 3 + MAX_DELIVER_SLACK
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+
 class StoreUnavailable(Exception):
     """JetStream could not confirm that it stored an event; the caller should retry later."""
 
 
 def dedup_id(event: CloudEvent) -> str:
-    """The JetStream message id of an event: (source, id) identifies a CloudEvent, so it is the dedup key."""
-    return hashlib.sha256(f"{event.source}\x00{event.id}".encode()).hexdigest()
+    """The JetStream message id of an event: (source, id) identifies a CloudEvent, so it is the dedup key.
+
+    Both parts are length-prefixed, so no choice of characters can make two different pairs hash alike.
+    """
+    source, event_id = event.source.encode(), event.id.encode()
+    return hashlib.sha256(b"%d:%s%d:%s" % (len(source), source, len(event_id), event_id)).hexdigest()
+
+
+RECONNECT_DELAY = 0.25
+RECONNECT_DELAY_MAX = 5.0
 
 
 class EventStore:
-    """A JetStream connection with the operations Ripple needs, named in Ripple's terms."""
+    """A JetStream connection with the operations Ripple needs, named in Ripple's terms.
 
-    def __init__(self, nc: NATS, publish_timeout: float = 5.0) -> None:
-        self.nc = nc
-        self.closing = False
-        self.js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
+    nats-py closes a connection for good on any protocol error the server reports (``-ERR``), not only on an
+    outage it can reconnect from; the store then opens a new one, so ``nc`` and ``js`` may change over its
+    life: read them through the store each time, and rebuild subscriptions when a fetch says the old one closed.
+    """
+
+    def __init__(self, url: str, *, name: str = "ripple", publish_timeout: float = 5.0) -> None:
+        self.url = url
+        self.name = name
         self.publish_timeout = publish_timeout
+        self.closing = False
+        self.connections = 0
+        """Connections opened so far: 1 after :meth:`connect`, one more each time a closed one was replaced."""
+        self.nc: NATS = NATS()
+        self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
+        self._replacing: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "ripple", publish_timeout: float = 5.0) -> EventStore:
-        store: EventStore | None = None
+        store = cls(url, name=name, publish_timeout=publish_timeout)
+        await store._open()
+        return store
+
+    @property
+    def connected(self) -> bool:
+        return not self.closing and self.nc.is_connected
+
+    async def _open(self) -> None:
+        url = self.url
 
         async def on_error(exc: Exception) -> None:
             log.debug("nats: %s", exc)
 
         async def on_disconnect() -> None:
-            if store is None or not store.closing:
+            if not self.closing:
                 log.warning("nats: disconnected from %s", url)
 
         async def on_reconnect() -> None:
@@ -73,20 +108,44 @@ class EventStore:
 
         nc = await nats.connect(
             url,
-            name=name,
+            name=self.name,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25,
+            reconnect_time_wait=RECONNECT_DELAY,
             connect_timeout=5,
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
+            closed_cb=self._on_closed,
         )
-        store = cls(nc, publish_timeout=publish_timeout)
-        return store
+        self.nc, self.js = nc, nc.jetstream(timeout=self.publish_timeout)
+        self.connections += 1
+
+    async def _on_closed(self) -> None:
+        if self.closing or (self._replacing is not None and not self._replacing.done()):
+            return
+        log.error("nats: connection to %s closed (%s); opening a new one", self.url, self.nc.last_error)
+        self._replacing = asyncio.create_task(self._replace(), name="nats reconnect")
+
+    async def _replace(self) -> None:
+        delay = RECONNECT_DELAY
+        while not self.closing:
+            try:
+                await self._open()
+            except NATS_ERRORS as exc:
+                log.warning("nats: cannot connect to %s yet: %s", self.url, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_DELAY_MAX)
+                continue
+            log.info("nats: connection %d to %s open", self.connections, self.url)
+            return
 
     async def close(self) -> None:
         self.closing = True
-        if self.nc.is_closed:
+        if self._replacing is not None:
+            self._replacing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replacing
+        if self.nc.is_closed or not (self.nc.is_connected or self.nc.is_reconnecting):
             return
         if self.nc.is_connected:
             with contextlib.suppress(*NATS_ERRORS):
@@ -182,11 +241,13 @@ class EventStore:
         *,
         types: frozenset[str] | None,
         ack_wait: float,
+        retry: int,
         max_ack_pending: int = 1000,
     ) -> str:
         """Create or update the trigger's durable pull consumer; return its name.
 
-        A new trigger sees events stored from now on, as a Knative trigger does.
+        A new trigger sees events stored from now on, as a Knative trigger does. ``retry`` is the trigger's
+        retries after the first attempt: the consumer's ``max_deliver`` allows those plus :data:`MAX_DELIVER_SLACK`.
         """
         name = subjects.consumer_name(trigger)
         config = ConsumerConfig(
@@ -195,7 +256,7 @@ class EventStore:
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
-            max_deliver=-1,
+            max_deliver=retry + 1 + MAX_DELIVER_SLACK,
             max_ack_pending=max_ack_pending,
             filter_subjects=subjects.trigger_subjects(namespace, broker, trigger, types),
         )
@@ -210,7 +271,7 @@ class EventStore:
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
-            max_deliver=-1,
+            max_deliver=ROUTER_MAX_DELIVER,
             max_ack_pending=10_000,
             filter_subject=subjects.all_events_subject(namespace, broker),
         )

@@ -25,6 +25,15 @@ def stream_name(namespace: str, broker: str) -> str:
     return f"RIPPLE_{namespace}_{broker}"
 
 
+def parse_stream_name(name: str) -> tuple[str, str] | None:
+    """(namespace, broker) of a broker's event stream, ``None`` for any other stream."""
+    prefix, _, rest = name.partition("_")
+    namespace, _, broker = rest.partition("_")
+    if prefix != "RIPPLE" or not namespace or not broker or namespace == "DLQ" or "_" in broker:
+        return None
+    return namespace, broker
+
+
 def dead_letter_stream_name(namespace: str, broker: str) -> str:
     return f"RIPPLE_DLQ_{namespace}_{broker}"
 
@@ -78,8 +87,11 @@ def trigger_subjects(namespace: str, broker: str, trigger: str, types: frozenset
     return [*events, redrive_subject(namespace, broker, trigger)]
 
 
+CONSUMER_PREFIX = "trigger-"
+
+
 def consumer_name(trigger: str) -> str:
-    return f"trigger-{trigger}"
+    return f"{CONSUMER_PREFIX}{trigger}"
 
 
 ROUTER_CONSUMER = "router"

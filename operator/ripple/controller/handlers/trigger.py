@@ -79,6 +79,7 @@ async def ensure_consumer(store: EventStore, trigger: Trigger, trigger_filter: F
         await store.ensure_trigger_consumer(
             trigger.namespace, trigger.spec.broker, trigger.name, types=trigger_filter.pinned_types(),
             ack_wait=ACK_WAIT, max_ack_pending=max(1000, trigger.spec.delivery.concurrency * 4),
+            retry=trigger.spec.delivery.retry,
         )
     except (StoreUnavailable, OSError, TimeoutError) as exc:
         return Condition("ConsumerReady", False, "ConsumerUnavailable", str(exc))

@@ -1,0 +1,83 @@
+"""Supervised tasks: restarted with backoff when they fail, counted, and reported unhealthy when they can't recover."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from prometheus_client import REGISTRY
+
+from ripple.supervision import Supervisor, SupervisorSettings
+from tests.support import eventually
+
+FAST = SupervisorSettings(initial_backoff=0.01, max_backoff=0.04, stable_after=0.5, unhealthy_after=3)
+
+
+def restarts(kind: str) -> float:
+    return REGISTRY.get_sample_value("ripple_task_restarts_total", {"task": kind}) or 0.0
+
+
+async def test_a_failing_task_is_restarted_until_it_runs():
+    runs: list[int] = []
+
+    async def flaky() -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise RuntimeError(f"boom {len(runs)}")
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor(FAST)
+    before = restarts("test-flaky")
+    state = supervisor.start("flaky", flaky, kind="test-flaky")
+    await eventually(lambda: len(runs) == 3)
+    assert state.failures == 2 and state.last_error == "RuntimeError: boom 2"
+    assert restarts("test-flaky") - before == 2
+    assert supervisor.healthy()
+    await supervisor.close()
+    assert supervisor.states() == []
+
+
+async def test_a_task_failing_in_a_row_makes_health_false_and_backs_off():
+    started: list[float] = []
+
+    async def broken() -> None:
+        started.append(asyncio.get_running_loop().time())
+        raise ValueError("never works")
+
+    supervisor = Supervisor(FAST)
+    supervisor.start("broken", broken, kind="test-broken")
+    await eventually(lambda: not supervisor.healthy())
+    await eventually(lambda: len(started) >= 6)
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    assert gaps[0] < gaps[-1] and max(gaps) < 0.5  # doubling, capped
+    assert [s.name for s in supervisor.unhealthy()] == ["broken"]
+    await supervisor.close()
+
+
+async def test_a_stable_run_resets_the_streak():
+    runs: list[int] = []
+
+    async def sometimes() -> None:
+        runs.append(1)
+        if len(runs) % 2 == 0:
+            await asyncio.sleep(0.6)  # longer than stable_after
+        raise RuntimeError("again")
+
+    supervisor = Supervisor(FAST)
+    state = supervisor.start("sometimes", sometimes, kind="test-sometimes")
+    await eventually(lambda: len(runs) >= 6, timeout=5)
+    assert state.streak < FAST.unhealthy_after
+    await supervisor.close()
+
+
+async def test_a_task_that_returns_is_finished_not_restarted():
+    runs: list[int] = []
+
+    async def once() -> None:
+        runs.append(1)
+
+    supervisor = Supervisor(FAST)
+    state = supervisor.start("once", once, kind="test-once")
+    await eventually(lambda: state.finished)
+    await asyncio.sleep(0.05)
+    assert runs == [1] and supervisor.healthy()
