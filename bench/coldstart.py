@@ -25,11 +25,11 @@ from pathlib import Path
 import aiohttp
 from common import percentile
 
+from ripple._aio import free_port
 from ripple.api.loading import load_manifests
 from ripple.events.http import encode_binary
 from ripple.events.model import CloudEvent
 from ripple.local.dev import DevOptions, LocalRipple
-from ripple.local.nats_server import free_port
 
 HANDLER = """
 import os, time

@@ -24,7 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ripple.local.nats_server import NatsServer, free_port
+from ripple._aio import free_port
+from ripple.local.nats_server import NatsServer
 
 HOST = "127.0.0.1"
 MEASURE_START = "@@bench measure-start"

@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ripple._aio import free_port
 from ripple.api.models import API_VERSION, Trigger
 from ripple.events.http import decode_request
 from ripple.events.model import CloudEvent
-from ripple.local.nats_server import free_port
 
 
 def event(id: str = "e1", type: str = "com.example.test", source: str = "/tests", **extra: Any) -> CloudEvent:

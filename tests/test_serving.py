@@ -13,10 +13,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from ripple._aio import free_port
 from ripple.api.loading import Manifests
-from ripple.components import run_ingress
+from ripple.cli.ingress import run_ingress
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.local.nats_server import NatsServer, free_port
+from ripple.local.nats_server import NatsServer
 from ripple.serving import DEFAULT_LIMITS, HttpLimits, start_site
 from ripple.store import EventStore
 

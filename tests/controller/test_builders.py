@@ -5,8 +5,8 @@ from __future__ import annotations
 from ripple.api.models import API_VERSION, Function
 from ripple.controller.resources import function as build
 from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
-from ripple.controller.resources.names import FUNCTION_LABEL
 from ripple.controller.resources.trigger import trigger_status
+from ripple.kube.names import FUNCTION_LABEL
 from tests.support import trigger
 
 

@@ -8,12 +8,12 @@ import itertools
 
 from aiohttp import web
 
+from ripple._aio import free_port
 from ripple.dispatch import Dispatcher
 from ripple.dispatch.dead_letter import MAX_ERROR_DATA
 from ripple.events.extensions import ERROR_CODE, ERROR_DATA, ERROR_DEST, ERROR_TRIGGER, HOPS, stamp_arrival
 from ripple.events.http import encode_binary
 from ripple.events.model import CloudEvent
-from ripple.local.nats_server import free_port
 from ripple.store import EventStore, subjects
 from ripple.store.dead_letters import dead_letters, redrive
 from tests.dispatch.conftest import FUNCTION_URLS

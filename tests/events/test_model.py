@@ -10,14 +10,7 @@ from typing import Any
 
 import pytest
 
-from ripple.events.extensions import (
-    ARRIVAL_TIME,
-    DEFAULT_HOPS,
-    HOPS,
-    age_seconds,
-    hops_of,
-    stamp_arrival,
-)
+from ripple.events.extensions import ARRIVAL_TIME, DEFAULT_HOPS, HOPS, age_seconds, hops_of, stamp_arrival
 from ripple.events.model import (
     INT32_MAX,
     INT32_MIN,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 
-from ripple.components import serve_health
+from ripple._aio import free_port
+from ripple.cli.health import serve_health
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.local.nats_server import free_port
 from ripple.store import EventStore
 from ripple.supervision import Supervisor, SupervisorSettings
 from tests.ingress.conftest import default_broker_only

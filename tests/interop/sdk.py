@@ -33,8 +33,8 @@ from aiohttp import web
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event, to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent as SdkEvent
 
+from ripple._aio import free_port
 from ripple.events.model import CloudEvent
-from ripple.local.nats_server import free_port
 from ripple.store import EventStore, subjects
 from tests.support import serve
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes_asyncio import client, config, watch
 
-from ripple.scaling.kubernetes import FUNCTION_LABEL
+from ripple.kube.names import FUNCTION_LABEL
 
 
 class PodRunner:

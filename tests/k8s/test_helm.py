@@ -23,7 +23,8 @@ import aiohttp
 import pytest
 import yaml
 
-from ripple.local.nats_server import NatsServer, free_port
+from ripple._aio import free_port
+from ripple.local.nats_server import NatsServer
 from tests.k8s.conftest import ControlPlane
 from tests.processes import RippleProcess
 from tests.support import eventually

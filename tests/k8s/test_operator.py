@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 import yaml
 
+from ripple._aio import free_port
 from ripple.events.extensions import stamp_arrival
-from ripple.local.nats_server import NatsServer, free_port
+from ripple.local.nats_server import NatsServer
 from ripple.store import EventStore, subjects
 from tests.k8s.pod_runner import PodRunner
 from tests.processes import RippleProcess

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ripple.local.nats_server import free_port
+from ripple._aio import free_port
 from tests.processes import REPO, RippleProcess
 
 pytestmark = pytest.mark.e2e

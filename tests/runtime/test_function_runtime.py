@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from ripple._aio import free_port
 from ripple.events.http import decode_message, encode_binary, encode_structured
-from ripple.local.nats_server import free_port
 from ripple.runtime.loader import HandlerError, load_handler
 from ripple.runtime.server import create_function_app
 from tests.support import event, serve

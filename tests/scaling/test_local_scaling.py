@@ -11,10 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from ripple._aio import free_port
 from ripple.api.loading import load_manifests
 from ripple.events.http import encode_binary
 from ripple.local.dev import DevOptions, LocalRipple
-from ripple.local.nats_server import free_port
 from ripple.store.dead_letters import dead_letters
 from tests.support import event, eventually
 

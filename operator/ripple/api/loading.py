@@ -148,6 +148,6 @@ def _check_references(found: Manifests) -> None:
 def _check_destination(found: Manifests, trigger: Trigger, dest: Destination, field_name: str, where: str) -> None:
     if dest.ref is None:
         return
-    namespace = dest.ref.namespace or trigger.namespace
-    if (namespace, dest.ref.name) not in found.functions:
+    namespace, _ = key = dest.ref.key(trigger.namespace)
+    if key not in found.functions:
         raise ManifestError(f"{where}: {field_name}.ref: no Function '{dest.ref.name}' in namespace {namespace}")

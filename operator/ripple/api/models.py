@@ -130,6 +130,10 @@ class Reference(Model):
     api_version: str = API_VERSION
     """API version of the referenced object."""
 
+    def key(self, namespace: str) -> tuple[str, str]:
+        """``(namespace, name)`` of the referenced object, as seen from an object in ``namespace``."""
+        return self.namespace or namespace, self.name
+
 
 class Destination(Model):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [

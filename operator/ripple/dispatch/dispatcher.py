@@ -23,8 +23,9 @@ from ripple.api.models import Trigger
 from ripple.dispatch.client import DeliveryResult
 from ripple.dispatch.dead_letter import dead_letter_event, undecodable_event
 from ripple.dispatch.policy import CONNECTION_ERROR
+from ripple.dispatch.resolve import Resolver
 from ripple.dispatch.router import BrokerRouter
-from ripple.dispatch.worker import ACK_WAIT, Resolver, TriggerWorker
+from ripple.dispatch.worker import ACK_WAIT, TriggerWorker
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.store import EventStore, StoreUnavailable, subjects

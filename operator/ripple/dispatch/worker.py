@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import aiohttp
@@ -23,11 +23,12 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from ripple.api.durations import seconds
-from ripple.api.models import Destination, Trigger
+from ripple.api.models import Trigger
 from ripple.dispatch.client import DeliveryResult, deliver
 from ripple.dispatch.dead_letter import dead_letter_event, undecodable_event
 from ripple.dispatch.policy import CONNECTION_ERROR, Action, Decision, decide, is_success, parse_retry_after
 from ripple.dispatch.reply import INVALID_REPLY_STATUS, InvalidReply, StampedReply, read_reply, stamp_reply
+from ripple.dispatch.resolve import Resolver, Unresolvable
 from ripple.events.extensions import age_seconds
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter, from_trigger_spec
@@ -38,8 +39,6 @@ from ripple.supervision import Supervisor
 log = logging.getLogger(__name__)
 delivery_log = logging.getLogger("ripple.delivery")
 
-Resolver = Callable[[Destination, str], Awaitable[str]]
-"""Turns a trigger's destination (in its namespace) into a URL; raises :class:`Unresolvable` when it cannot."""
 ACK_WAIT = 10.0
 """How long JetStream waits for an unacknowledged message before redelivering it (kept alive while in flight)."""
 STORE_RETRY_DELAY = 1.0
@@ -50,10 +49,6 @@ FETCH_WAIT = 1.0
 
 FanoutCounter = Callable[[CloudEvent], int]
 """How many triggers of the broker an event matched: the replies to it share its fan-out budget."""
-
-
-class Unresolvable(Exception):
-    """A destination that names nothing deliverable (yet)."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ripple.defaults import MAX_BODY
 from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import stamp_arrival
 from ripple.ingress.body import BodyRefused, read_body
@@ -27,7 +28,7 @@ from ripple.store import EventStore, StoreUnavailable
 log = logging.getLogger(__name__)
 
 BrokerLookup = Callable[[str, str], bool]
-DEFAULT_MAX_BODY = 1024 * 1024
+DEFAULT_MAX_BODY = MAX_BODY
 UNKNOWN_BROKER = "_unknown"
 """The ``namespace`` and ``broker`` labels of requests to brokers that do not exist: one series whatever the path,
 so that requests to made-up names cannot grow the metrics without bound (Kubernetes names never start with _)."""

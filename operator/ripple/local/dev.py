@@ -5,23 +5,23 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
-from ripple.components import ensure_brokers, wait_for_signal
+from ripple.defaults import DATA_DIR, MAX_BODY, SCALE_DOWN_DELAY
 from ripple.dispatch import Dispatcher
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.local.functions import launch_specs
 from ripple.local.nats_server import NatsServer
+from ripple.local.status import collect_status
 from ripple.scaling.activator import DEFAULT_ACTIVATION_TIMEOUT, Activator
 from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.local import LocalProcessBackend
 from ripple.serving import start_site
-from ripple.status import collect_status
 from ripple.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,12 @@ class DevOptions:
     paths: list[Path]
     host: str = "127.0.0.1"
     port: int = 8080
-    data_dir: Path = Path(".ripple")
-    max_body: int = 1024 * 1024
+    data_dir: Path = DATA_DIR
+    max_body: int = MAX_BODY
     pool_size: int = 1
     """Warm-pool processes kept ready to become any function (0 disables the pool)."""
     activation_timeout: float = DEFAULT_ACTIVATION_TIMEOUT
-    scale_down_delay: float = 2.0
+    scale_down_delay: float = SCALE_DOWN_DELAY
 
 
 class LocalRipple:
@@ -66,7 +66,7 @@ class LocalRipple:
     async def start(self) -> None:
         await self.nats.start()
         self.store = store = await EventStore.connect(self.nats.url, name="ripple-dev")
-        await ensure_brokers(store, self.manifests)
+        await store.ensure_brokers(self.manifests.brokers)
         await self.backend.start()
         self.autoscaler = autoscaler = Autoscaler(
             store,
@@ -108,18 +108,6 @@ class LocalRipple:
         await self.nats.stop()
         with contextlib.suppress(FileNotFoundError):
             (self.options.data_dir / STATE_FILE).unlink()
-
-
-def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    for name in ("ripple.delivery", "ripple.scaling"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
 
 
 async def run_dev(options: DevOptions) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import sysconfig
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import nats
 import nats.errors
+
+from ripple._aio import free_port
 
 MAX_PAYLOAD = 8 * 1024 * 1024  # room for a 1 MiB event after base64 and attributes
 
@@ -29,12 +30,6 @@ def nats_server_binary() -> str:
 
 async def _quiet(exc: Exception) -> None:
     """Refused connections are expected while the server starts."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class NatsServer:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ripple.api.models import Destination
-from ripple.dispatch.worker import Unresolvable
+from ripple.defaults import ACTIVATION_TIMEOUT
+from ripple.dispatch.resolve import Unresolvable
 from ripple.scaling.backend import FunctionKey, NotReady, ScalingBackend
 
-DEFAULT_ACTIVATION_TIMEOUT = 60.0
+DEFAULT_ACTIVATION_TIMEOUT = ACTIVATION_TIMEOUT
 
 
 class Activator:
@@ -35,7 +36,7 @@ class Activator:
         if destination.uri is not None:
             return destination.uri
         assert destination.ref is not None
-        key = (destination.ref.namespace or namespace, destination.ref.name)
+        key = destination.ref.key(namespace)
         if key not in self.functions:
             raise Unresolvable(f"no Function '{key[0]}/{key[1]}'")
         if self.backend.endpoints(key):

@@ -34,7 +34,7 @@ def targets_by_function(triggers: Iterable[Trigger]) -> dict[FunctionKey, list[T
     for trigger in triggers:
         ref = trigger.spec.subscriber.ref
         if ref is not None:
-            key = (ref.namespace or trigger.namespace, ref.name)
+            key = ref.key(trigger.namespace)
             found.setdefault(key, []).append(Target(trigger.namespace, trigger.spec.broker, trigger.name))
     return found
 

@@ -11,21 +11,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from ripple.controller.resources.conditions import is_ready
+from ripple.kube.conditions import is_ready
+from ripple.kube.names import FUNCTION_LABEL, RUNTIME_PORT, RUNTIME_PORT_NAME, SERVICE_NAME_LABEL, deployment_name
 from ripple.scaling.backend import FunctionKey, ReadyReplicas
 
 log = logging.getLogger(__name__)
-
-FUNCTION_LABEL = "ripple.dev/function"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-RUNTIME_PORT = 8080
-RUNTIME_PORT_NAME = "http"
-
-
-def deployment_name(function: str) -> str:
-    """The Deployment (and Service) the operator creates for a Function carries the Function's name."""
-    return function
-
 
 def scale_body(replicas: int) -> dict[str, Any]:
     return {"spec": {"replicas": replicas}}

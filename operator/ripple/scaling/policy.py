@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from ripple.api.durations import seconds
 from ripple.api.models import ScaleSpec
+from ripple.defaults import SCALE_DOWN_DELAY
 
-DEFAULT_SCALE_DOWN_DELAY = 2.0
+DEFAULT_SCALE_DOWN_DELAY = SCALE_DOWN_DELAY
 
 
 @dataclass(frozen=True)

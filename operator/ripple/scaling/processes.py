@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ripple.local.nats_server import free_port
+from ripple._aio import free_port
 from ripple.runtime.server import PARENT_PID_ENV
 
 

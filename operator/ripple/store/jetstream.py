@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import nats
 import nats.errors
@@ -28,7 +28,7 @@ from nats.js.api import (
 )
 
 from ripple.api.durations import seconds
-from ripple.api.models import BrokerSpec
+from ripple.api.models import Broker, BrokerSpec
 from ripple.events.model import CloudEvent
 from ripple.store import subjects
 
@@ -177,6 +177,11 @@ class EventStore:
                 description=f"Ripple dead letters of broker {namespace}/{broker}",
             )
         )
+
+    async def ensure_brokers(self, brokers: Mapping[tuple[str, str], Broker]) -> None:
+        """Create or update the streams of every ``(namespace, name) → Broker``."""
+        for (namespace, name), broker in brokers.items():
+            await self.ensure_broker(namespace, name, broker.spec)
 
     async def delete_broker(self, namespace: str, broker: str) -> None:
         """Remove the broker's streams (its events, consumers and dead letters with them)."""

@@ -7,10 +7,11 @@ from typing import Any
 import kopf
 
 from ripple.api.models import EventSource
-from ripple.controller.config import InvalidSpec, OperatorConfig, parse
+from ripple.controller.config import OperatorConfig
 from ripple.controller.resources.conditions import Condition
-from ripple.controller.resources.names import broker_url, function_url
 from ripple.controller.status import write_conditions
+from ripple.kube.names import broker_url, function_url
+from ripple.kube.objects import InvalidSpec, parse
 
 RESOURCE = ("ripple.dev", "v1alpha1", "eventsources")
 

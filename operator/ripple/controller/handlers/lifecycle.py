@@ -9,7 +9,7 @@ import kopf
 from kubernetes_asyncio import client, config
 
 from ripple.controller.config import OperatorConfig
-from ripple.controller.kube import Kube
+from ripple.kube.client import Kube
 from ripple.store import EventStore
 
 

@@ -12,12 +12,14 @@ from typing import Any
 import kopf
 
 from ripple.api.models import Trigger
-from ripple.controller.config import InvalidSpec, OperatorConfig, parse
-from ripple.controller.resources.conditions import Condition, is_ready
+from ripple.controller.config import OperatorConfig
+from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.trigger import trigger_status
 from ripple.controller.status import write_conditions
 from ripple.dispatch.worker import ACK_WAIT
 from ripple.filters import Filter, FilterError, from_trigger_spec
+from ripple.kube.conditions import is_ready
+from ripple.kube.objects import InvalidSpec, parse
 from ripple.store import EventStore, StoreUnavailable
 
 RESOURCE = ("ripple.dev", "v1alpha1", "triggers")
@@ -48,9 +50,9 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
     namespace = trigger.namespace
     functions = {(namespace, f["metadata"]["name"]) for f in await kube.ripple_objects("functions", namespace)}
     referenced = {
-        (d.ref.namespace or namespace, d.ref.name)
+        d.ref.key(namespace)
         for d in (trigger.spec.subscriber, trigger.spec.delivery.dead_letter_sink)
-        if d is not None and d.ref is not None and (d.ref.namespace or namespace) != namespace
+        if d is not None and d.ref is not None and d.ref.key(namespace)[0] != namespace
     }
     for other_namespace, name in referenced:
         if await kube.ripple_object("functions", other_namespace, name) is not None:

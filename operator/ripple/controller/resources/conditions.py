@@ -21,11 +21,6 @@ class Condition:
         return "Unknown" if self.status is None else str(self.status)
 
 
-def is_ready(status: Mapping[str, Any] | None) -> bool:
-    """Whether an object's ``status.conditions`` say Ready=True (Ripple's kinds and Pods alike)."""
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (status or {}).get("conditions") or [])
-
-
 def ready_from(conditions: Sequence[Condition], *, ready_reason: str = "Ready", message: str = "") -> Condition:
     """Ready is True when every other condition is; otherwise it carries the first failing one's reason."""
     for condition in conditions:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ripple.api.durations import seconds
 from ripple.api.models import Function
-from ripple.controller.resources.names import (
+from ripple.kube.names import (
     CODE_MOUNT,
     RUNTIME_PORT,
     RUNTIME_PORT_NAME,

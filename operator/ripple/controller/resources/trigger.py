@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ripple.api.models import Destination, Trigger
 from ripple.controller.resources.conditions import Condition, ready_from
-from ripple.controller.resources.names import function_url
+from ripple.kube.names import function_url
 
 FunctionExists = Callable[[str, str], bool]
 
@@ -24,7 +24,7 @@ def resolve(destination: Destination, namespace: str, function_exists: FunctionE
     if destination.uri is not None:
         return Resolution(destination.uri, "Resolved")
     assert destination.ref is not None
-    ref_namespace = destination.ref.namespace or namespace
+    ref_namespace, _ = destination.ref.key(namespace)
     if not function_exists(ref_namespace, destination.ref.name):
         return Resolution(None, "FunctionNotFound", f"Function {ref_namespace}/{destination.ref.name} does not exist")
     return Resolution(function_url(ref_namespace, destination.ref.name), "Resolved")

@@ -1,16 +1,27 @@
-"""The few Kubernetes API calls the operator makes, over kubernetes_asyncio: server-side apply, reads, deletes."""
+"""The Kubernetes API client: loading its configuration, and the few calls the operator makes (server-side apply,
+reads, deletes), over kubernetes_asyncio."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ripple.api.models import GROUP, VERSION
+from ripple.kube.resources import GROUP, VERSION
+
+__all__ = ["APPLY", "FIELD_MANAGER", "Kube", "load_kube_config"]
 
 FIELD_MANAGER = "ripple-operator"
 APPLY = "application/apply-patch+yaml"
+
+
+async def load_kube_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
 
 
 class Kube:

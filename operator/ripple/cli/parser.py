@@ -1,27 +1,26 @@
-"""The ``ripple`` command."""
+"""The ``ripple`` command line: its arguments only. Each command runs in its own module, ``ripple.cli.<command>``,
+imported when chosen, so that ``ripple function serve`` (a Function's cold start) loads only what it needs."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import sys
 from pathlib import Path
 
-from ripple.api.loading import ManifestError, load_manifests
+from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY
 
-DEFAULT_DATA_DIR = Path(".ripple")
+__all__ = ["DEFAULT_DATA_DIR", "build_parser", "key_value", "namespaced"]
+
+DEFAULT_DATA_DIR = DATA_DIR
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     return key, value
 
 
-def _namespaced(text: str) -> tuple[str, str]:
+def namespaced(text: str) -> tuple[str, str]:
     namespace, sep, name = text.rpartition("/")
     return (namespace if sep else "default"), name
 
@@ -36,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    dev.add_argument("--max-body", type=int, default=1024 * 1024, help="largest accepted request, in bytes")
+    dev.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted request, in bytes")
     dev.add_argument("--pool-size", type=int, default=1, help="warm-pool runtime processes (0: none)")
-    dev.add_argument("--activation-timeout", type=float, default=60.0,
+    dev.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT,
                      help="seconds a delivery waits for a function to wake before it counts as failed")
 
     send = commands.add_parser("send", help="send one CloudEvent and print the response")
@@ -49,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--subject")
     send.add_argument("--data", help="JSON text, or @file")
     send.add_argument("--mode", choices=["binary", "structured"], default="binary")
-    send.add_argument("--ext", action="append", type=_key_value, default=[], metavar="NAME=VALUE")
+    send.add_argument("--ext", action="append", type=key_value, default=[], metavar="NAME=VALUE")
 
     function = commands.add_parser("function", help="function runtime")
     function_commands = function.add_subparsers(dest="function_command", required=True)
@@ -68,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingress.add_argument("--nats", required=True, help="NATS URL")
     ingress.add_argument("--host", default="0.0.0.0")
     ingress.add_argument("--port", type=int, default=8080)
-    ingress.add_argument("--max-body", type=int, default=1024 * 1024)
+    ingress.add_argument("--max-body", type=int, default=MAX_BODY)
 
     dispatcher = commands.add_parser("dispatcher", help="run the dispatcher for the triggers in manifests")
     dispatcher.add_argument("paths", nargs="*", type=Path, help="manifest files or directories")
@@ -76,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="learn triggers and functions from the API server")
     dispatcher.add_argument("--readiness", choices=["endpointslices", "pods"], default="endpointslices",
                             help="where function readiness comes from in a cluster")
-    dispatcher.add_argument("--activation-timeout", type=float, default=60.0)
+    dispatcher.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT)
     dispatcher.add_argument("--health-port", type=int, help="serve GET /-/health on this port (cluster mode)")
     dispatcher.add_argument("--no-autoscaler", action="store_true",
                             help="cluster mode: leave scaling to a separate `ripple autoscaler` (wake from zero only)")
@@ -86,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     autoscaler.add_argument("--nats", required=True, help="NATS URL")
     autoscaler.add_argument("--health-port", type=int, help="serve GET /-/health and /metrics on this port")
     dispatcher.add_argument("--nats", required=True, help="NATS URL")
-    dispatcher.add_argument("--function-url", action="append", type=_key_value, default=[],
+    dispatcher.add_argument("--function-url", action="append", type=key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
 
     operator = commands.add_parser("operator", help="run the Kubernetes operator")
@@ -123,126 +122,3 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_redrive.add_argument("sequences", type=int, nargs="*", help="which ones (default: all)")
     dlq_redrive.add_argument("--trigger", help="deliver to this trigger only (name in the broker's namespace)")
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    try:
-        return asyncio.run(_run(args))
-    except ManifestError as exc:
-        print(f"ripple: invalid manifest: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-async def _run(args: argparse.Namespace) -> int:
-    if args.command == "dev":
-        from ripple.local.dev import DevOptions, configure_logging, run_dev
-        from ripple.local.functions import LocalModeError
-
-        configure_logging()
-        try:
-            options = DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body, args.pool_size,
-                                 args.activation_timeout)
-            return await run_dev(options)
-        except LocalModeError as exc:
-            print(f"ripple: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "send":
-        from ripple.send import SendOptions, send
-
-        options = SendOptions(args.to, args.type, args.source, args.id, args.subject, args.data, args.mode,
-                              dict(args.ext))
-        status, body = await send(options)
-        print(f"{status} {body}".rstrip())
-        return 0 if 200 <= status < 300 else 1
-    if args.command == "function":
-        return await _serve_function(args)
-    if args.command == "ingress":
-        from ripple.components import run_ingress
-
-        if not args.kubernetes and not args.paths:
-            raise SystemExit("ripple ingress: give manifest paths or --kubernetes")
-        manifests = None if args.kubernetes else load_manifests(args.paths)
-        await run_ingress(args.nats, manifests, host=args.host, port=args.port, max_body=args.max_body)
-        return 0
-    if args.command == "dispatcher":
-        from ripple.components import run_cluster_dispatcher, run_dispatcher
-        from ripple.local.dev import configure_logging
-
-        configure_logging()
-        if args.kubernetes:
-            await run_cluster_dispatcher(args.nats, readiness=args.readiness,
-                                         activation_timeout=args.activation_timeout, health_port=args.health_port,
-                                         autoscale=not args.no_autoscaler)
-            return 0
-        if not args.paths:
-            raise SystemExit("ripple dispatcher: give manifest paths or --kubernetes")
-        urls = {_namespaced(key): url for key, url in args.function_url}
-        await run_dispatcher(args.nats, load_manifests(args.paths), urls)
-        return 0
-    if args.command == "operator":
-        from ripple.controller.config import DEFAULT_RUNTIME_IMAGE
-        from ripple.controller.operator import OperatorOptions, run_operator
-
-        await run_operator(OperatorOptions(
-            args.nats, args.ingress_url, args.runtime_image or DEFAULT_RUNTIME_IMAGE, tuple(args.namespace),
-            args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_service,
-            args.liveness,
-        ))  # fmt: skip
-        return 0
-    if args.command == "crds":
-        from ripple.api.crds import write_crds
-
-        for path in write_crds(args.output):
-            print(path)
-        return 0
-    if args.command == "status":
-        from ripple.status import format_status, read_status
-
-        status = await read_status(args.url, args.data_dir)
-        print(json.dumps(status, indent=2) if args.json else format_status(status))
-        return 0
-    if args.command == "autoscaler":
-        from ripple.components import run_cluster_autoscaler
-        from ripple.local.dev import configure_logging
-
-        configure_logging()
-        await run_cluster_autoscaler(args.nats, health_port=args.health_port)
-        return 0
-    if args.command == "dlq":
-        from ripple.dlq_cli import run_dlq
-
-        return await run_dlq(args)
-    raise AssertionError(args.command)
-
-
-async def _serve_function(args: argparse.Namespace) -> int:
-    from ripple.components import wait_for_signal
-    from ripple.runtime.loader import HandlerError, load_handler
-    from ripple.runtime.server import create_function_app
-    from ripple.serving import start_site
-
-    handler = None
-    if args.handler:
-        try:
-            handler = load_handler(args.handler, args.path)
-        except HandlerError as exc:
-            print(f"ripple: {exc}", file=sys.stderr)
-            return 2
-    app = create_function_app(handler, timeout=args.timeout, name=args.handler or "")
-    runner = await start_site(app, args.host, args.port, name="function")
-    what = f"function {args.handler}" if args.handler else "warm-pool runtime"
-    print(f"{what} listening on http://{args.host}:{args.port}", flush=True)
-    try:
-        await wait_for_signal()
-    finally:
-        await runner.cleanup()
-    return 0
-

@@ -11,62 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config, watch
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
-from ripple.api.models import GROUP, VERSION, Broker, Function, Resource, Trigger
-from ripple.controller.config import InvalidSpec, parse
-from ripple.controller.resources.conditions import is_ready
+from ripple.api.models import Broker, Function, Trigger
+from ripple.defaults import ACTIVATION_TIMEOUT
 from ripple.dispatch import Dispatcher
 from ripple.dispatch.dispatcher import TriggersNotStarted
+from ripple.kube.conditions import is_ready
+from ripple.kube.names import FUNCTION_LABEL
+from ripple.kube.objects import Key, RippleObjects, watch_forever
 from ripple.scaling.activator import Activator
 from ripple.scaling.autoscaler import Autoscaler
-from ripple.scaling.kubernetes import FUNCTION_LABEL, KubernetesBackend
+from ripple.scaling.kubernetes import KubernetesBackend
 from ripple.store import EventStore
 from ripple.supervision import Supervisor
 
+__all__ = ["ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "run_supervised"]
+
 log = logging.getLogger(__name__)
-Key = tuple[str, str]
-
-
-async def load_kube_config() -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        await config.load_kube_config()
-    return client.ApiClient()
-
-
-def as_resource(model: type[Resource], obj: dict[str, Any]) -> Resource | None:
-    try:
-        return parse(model, obj)
-    except InvalidSpec as exc:
-        metadata = obj.get("metadata") or {}
-        log.warning("ignoring %s %s/%s: %s", obj.get("kind"), metadata.get("namespace"), metadata.get("name"), exc)
-        return None
-
-
-async def watch_forever(
-    list_call: Callable[..., Awaitable[Any]],
-    on_event: Callable[[str, dict[str, Any]], Awaitable[None]],
-    serialize: Callable[[Any], dict[str, Any]],
-    *args: Any,
-    **kwargs: Any,
-) -> None:
-    """List-and-watch ``list_call`` for ever, reconnecting; each event's object is handed over as JSON."""
-    while True:
-        try:
-            async with watch.Watch() as stream:
-                async for event in stream.stream(list_call, *args, timeout_seconds=300, **kwargs):
-                    await on_event(event["type"], serialize(event["object"]))
-        except asyncio.CancelledError:
-            raise
-        except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("watch failed, reconnecting: %s", exc)
-            await asyncio.sleep(1)
 
 
 async def run_supervised(supervisor: Supervisor, loops: dict[str, Callable[[], Awaitable[None]]]) -> None:
@@ -80,51 +44,20 @@ async def run_supervised(supervisor: Supervisor, loops: dict[str, Callable[[], A
             await supervisor.stop(name)
 
 
-class RippleObjects:
-    """The current Brokers, Triggers or Functions of the cluster, kept up to date by a watch."""
-
-    def __init__(self, api: client.ApiClient, plural: str, model: type[Resource],
-                 on_change: Callable[[], None] = lambda: None,
-                 wanted: Callable[[dict[str, Any]], bool] = lambda obj: True) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.wanted = wanted
-        self.plural = plural
-        self.model = model
-        self.items: dict[Key, Resource] = {}
-        self.on_change = on_change
-
-    async def _event(self, event_type: str, obj: dict[str, Any]) -> None:
-        metadata = obj.get("metadata") or {}
-        key = (metadata.get("namespace"), metadata.get("name"))
-        if event_type == "DELETED" or not self.wanted(obj):
-            if self.items.pop(key, None) is None:  # type: ignore[arg-type]
-                return
-        else:
-            resource = as_resource(self.model, obj)
-            if resource is None or self.items.get(key) == resource:  # type: ignore[arg-type]
-                return
-            self.items[key] = resource  # type: ignore[index]
-        self.on_change()
-
-    async def run(self) -> None:
-        await watch_forever(self.custom.list_cluster_custom_object, self._event, lambda o: o, GROUP, VERSION,
-                            self.plural)
-
-
 class ClusterDispatcher:
     """Dispatcher, autoscaler and activator for every Trigger and Function in the cluster."""
 
     def __init__(self, store: EventStore, api: client.ApiClient, *, readiness: str = "endpointslices",
-                 activation_timeout: float = 60.0, autoscale: bool = True) -> None:
+                 activation_timeout: float = ACTIVATION_TIMEOUT, autoscale: bool = True) -> None:
         self.store = store
         self.autoscale = autoscale
         self.api = api
         self.readiness = readiness
         self._changed = asyncio.Event()
         # The operator makes a trigger's consumer and says Ready: only then is there something to deliver from.
-        self.triggers = RippleObjects(api, "triggers", Trigger, self._changed.set,
+        self.triggers = RippleObjects(api, Trigger, self._changed.set,
                                       wanted=lambda obj: is_ready(obj.get("status")))
-        self.functions = RippleObjects(api, "functions", Function, self._changed.set)
+        self.functions = RippleObjects(api, Function, self._changed.set)
         self._http = aiohttp.ClientSession()
         self.backend = KubernetesBackend(client.AppsV1Api(api), [],
                                          probe=self._probe if readiness == "pods" else None)
@@ -197,8 +130,8 @@ class ClusterAutoscaler:
 
     def __init__(self, store: EventStore, api: client.ApiClient) -> None:
         self._changed = asyncio.Event()
-        self.triggers = RippleObjects(api, "triggers", Trigger, self._changed.set)
-        self.functions = RippleObjects(api, "functions", Function, self._changed.set)
+        self.triggers = RippleObjects(api, Trigger, self._changed.set)
+        self.functions = RippleObjects(api, Function, self._changed.set)
         self.backend = KubernetesBackend(client.AppsV1Api(api), [])
         self.autoscaler = Autoscaler(store, self.backend, {}, [])
         self.supervisor = Supervisor()
@@ -231,7 +164,7 @@ class ClusterBrokers:
     """The set of Brokers in the cluster, for the ingress's 404s."""
 
     def __init__(self, api: client.ApiClient) -> None:
-        self.objects = RippleObjects(api, "brokers", Broker)
+        self.objects = RippleObjects(api, Broker)
 
     def __call__(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self.objects.items

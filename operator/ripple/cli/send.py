@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ import aiohttp
 from ripple.dispatch.client import NO_AUTO_CONTENT_TYPE
 from ripple.events.http import encode_binary, encode_structured
 from ripple.events.model import CloudEvent
+
+__all__ = ["SendOptions", "build_event", "run", "send"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,10 @@ async def send(options: SendOptions) -> tuple[int, str]:
         post = session.post(options.to, data=body, headers=headers, skip_auto_headers=NO_AUTO_CONTENT_TYPE)
         async with post as response:
             return response.status, await response.text()
+
+
+async def run(args: argparse.Namespace) -> int:
+    options = SendOptions(args.to, args.type, args.source, args.id, args.subject, args.data, args.mode, dict(args.ext))
+    status, body = await send(options)
+    print(f"{status} {body}".rstrip())
+    return 0 if 200 <= status < 300 else 1

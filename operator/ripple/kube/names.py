@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from ripple.scaling.kubernetes import FUNCTION_LABEL, RUNTIME_PORT, RUNTIME_PORT_NAME, deployment_name
+__all__ = [
+    "CODE_MOUNT",
+    "FUNCTION_LABEL",
+    "PART_OF",
+    "RUNTIME_PORT",
+    "RUNTIME_PORT_NAME",
+    "SERVICE_NAME_LABEL",
+    "broker_url",
+    "code_configmap_name",
+    "deployment_name",
+    "function_labels",
+    "function_selector",
+    "function_url",
+]
 
+FUNCTION_LABEL = "ripple.dev/function"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+RUNTIME_PORT = 8080
+RUNTIME_PORT_NAME = "http"
 PART_OF = {"app.kubernetes.io/part-of": "ripple"}
 CODE_MOUNT = "/code"
 
-__all__ = ["CODE_MOUNT", "FUNCTION_LABEL", "PART_OF", "RUNTIME_PORT", "RUNTIME_PORT_NAME", "deployment_name"]
+
+def deployment_name(function: str) -> str:
+    """The Deployment (and Service) the operator creates for a Function carries the Function's name."""
+    return function
 
 
 def function_labels(name: str) -> dict[str, str]:

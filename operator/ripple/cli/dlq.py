@@ -29,7 +29,7 @@ def summary(letter: DeadLetter) -> str:
     )
 
 
-async def run_dlq(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     namespace, _, broker = str(args.broker).rpartition("/")
     namespace = namespace or "default"
     store = await EventStore.connect(nats_url(args), name="ripple-dlq")

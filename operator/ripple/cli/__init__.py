@@ -1,0 +1,35 @@
+"""The ``ripple`` command: ``main`` parses the arguments and runs the chosen command's module."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from ripple.api.loading import ManifestError
+from ripple.cli.parser import build_parser
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    command = cast(Command, importlib.import_module(f"ripple.cli.{args.command}").run)
+    try:
+        return asyncio.run(command(args))
+    except ManifestError as exc:
+        print(f"ripple: invalid manifest: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,23 @@
+"""``ripple dev``: NATS, ingress, dispatcher and functions on this machine, from manifest files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ripple.cli.logs import configure_logging
+from ripple.local.dev import DevOptions, run_dev
+from ripple.local.functions import LocalModeError
+
+__all__ = ["run"]
+
+
+async def run(args: argparse.Namespace) -> int:
+    configure_logging()
+    options = DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body, args.pool_size,
+                         args.activation_timeout)
+    try:
+        return await run_dev(options)
+    except LocalModeError as exc:
+        print(f"ripple: {exc}", file=sys.stderr)
+        return 2

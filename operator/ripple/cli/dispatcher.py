@@ -1,0 +1,57 @@
+"""``ripple dispatcher``: the triggers of manifests (with fixed Function URLs), or of the cluster."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+from ripple._aio import wait_for_signal
+from ripple.api.loading import Manifests, load_manifests
+from ripple.cli.health import run_component
+from ripple.cli.logs import configure_logging
+from ripple.cli.parser import namespaced
+from ripple.dispatch import Dispatcher
+from ripple.dispatch.resolve import static_resolver
+from ripple.store import EventStore
+
+__all__ = ["run", "run_cluster_dispatcher", "run_dispatcher"]
+
+
+async def run(args: argparse.Namespace) -> int:
+    configure_logging()
+    if args.kubernetes:
+        await run_cluster_dispatcher(args.nats, readiness=args.readiness, activation_timeout=args.activation_timeout,
+                                     health_port=args.health_port, autoscale=not args.no_autoscaler)
+        return 0
+    if not args.paths:
+        raise SystemExit("ripple dispatcher: give manifest paths or --kubernetes")
+    urls = {namespaced(key): url for key, url in args.function_url}
+    await run_dispatcher(args.nats, load_manifests(args.paths), urls)
+    return 0
+
+
+async def run_cluster_dispatcher(
+    nats_url: str, *, readiness: str, activation_timeout: float, health_port: int | None = None,
+    autoscale: bool = True,
+) -> None:
+    from ripple.cluster import ClusterDispatcher
+    from ripple.kube.client import load_kube_config
+
+    store = await EventStore.connect(nats_url, name="ripple-dispatcher")
+    cluster = ClusterDispatcher(store, await load_kube_config(), readiness=readiness,
+                                activation_timeout=activation_timeout, autoscale=autoscale)
+    await run_component(store, cluster.run(), "dispatcher watching the cluster's triggers and functions",
+                                 health_port, cluster.healthy)
+
+
+async def run_dispatcher(nats_url: str, manifests: Manifests, function_urls: Mapping[tuple[str, str], str]) -> None:
+    store = await EventStore.connect(nats_url, name="ripple-dispatcher")
+    await store.ensure_brokers(manifests.brokers)
+    dispatcher = Dispatcher(store, static_resolver(function_urls))
+    await dispatcher.apply(manifests.triggers.values())
+    print(f"dispatcher running {len(dispatcher.workers)} triggers", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await dispatcher.close()
+        await store.close()

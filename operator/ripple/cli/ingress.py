@@ -1,0 +1,53 @@
+"""``ripple ingress``: the broker ingress on its own, for brokers from manifests or the cluster's Brokers."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from ripple._aio import wait_for_signal
+from ripple.api.loading import Manifests, load_manifests
+from ripple.ingress.app import IngressSettings, create_ingress_app
+from ripple.serving import start_site
+from ripple.store import EventStore
+from ripple.supervision import Supervisor
+
+__all__ = ["run", "run_ingress"]
+
+
+async def run(args: argparse.Namespace) -> int:
+    if not args.kubernetes and not args.paths:
+        raise SystemExit("ripple ingress: give manifest paths or --kubernetes")
+    manifests = None if args.kubernetes else load_manifests(args.paths)
+    await run_ingress(args.nats, manifests, host=args.host, port=args.port, max_body=args.max_body)
+    return 0
+
+
+async def run_ingress(
+    nats_url: str, manifests: Manifests | None, *, host: str, port: int, max_body: int
+) -> None:
+    """The ingress for the brokers in ``manifests``, or for the cluster's Brokers (watched) when it is None."""
+    store = await EventStore.connect(nats_url, name="ripple-ingress")
+    supervisor = Supervisor()
+    brokers: Callable[[str, str], bool]
+    if manifests is None:
+        from ripple.cluster import ClusterBrokers
+        from ripple.kube.client import load_kube_config
+
+        cluster_brokers = ClusterBrokers(await load_kube_config())
+        supervisor.start("watch brokers", cluster_brokers.run, kind="watch")
+        brokers = cluster_brokers
+    else:
+        await store.ensure_brokers(manifests.brokers)
+        known = manifests.brokers
+        brokers = lambda ns, b: (ns, b) in known  # noqa: E731
+    settings = IngressSettings(brokers=brokers, max_body=max_body, healthy=supervisor.healthy)
+    app = create_ingress_app(store, settings)
+    runner = await start_site(app, host, port, name="ingress")
+    print(f"ingress listening on http://{host}:{port}", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await supervisor.close()
+        await runner.cleanup()
+        await store.close()

@@ -1,0 +1,19 @@
+"""Defaults that several layers and the command line share, each named once here.
+
+A module that owns a setting imports its default from here; nothing else spells the value out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["ACTIVATION_TIMEOUT", "DATA_DIR", "MAX_BODY", "SCALE_DOWN_DELAY"]
+
+MAX_BODY = 1024 * 1024
+"""Largest request body the ingress accepts, in bytes (after decompression)."""
+ACTIVATION_TIMEOUT = 60.0
+"""Seconds a delivery waits for a Function woken from zero to become ready."""
+SCALE_DOWN_DELAY = 2.0
+"""Seconds demand must stay lower before a Function loses replicas."""
+DATA_DIR = Path(".ripple")
+"""Where ``ripple dev`` keeps its NATS store and state, relative to the working directory."""

@@ -1,0 +1,1 @@
+"""Functions that follow demand: the scaling policy, the autoscaler, the activator and their backends."""
