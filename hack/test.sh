@@ -8,6 +8,8 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | g
 
 ruff check .
 hadolint Dockerfile
+(cd operator && lint-imports ../pyproject.toml)
+mypy
 
 # openssl makes the test control plane's certificates; a bare Debian machine may lack it.
 if ! command -v openssl >/dev/null 2>&1; then

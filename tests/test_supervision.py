@@ -81,3 +81,49 @@ async def test_a_task_that_returns_is_finished_not_restarted():
     await eventually(lambda: state.finished)
     await asyncio.sleep(0.05)
     assert runs == [1] and supervisor.healthy()
+
+
+async def test_health_comes_back_once_a_failing_task_runs_stably():
+    runs: list[int] = []
+
+    async def recovers() -> None:
+        runs.append(1)
+        if len(runs) <= FAST.unhealthy_after:
+            raise RuntimeError("not yet")
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor(FAST)
+    supervisor.start("recovers", recovers, kind="test-recovers")
+    await eventually(lambda: len(runs) > FAST.unhealthy_after)
+    assert not supervisor.healthy()
+    await eventually(supervisor.healthy, timeout=FAST.stable_after * 4)
+    await supervisor.close()
+
+
+async def test_stop_wins_over_a_cancellation_turned_into_an_error():
+    started = asyncio.Event()
+
+    async def converts() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise RuntimeError("connection closed") from None
+
+    supervisor = Supervisor(FAST)
+    supervisor.start("converts", converts, kind="test-converts")
+    await started.wait()
+    async with asyncio.timeout(2):
+        await supervisor.stop("converts")
+    assert supervisor.states() == []
+
+
+async def test_health_can_ignore_kinds_that_fail_alone():
+    async def broken() -> None:
+        raise ValueError("one trigger's consumer cannot be made")
+
+    supervisor = Supervisor(FAST)
+    supervisor.start("trigger x", broken, kind="trigger")
+    await eventually(lambda: not supervisor.healthy())
+    assert supervisor.healthy(ignore=frozenset({"trigger"}))
+    await supervisor.close()

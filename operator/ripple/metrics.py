@@ -5,6 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+__all__ = [
+    "COLD_STARTS",
+    "DELIVERIES",
+    "DELIVERY_SECONDS",
+    "FILTERED",
+    "INGRESS_EVENTS",
+    "INGRESS_REQUESTS",
+    "POISON_EVENTS",
+    "REPLIES",
+    "TASK_RESTARTS",
+    "serve_metrics",
+]
+
 INGRESS_REQUESTS = Counter(
     "ripple_ingress_requests_total",
     "Requests answered by the ingress, by broker and HTTP status; requests to brokers that do not exist are "
@@ -31,7 +44,8 @@ TASK_RESTARTS = Counter(
     "ripple_task_restarts_total", "Supervised long-running tasks restarted after a failure, by kind of task.", ["task"]
 )
 POISON_EVENTS = Counter(
-    "ripple_poison_events_total", "Events whose handling raised (decode, filter, encode, delivery), by stage.",
+    "ripple_poison_events_total",
+    "Events whose handling raised, by stage: decode, filter, delivery, reply, router-decode, router-filter.",
     ["stage"],
 )
 COLD_STARTS = Counter("ripple_cold_starts_total", "Functions woken from zero replicas.", ["function"])

@@ -5,8 +5,7 @@ A supervised task is a coroutine factory: each (re)start calls it afresh, so the
 (a pull subscription on the store's current connection, a watch) instead of reusing what broke. A task that
 returns has finished and is not restarted; one that raises is logged with its cause, counted in
 ``ripple_task_restarts_total{task}`` and started again after a backoff that doubles up to a cap. A task that
-has failed ``unhealthy_after`` times in a row, without a run lasting ``stable_after`` in between, makes
-:meth:`Supervisor.healthy` false.
+has failed ``unhealthy_after`` times in a row is unhealthy until a run of it has lasted ``stable_after``.
 """
 
 from __future__ import annotations
@@ -54,6 +53,12 @@ class TaskState:
     """Failures since its last stable run."""
     last_error: str = ""
     finished: bool = False
+    run_started: float = 0.0
+    """When the current run began (monotonic seconds)."""
+
+    def unhealthy(self, settings: SupervisorSettings, now: float) -> bool:
+        recovered = not self.finished and now - self.run_started >= settings.stable_after
+        return self.streak >= settings.unhealthy_after and not recovered
 
 
 @dataclass
@@ -82,12 +87,17 @@ class Supervisor:
         settings = self.settings
         backoff = settings.initial_backoff
         while True:
-            started = time.monotonic()
+            started = state.run_started = time.monotonic()
             try:
                 await factory()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Some libraries turn the cancellation of a wait into an error of their own (nats-py does
+                    # when the connection closes meanwhile): the stop asked for still wins.
+                    raise asyncio.CancelledError from exc
                 if time.monotonic() - started >= settings.stable_after:
                     backoff, state.streak = settings.initial_backoff, 0
                 state.failures += 1
@@ -116,12 +126,14 @@ class Supervisor:
     def states(self) -> list[TaskState]:
         return [s.state for s in self._tasks.values()]
 
-    def unhealthy(self) -> list[TaskState]:
-        """Tasks failing without recovering: their component cannot do its work."""
-        return [s for s in self.states() if s.streak >= self.settings.unhealthy_after]
+    def unhealthy(self, *, ignore: frozenset[str] = frozenset()) -> list[TaskState]:
+        """Tasks failing without recovering, except those of the kinds in ``ignore``."""
+        now = time.monotonic()
+        return [s for s in self.states() if s.kind not in ignore and s.unhealthy(self.settings, now)]
 
-    def healthy(self) -> bool:
-        return not self.unhealthy()
+    def healthy(self, *, ignore: frozenset[str] = frozenset()) -> bool:
+        """Whether every task (of the kinds not ignored) can do its work."""
+        return not self.unhealthy(ignore=ignore)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from ripple.events.extensions import ERROR_CODE, ERROR_DATA, ERROR_DEST, ERROR_T
 from ripple.events.http import encode_binary
 from ripple.events.model import CloudEvent
 from ripple.store import EventStore, subjects
-from ripple.store.dead_letters import dead_letters, redrive
+from ripple.store.dlq import dead_letters, redrive
 from tests.dispatch.conftest import FUNCTION_URLS
 from tests.support import event, eventually, subscriber, trigger
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import aiohttp
 
-from ripple._aio import free_port
-from ripple.cli.health import serve_health
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.store import EventStore
 from ripple.supervision import Supervisor, SupervisorSettings
@@ -35,22 +33,3 @@ async def test_ingress_health_follows_nats_and_its_supervised_tasks(nats_server)
         assert await status_of(url + "/-/health") == 200
         await store.close()
         assert await status_of(url + "/-/health") == 503
-
-
-async def test_component_health_is_503_without_nats(nats_server):
-    store = await EventStore.connect(nats_server.url)
-    port = free_port()
-    running = True
-    runner = await serve_health(store, lambda: running, "127.0.0.1", port)
-    try:
-        url = f"http://127.0.0.1:{port}/-/health"
-        assert await status_of(url) == 200
-        running = False
-        assert await status_of(url) == 503
-        running = True
-        await nats_server.stop()
-        await eventually(lambda: not store.connected)
-        assert await status_of(url) == 503
-    finally:
-        await runner.cleanup()
-        await store.close()

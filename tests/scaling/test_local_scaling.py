@@ -15,7 +15,7 @@ from ripple._aio import free_port
 from ripple.api.loading import load_manifests
 from ripple.events.http import encode_binary
 from ripple.local.dev import DevOptions, LocalRipple
-from ripple.store.dead_letters import dead_letters
+from ripple.store.dlq import dead_letters
 from tests.support import event, eventually
 
 pytestmark = pytest.mark.e2e

@@ -1,1 +1,3 @@
 """Ripple's API: typed manifest models, ISO-8601 durations and manifest loading."""
+
+__all__: list[str] = []

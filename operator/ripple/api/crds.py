@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 from ripple.api.models import GROUP, VERSION, Broker, EventSource, Function, Resource, Trigger
 
+__all__ = ["KINDS", "KindInfo", "add_factory_defaults", "crd", "render", "spec_schema", "structural", "write_crds"]
+
 READY = '.status.conditions[?(@.type=="Ready")]'
 
 

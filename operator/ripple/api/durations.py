@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import timedelta
 from typing import Annotated
 
 import isodate
 from pydantic import AfterValidator, Field
+
+__all__ = ["DURATION_PATTERN", "Duration", "parse_duration", "seconds"]
 
 # Days, hours, minutes and seconds only: months and years have no fixed length. No lookaheads: the API server
 # checks this pattern with Go's RE2, which has none, and at least one component must follow P and T.
@@ -34,9 +35,8 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
-@functools.lru_cache(maxsize=1024)
 def seconds(text: str) -> float:
-    """Seconds of a duration; cached, since delivery settings are read on every attempt."""
+    """Seconds of a duration (parsed where a setting is compiled, e.g. ``DeliveryPolicy.from_spec``)."""
     return parse_duration(text).total_seconds()
 
 

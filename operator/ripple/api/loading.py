@@ -21,7 +21,16 @@ from ripple.api.models import (
     Trigger,
     default_broker,
 )
-from ripple.filters import FilterError, validate_trigger_spec
+from ripple.filters import FilterError
+
+__all__ = [
+    "ManifestError",
+    "Manifests",
+    "format_validation_error",
+    "load_manifests",
+    "manifest_files",
+    "parse_resource",
+]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -111,13 +120,13 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
                     f"{found.origins[ident]}"
                 )
             found.origins[ident] = path
-            table: dict[tuple[str, str], Any] = {
+            tables: dict[str, dict[tuple[str, str], Any]] = {
                 "Function": found.functions,
                 "Trigger": found.triggers,
                 "Broker": found.brokers,
                 "EventSource": found.event_sources,
-            }[resource.kind]
-            table[resource.key] = resource
+            }
+            tables[resource.kind][resource.key] = resource
     _add_default_brokers(found)
     _check_references(found)
     return found
@@ -140,7 +149,7 @@ def _check_references(found: Manifests) -> None:
             sink = trigger.spec.delivery.dead_letter_sink
             _check_destination(found, trigger, sink, "spec.delivery.deadLetterSink", where)
         try:
-            validate_trigger_spec(trigger.spec.model_dump(by_alias=True, exclude_none=True))
+            _ = trigger.spec.compiled_filter
         except FilterError as exc:
             raise ManifestError(f"{where}: spec.{exc}") from None
 

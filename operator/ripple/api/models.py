@@ -6,6 +6,7 @@ are generated from them, so the two cannot drift. Field names are camelCase in Y
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,46 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from ripple.api.durations import Duration, seconds
+from ripple.filters import Filter, compile_filter
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KINDS",
+    "VERSION",
+    "AttributesFilter",
+    "Broker",
+    "BrokerSpec",
+    "CeOverrides",
+    "DeliverySpec",
+    "Destination",
+    "EnvVar",
+    "EventSource",
+    "EventSourceSpec",
+    "Function",
+    "FunctionSource",
+    "FunctionSpec",
+    "KubernetesSource",
+    "Model",
+    "NatsSource",
+    "ObjectMeta",
+    "PingSource",
+    "PostgresSource",
+    "Reference",
+    "Resource",
+    "ResourceSelector",
+    "Retention",
+    "ScaleSpec",
+    "SecretKeyRef",
+    "Sink",
+    "SinkReference",
+    "StorageSource",
+    "Trigger",
+    "TriggerSpec",
+    "WebhookSource",
+    "backoff",
+    "default_broker",
+]
 
 GROUP = "ripple.dev"
 VERSION = "v1alpha1"
@@ -151,6 +192,15 @@ class Destination(Model):
             raise ValueError("exactly one of ref, uri must be set")
         return self
 
+    def target(self, namespace: str) -> str | tuple[str, str]:
+        """Where this points, seen from an object in ``namespace``: the URI as given, or the referenced
+        Function's ``(namespace, name)``. Every resolver starts here and differs only in how it finds a
+        Function's address (a fixed table, a ready replica, the Function's Service)."""
+        if self.uri is not None:
+            return self.uri
+        assert self.ref is not None  # the validator holds exactly one of uri and ref
+        return self.ref.key(namespace)
+
 
 class DeliverySpec(Model):
     retry: int = Field(default=3, ge=0, le=100)
@@ -174,10 +224,12 @@ class DeliverySpec(Model):
 
     def backoff_seconds(self, retry_number: int) -> float:
         """The wait before retry ``retry_number`` (1 for the first retry)."""
-        base = seconds(self.backoff_delay)
-        if self.backoff_policy == "linear":
-            return base * retry_number
-        return base * 2**retry_number
+        return backoff(seconds(self.backoff_delay), self.backoff_policy, retry_number)
+
+
+def backoff(base: float, policy: Literal["linear", "exponential"], retry_number: int) -> float:
+    """linear: ``base * n`` before retry n; exponential: ``base * 2**n``."""
+    return base * retry_number if policy == "linear" else base * 2.0**retry_number
 
 
 class AttributesFilter(Model):
@@ -196,6 +248,12 @@ class TriggerSpec(Model):
     """Where matching events are delivered."""
     delivery: DeliverySpec = Field(default_factory=DeliverySpec)
     """Retry, timeout and dead-letter settings."""
+
+    @functools.cached_property
+    def compiled_filter(self) -> Filter:
+        """The filter, compiled once (``filters`` wins over ``filter``); raises :class:`FilterError`."""
+        attributes = self.filter.attributes if self.filter is not None else None
+        return compile_filter(attributes, self.filters)
 
 
 # --- Broker ---------------------------------------------------------------------------------------------------
@@ -268,7 +326,7 @@ class SinkReference(Reference):
 
 
 class Sink(Destination):
-    ref: SinkReference | None = None  # type: ignore[assignment]
+    ref: SinkReference | None = None
     """A Broker (usual) or a Function."""
 
 
@@ -339,15 +397,23 @@ class KubernetesSource(Model):
     """Namespaces to watch; empty means the source's own."""
 
 
+def _all_row_changes() -> list[Literal["INSERT", "UPDATE", "DELETE"]]:
+    return ["INSERT", "UPDATE", "DELETE"]
+
+
 class PostgresSource(Model):
     connection_secret_ref: SecretKeyRef
     """Secret key holding a libpq connection string."""
     tables: list[str] = Field(min_length=1)
     """Tables whose row changes become events (schema.table)."""
     operations: list[Literal["INSERT", "UPDATE", "DELETE"]] = Field(
-        default_factory=lambda: ["INSERT", "UPDATE", "DELETE"], min_length=1
+        default_factory=_all_row_changes, min_length=1
     )
     """Which changes become events."""
+
+
+def _created_only() -> list[Literal["created", "deleted"]]:
+    return ["created"]
 
 
 class StorageSource(Model):
@@ -355,7 +421,7 @@ class StorageSource(Model):
     """S3-compatible endpoint URL."""
     bucket: str = Field(min_length=3, max_length=63)
     """Bucket to watch."""
-    events: list[Literal["created", "deleted"]] = Field(default_factory=lambda: ["created"], min_length=1)
+    events: list[Literal["created", "deleted"]] = Field(default_factory=_created_only, min_length=1)
     """Object events that become CloudEvents."""
     prefix: str = ""
     """Only object keys with this prefix."""

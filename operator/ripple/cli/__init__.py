@@ -7,15 +7,15 @@ import asyncio
 import importlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from ripple.api.loading import ManifestError
 from ripple.cli.parser import build_parser
 
 __all__ = ["main"]
 
-Command = Callable[[argparse.Namespace], Awaitable[int]]
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def main(argv: list[str] | None = None) -> int:

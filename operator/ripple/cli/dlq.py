@@ -9,7 +9,9 @@ from pathlib import Path
 from ripple.events.extensions import ERROR_CODE, ERROR_DEST
 from ripple.events.http import structured_document
 from ripple.store import EventStore
-from ripple.store.dead_letters import DeadLetter, dead_letters, get_dead_letter, redrive
+from ripple.store.dlq import DeadLetter, dead_letters, get_dead_letter, redrive
+
+__all__ = ["nats_url", "run", "summary"]
 
 
 def nats_url(args: argparse.Namespace) -> str:

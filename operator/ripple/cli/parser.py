@@ -29,7 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ripple", description="Kubernetes-native CloudEvents on NATS JetStream")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_dev(commands)
+    _add_send(commands)
+    _add_function(commands)
+    _add_ingress(commands)
+    _add_dispatcher(commands)
+    _add_autoscaler(commands)
+    _add_operator(commands)
+    _add_crds(commands)
+    _add_status(commands)
+    _add_dlq(commands)
+    return parser
 
+
+def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev = commands.add_parser("dev", help="run brokers, triggers and functions locally from manifests")
     dev.add_argument("paths", nargs="+", type=Path, help="manifest files or directories")
     dev.add_argument("--host", default="127.0.0.1")
@@ -40,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT,
                      help="seconds a delivery waits for a function to wake before it counts as failed")
 
+
+
+def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     send = commands.add_parser("send", help="send one CloudEvent and print the response")
     send.add_argument("--to", required=True, help="URL, e.g. http://127.0.0.1:8080/default/default")
     send.add_argument("--type", required=True)
@@ -50,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--mode", choices=["binary", "structured"], default="binary")
     send.add_argument("--ext", action="append", type=key_value, default=[], metavar="NAME=VALUE")
 
+
+
+def _add_function(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     function = commands.add_parser("function", help="function runtime")
     function_commands = function.add_subparsers(dest="function_command", required=True)
     serve = function_commands.add_parser("serve", help="serve a Python handler over HTTP")
@@ -61,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--timeout", type=float, default=30.0, help="seconds one call may take")
 
+
+
+def _add_ingress(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ingress = commands.add_parser("ingress", help="run the broker ingress")
     ingress.add_argument("paths", nargs="*", type=Path, help="manifest files or directories (brokers)")
     ingress.add_argument("--kubernetes", action="store_true", help="learn brokers from the API server")
@@ -69,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingress.add_argument("--port", type=int, default=8080)
     ingress.add_argument("--max-body", type=int, default=MAX_BODY)
 
+
+
+def _add_dispatcher(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dispatcher = commands.add_parser("dispatcher", help="run the dispatcher for the triggers in manifests")
     dispatcher.add_argument("paths", nargs="*", type=Path, help="manifest files or directories")
     dispatcher.add_argument("--kubernetes", action="store_true",
@@ -79,15 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher.add_argument("--health-port", type=int, help="serve GET /-/health on this port (cluster mode)")
     dispatcher.add_argument("--no-autoscaler", action="store_true",
                             help="cluster mode: leave scaling to a separate `ripple autoscaler` (wake from zero only)")
-
-    autoscaler = commands.add_parser("autoscaler", help="scale Functions' Deployments with their triggers' backlog")
-    autoscaler.add_argument("--kubernetes", action="store_true", required=True, help="the cluster's functions")
-    autoscaler.add_argument("--nats", required=True, help="NATS URL")
-    autoscaler.add_argument("--health-port", type=int, help="serve GET /-/health and /metrics on this port")
     dispatcher.add_argument("--nats", required=True, help="NATS URL")
     dispatcher.add_argument("--function-url", action="append", type=key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
 
+
+def _add_autoscaler(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    autoscaler = commands.add_parser("autoscaler", help="scale Functions' Deployments with their triggers' backlog")
+    autoscaler.add_argument("--kubernetes", action="store_true", required=True, help="the cluster's functions")
+    autoscaler.add_argument("--nats", required=True, help="NATS URL")
+    autoscaler.add_argument("--health-port", type=int, help="serve GET /-/health and /metrics on this port")
+
+
+def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = commands.add_parser("operator", help="run the Kubernetes operator")
     operator.add_argument("--nats", required=True, help="NATS URL the brokers' streams live in")
     operator.add_argument("--ingress-url", required=True, help="base URL of the ingress, for Broker addresses")
@@ -101,14 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="register the webhook by this Service (in a cluster) instead of by --webhook-host URL")
     operator.add_argument("--liveness", metavar="URL", help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
 
+
+
+def _add_crds(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     crds.add_argument("--output", type=Path, default=Path("crds"), help="directory (default: crds)")
 
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = commands.add_parser("status", help="functions and triggers of a running `ripple dev`")
     status.add_argument("--url", help="the ingress URL (default: from --data-dir)")
     status.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
+
+
+def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dlq = commands.add_parser("dlq", help="inspect and redrive a broker's dead letters")
     dlq.add_argument("--nats", help="NATS URL (default: the one `ripple dev` runs, from --data-dir)")
     dlq.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -121,4 +159,3 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_redrive = dlq_commands.add_parser("redrive", help="send dead letters back to the broker or one trigger")
     dlq_redrive.add_argument("sequences", type=int, nargs="*", help="which ones (default: all)")
     dlq_redrive.add_argument("--trigger", help="deliver to this trigger only (name in the broker's namespace)")
-    return parser

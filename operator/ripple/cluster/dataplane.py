@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 
 
 async def run_supervised(supervisor: Supervisor, loops: dict[str, Callable[[], Awaitable[None]]]) -> None:
-    """Run loops side by side, each restarted when it fails, until the caller is cancelled; then stop them all."""
+    """Run loops side by side, each restarted when it fails, until the caller is cancelled; then stop them all.
+
+    A loop's name starts with its kind (``watch ...``, ``apply ...``), which labels its restarts."""
     for name, loop in loops.items():
-        supervisor.start(name, loop, kind="watch")
+        supervisor.start(name, loop, kind=name.split(" ", 1)[0])
     try:
         await asyncio.Event().wait()
     finally:
@@ -83,6 +85,7 @@ class ClusterDispatcher:
         return False
 
     async def _apply_loop(self) -> None:
+        self._changed.set()  # a restarted loop applies what it may have missed when it failed
         while True:
             await self._changed.wait()
             await asyncio.sleep(0.2)  # let a burst of watch events settle
@@ -140,6 +143,7 @@ class ClusterAutoscaler:
         return self.supervisor.healthy()
 
     async def _apply_loop(self) -> None:
+        self._changed.set()  # a restarted loop applies what it may have missed when it failed
         while True:
             await self._changed.wait()
             await asyncio.sleep(0.2)

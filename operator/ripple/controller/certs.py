@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+__all__ = ["self_signed"]
+
 
 def self_signed(hostnames: list[str], days: int = 365) -> tuple[bytes, bytes]:
     """(certificate, private key) in PEM; IP literals become IP SANs, the rest DNS SANs."""

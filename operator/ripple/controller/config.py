@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from ripple.api.models import Resource
 from ripple.kube.client import Kube
 from ripple.store import EventStore
+
+__all__ = ["DEFAULT_RUNTIME_IMAGE", "OperatorConfig"]
 
 R = TypeVar("R", bound=Resource)
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/ripple-dev/ripple:0.1.0"
@@ -21,4 +23,3 @@ class OperatorConfig:
     cluster_domain: str = "cluster.local"
     store: EventStore | None = None
     kube: Kube | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

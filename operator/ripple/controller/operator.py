@@ -15,6 +15,8 @@ import kopf
 from ripple.controller.certs import self_signed
 from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig
 
+__all__ = ["OperatorOptions", "ServiceWebhookServer", "run_operator"]
+
 WEBHOOK_CONFIGURATION = "validate.ripple.dev"
 
 
@@ -29,7 +31,7 @@ class ServiceWebhookServer(kopf.WebhookServer):
         super().__init__(**kwargs)
         self.service = {"namespace": service_namespace, "name": service_name, "port": service_port}
 
-    async def __call__(self, fn: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
         async for config in super().__call__(fn):
             registered: dict[str, Any] = {"service": {**self.service, "path": urlsplit(config["url"]).path}}
             if "caBundle" in config:

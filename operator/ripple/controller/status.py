@@ -8,6 +8,8 @@ import kopf
 
 from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
 
+__all__ = ["write_conditions"]
+
 
 def write_conditions(
     body: kopf.Body, status: kopf.Status, patch: kopf.Patch, conditions: Sequence[Condition], *, ready: bool = True

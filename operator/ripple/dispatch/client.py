@@ -13,6 +13,8 @@ from ripple.dispatch.policy import CONNECTION_ERROR
 from ripple.events.http import encode_binary, encode_structured
 from ripple.events.model import CloudEvent
 
+__all__ = ["MAX_RESPONSE_BODY", "NO_AUTO_CONTENT_TYPE", "DeliveryResult", "deliver"]
+
 MAX_RESPONSE_BODY = 1024 * 1024
 NO_AUTO_CONTENT_TYPE = ("Content-Type",)
 """aiohttp labels a bytes body ``application/octet-stream`` unless told not to; binary mode maps Content-Type to

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 
-from ripple.dispatch.client import DeliveryResult
+import aiohttp
+
+from ripple.api.models import Destination, Trigger
+from ripple.dispatch.client import DeliveryResult, deliver
+from ripple.dispatch.policy import is_success
+from ripple.dispatch.resolve import Resolver, Unresolvable
 from ripple.events.extensions import ERROR_CODE, ERROR_DATA, ERROR_DEST, ERROR_REASON, ERROR_TRIGGER
 from ripple.events.model import CloudEvent
+from ripple.store import EventStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 MAX_ERROR_DATA = 512
 """Bytes of the response body (or error text) kept in ``rippleerrordata``; base64 keeps it under the limit of
@@ -53,4 +62,67 @@ def undecodable_event(payload: bytes, *, namespace: str, broker: str, sequence: 
     return CloudEvent(attributes, payload)
 
 
-__all__ = ["MAX_ERROR_DATA", "UNDECODABLE_TYPE", "dead_letter_event", "printable", "undecodable_event"]
+class DeadLetterSink:
+    """Where one trigger keeps what it cannot deliver: its ``deadLetterSink``, else, or when the sink fails too,
+    the broker's dead-letter stream."""
+
+    def __init__(
+        self, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver, trigger: Trigger, *, timeout: float
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.resolve = resolve
+        self.trigger = trigger
+        self.name = f"{trigger.namespace}/{trigger.name}"
+        self.timeout = timeout
+
+    async def keep(self, event: CloudEvent, result: DeliveryResult, *, url: str, sequence: int, reason: str) -> bool:
+        """Keep ``event`` with its error context; ``False`` only when neither the sink nor the stream took it."""
+        letter = dead_letter_event(event, result, destination=url, trigger=self.name, reason=reason)
+        sink = self.trigger.spec.delivery.dead_letter_sink
+        if sink is not None and await self._to_sink(sink, letter):
+            return True
+        return await keep_in_stream(self.store, self.trigger.namespace, self.trigger.spec.broker,
+                                    self.trigger.name, letter, sequence)
+
+
+    async def _to_sink(self, sink: Destination, letter: CloudEvent) -> bool:
+        # Whatever goes wrong here (a sink that cannot be woken, an event the client cannot encode), the
+        # stream still takes the letter: this is the last stop of an event, so nothing may escape from it.
+        try:
+            sink_url = await self.resolve(sink, self.trigger.namespace)
+            sent = await deliver(self.session, sink_url, letter, timeout=self.timeout)
+        except Unresolvable as exc:
+            log.warning("trigger %s: dead-letter sink not resolvable (%s); using the stream", self.name, exc)
+            return False
+        except Exception as exc:
+            log.warning("trigger %s: dead-letter sink failed (%s: %s); using the stream", self.name,
+                        type(exc).__name__, exc)
+            return False
+        if not is_success(sent.status):
+            log.warning("trigger %s: dead-letter sink answered %s; using the dead-letter stream", self.name,
+                        sent.status or sent.error)
+        return is_success(sent.status)
+
+
+async def keep_in_stream(
+    store: EventStore, namespace: str, broker: str, trigger: str, letter: CloudEvent, sequence: int
+) -> bool:
+    """Store a dead letter in the broker's dead-letter stream; ``False`` when JetStream did not take it."""
+    try:
+        await store.store_dead_letter(namespace, broker, trigger, letter, delivery_id=str(sequence))
+    except StoreUnavailable as exc:
+        log.warning("%s/%s: could not store dead letter of #%d, will retry: %s", namespace, trigger, sequence, exc)
+        return False
+    return True
+
+
+__all__ = [
+    "MAX_ERROR_DATA",
+    "UNDECODABLE_TYPE",
+    "DeadLetterSink",
+    "dead_letter_event",
+    "keep_in_stream",
+    "printable",
+    "undecodable_event",
+]

@@ -18,21 +18,31 @@ from collections.abc import Callable, Iterable
 import aiohttp
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 
 from ripple.api.models import Trigger
 from ripple.dispatch.client import DeliveryResult
-from ripple.dispatch.dead_letter import dead_letter_event, undecodable_event
+from ripple.dispatch.dead_letter import dead_letter_event, keep_in_stream, undecodable_event
 from ripple.dispatch.policy import CONNECTION_ERROR
 from ripple.dispatch.resolve import Resolver
 from ripple.dispatch.router import BrokerRouter
 from ripple.dispatch.worker import ACK_WAIT, TriggerWorker
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
-from ripple.store import EventStore, StoreUnavailable, subjects
-from ripple.store.jetstream import MAX_DELIVERIES_ADVISORY
+from ripple.store import EventStore, subjects
+from ripple.store.fetching import fetch_forever
 from ripple.supervision import Supervisor
 
+__all__ = ["BACKSTOP_BATCH", "BACKSTOP_RETRY_DELAY", "PER_TRIGGER_TASKS", "Dispatcher", "TriggersNotStarted"]
+
 log = logging.getLogger(__name__)
+PER_TRIGGER_TASKS = frozenset({"trigger", "router"})
+BACKSTOP_BATCH = 16
+BACKSTOP_RETRY_DELAY = 5.0
+
+
+async def _advisory_batch() -> int:
+    return BACKSTOP_BATCH
 
 
 class TriggersNotStarted(Exception):
@@ -61,7 +71,9 @@ class Dispatcher:
         self._advisories = False
 
     def healthy(self) -> bool:
-        return self.supervisor.healthy()
+        """Whether the dispatcher as a whole can work: one trigger's or one broker's failing loop is reported in
+        its stats and logs, not here, so that it does not restart every other trigger with it."""
+        return self.supervisor.healthy(ignore=PER_TRIGGER_TASKS)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -152,49 +164,49 @@ class Dispatcher:
 
     # --- backstop ----------------------------------------------------------------------------------------------
     async def _watch_advisories(self) -> None:
-        """Dead-letter every message a consumer of Ripple's gave up on after ``max_deliver`` deliveries."""
-        while True:
-            connection = self.store.connections
-            subscription = await self.store.nc.subscribe(MAX_DELIVERIES_ADVISORY + ".>")
-            try:
-                while self.store.connections == connection:  # a replaced connection needs a new subscription
-                    try:
-                        msg = await subscription.next_msg(timeout=1.0)
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        continue
-                    await self._max_delivered(msg.data)
-            finally:
-                with contextlib.suppress(nats.errors.Error):
-                    await subscription.unsubscribe()
+        """Dead-letter every message a consumer of Ripple's gave up on after ``max_deliver`` deliveries.
 
-    async def _max_delivered(self, advisory: bytes) -> None:
+        The advisories are kept in a stream, so one sent while no dispatcher runs waits for the next; each is
+        acknowledged only once its message is kept, and retried for as long as that takes.
+        """
+        await fetch_forever(self.store, subjects.ADVISORY_STREAM, self.store.ensure_advisory_stream,
+                            self._on_advisories, reserve=_advisory_batch)
+
+    async def _on_advisories(self, messages: list[Msg]) -> None:
+        for msg in messages:
+            try:
+                kept = await self._max_delivered(msg.data)
+            except Exception:
+                log.exception("max-deliveries backstop: handling an advisory failed; it will be retried")
+                kept = False
+            with contextlib.suppress(nats.errors.Error):
+                await (msg.ack() if kept else msg.nak(delay=BACKSTOP_RETRY_DELAY))
+
+    async def _max_delivered(self, advisory: bytes) -> bool:
+        """Keep the message an advisory names as a dead letter; ``True`` when done (or nothing is to be done)."""
         try:
             doc = json.loads(advisory)
             stream, consumer, sequence = str(doc["stream"]), str(doc["consumer"]), int(doc["stream_seq"])
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a malformed max-deliveries advisory: %s", exc)
-            return
+            return True
         owner = subjects.parse_stream_name(stream)
-        if owner is None:
-            return
+        if owner is None or not (consumer == subjects.ROUTER_CONSUMER or consumer.startswith(subjects.CONSUMER_PREFIX)):
+            return True  # not a consumer of Ripple's
         namespace, broker = owner
+        try:
+            raw = await self.store.js.get_msg(stream, sequence)
+        except nats.js.errors.NotFoundError:
+            return True  # gone already (retention, or settled after all)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("max-deliveries backstop: cannot read %s #%d yet: %s", stream, sequence, exc)
+            return False
         reason = f"JetStream gave up after {doc.get('deliveries', '?')} deliveries that never settled (max_deliver)"
-        for attempt in range(1, 6):
-            try:
-                raw = await self.store.js.get_msg(stream, sequence)
-            except nats.js.errors.NotFoundError:
-                return  # gone already (retention, or settled after all)
-            except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("max-deliveries backstop: cannot read %s #%d (%s), try %d", stream, sequence, exc, attempt)
-                await asyncio.sleep(attempt)
-                continue
-            if await self._keep(namespace, broker, consumer, raw.data or b"", sequence, reason):
-                self.backstop_dead_letters += 1
-                log.error("%s #%d (%s): %s; kept as a dead letter", stream, sequence, consumer, reason)
-                return
-            await asyncio.sleep(attempt)
-        log.error("%s #%d (%s): %s, and it could not be dead-lettered; it stays in the stream",
-                  stream, sequence, consumer, reason)
+        if not await self._keep(namespace, broker, consumer, raw.data or b"", sequence, reason):
+            return False
+        self.backstop_dead_letters += 1
+        log.error("%s #%d (%s): %s; kept as a dead letter", stream, sequence, consumer, reason)
+        return True
 
     async def _keep(self, namespace: str, broker: str, consumer: str, payload: bytes, sequence: int,
                     reason: str) -> bool:
@@ -202,8 +214,6 @@ class Dispatcher:
             router = self.routers.get((namespace, broker)) or BrokerRouter(self.store, namespace, broker,
                                                                            ack_wait=self.ack_wait)
             return await router.dead_letter(payload, sequence, reason)
-        if not consumer.startswith(subjects.CONSUMER_PREFIX):
-            return True  # not a consumer of Ripple's: nothing to keep
         trigger = consumer[len(subjects.CONSUMER_PREFIX):]
         try:
             event = CloudEvent.from_json_bytes(payload)
@@ -214,8 +224,4 @@ class Dispatcher:
         if worker is not None:
             return await worker.dead_letter(event, result, "", sequence, reason=reason)
         letter = dead_letter_event(event, result, destination="", trigger=f"{namespace}/{trigger}", reason=reason)
-        try:
-            await self.store.store_dead_letter(namespace, broker, trigger, letter, delivery_id=str(sequence))
-        except StoreUnavailable:
-            return False
-        return True
+        return await keep_in_stream(self.store, namespace, broker, trigger, letter, sequence)

@@ -11,9 +11,22 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Literal
 
 from ripple.api.durations import seconds
-from ripple.api.models import DeliverySpec
+from ripple.api.models import DeliverySpec, backoff
+
+__all__ = [
+    "CONNECTION_ERROR",
+    "RETRYABLE_STATUSES",
+    "Action",
+    "Decision",
+    "DeliveryPolicy",
+    "decide",
+    "is_retryable",
+    "is_success",
+    "parse_retry_after",
+]
 
 CONNECTION_ERROR = 0
 """The status recorded when no HTTP answer came back (refused, reset, timed out)."""
@@ -24,6 +37,37 @@ class Action(enum.Enum):
     ACK = "ack"
     RETRY = "retry"
     DEAD_LETTER = "dead-letter"
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """A trigger's ``delivery`` compiled once: durations in seconds, read on every attempt without parsing."""
+
+    retry: int
+    backoff_policy: Literal["linear", "exponential"]
+    backoff_delay: float
+    timeout: float
+    retry_after_max: float
+    max_event_age: float | None
+    structured: bool
+    concurrency: int
+
+    @classmethod
+    def from_spec(cls, spec: DeliverySpec) -> DeliveryPolicy:
+        return cls(
+            retry=spec.retry,
+            backoff_policy=spec.backoff_policy,
+            backoff_delay=seconds(spec.backoff_delay),
+            timeout=seconds(spec.timeout),
+            retry_after_max=seconds(spec.retry_after_max),
+            max_event_age=None if spec.max_event_age is None else seconds(spec.max_event_age),
+            structured=spec.format == "json",
+            concurrency=spec.concurrency,
+        )
+
+    def backoff(self, retry_number: int) -> float:
+        """The wait before retry ``retry_number`` (1 for the first retry)."""
+        return backoff(self.backoff_delay, self.backoff_policy, retry_number)
 
 
 @dataclass(frozen=True)
@@ -59,7 +103,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def decide(
-    delivery: DeliverySpec,
+    delivery: DeliveryPolicy | DeliverySpec,
     *,
     status: int,
     attempt: int,
@@ -67,16 +111,17 @@ def decide(
     event_age: float | None = None,
 ) -> Decision:
     """Settle one attempt. ``attempt`` counts from 1; ``retry`` attempts may follow the first."""
+    policy = delivery if isinstance(delivery, DeliveryPolicy) else DeliveryPolicy.from_spec(delivery)
     if is_success(status):
         return Decision(Action.ACK)
     if not is_retryable(status):
         return Decision(Action.DEAD_LETTER, reason=f"status {status} is not retryable")
-    if attempt > delivery.retry:
+    if attempt > policy.retry:
         return Decision(Action.DEAD_LETTER, reason=f"retries exhausted after {attempt} attempts")
-    delay = delivery.backoff_seconds(attempt)
+    delay = policy.backoff(attempt)
     if retry_after is not None and status in (429, 503):
-        delay = min(retry_after, seconds(delivery.retry_after_max))
-    if delivery.max_event_age is not None and event_age is not None:
-        if event_age + delay > seconds(delivery.max_event_age):
-            return Decision(Action.DEAD_LETTER, reason=f"event older than maxEventAge {delivery.max_event_age}")
-    return Decision(Action.RETRY, delay=delay, reason=f"status {status}, retry {attempt} of {delivery.retry}")
+        delay = min(retry_after, policy.retry_after_max)
+    if policy.max_event_age is not None and event_age is not None:
+        if event_age + delay > policy.max_event_age:
+            return Decision(Action.DEAD_LETTER, reason=f"event older than maxEventAge ({policy.max_event_age:g}s)")
+    return Decision(Action.RETRY, delay=delay, reason=f"status {status}, retry {attempt} of {policy.retry}")

@@ -13,13 +13,17 @@ many events, where two triggers that answer each event with its own type would o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from ripple.api.models import Trigger
 from ripple.dispatch.client import DeliveryResult
 from ripple.events.extensions import DEFAULT_FANOUT, FANOUT, hops_of, stamp_arrival
 from ripple.events.http import UnsupportedFormat, decode_message
 from ripple.events.model import CloudEvent, EventError
+from ripple.store import EventStore, StoreUnavailable
 
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
 INVALID_REPLY_STATUS = 502
 """The status a delivery is settled with when its answer is not a valid CloudEvent: a bad gateway answer."""
 
@@ -41,7 +45,7 @@ def read_reply(result: DeliveryResult) -> CloudEvent | None:
 def fanout_of(event: CloudEvent) -> int:
     """The event's fan-out budget: absent or unreadable counts as the default, and nothing raises it above."""
     value = event.get(FANOUT)
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         return DEFAULT_FANOUT
@@ -77,4 +81,24 @@ def stamp_reply(parent: CloudEvent, reply: CloudEvent, *, siblings: int) -> Stam
     return StampedReply(stamped.with_attributes(**{FANOUT: share}))
 
 
-__all__ = ["INVALID_REPLY_STATUS", "InvalidReply", "StampedReply", "fanout_of", "read_reply", "stamp_reply"]
+async def publish_reply(store: EventStore, trigger: Trigger, stamped: StampedReply) -> str:
+    """Store a stamped reply in the trigger's broker. The outcome: ``stored``, ``dropped-hops`` or
+    ``dropped-fanout`` (a budget was spent; nothing to store), or ``failed`` (JetStream did not store it)."""
+    if stamped.event is None:
+        return f"dropped-{stamped.dropped}"
+    try:
+        await store.publish_event(trigger.namespace, trigger.spec.broker, stamped.event)
+    except StoreUnavailable:
+        return "failed"
+    return "stored"
+
+
+__all__ = [
+    "INVALID_REPLY_STATUS",
+    "InvalidReply",
+    "StampedReply",
+    "fanout_of",
+    "publish_reply",
+    "read_reply",
+    "stamp_reply",
+]

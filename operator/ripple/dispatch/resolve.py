@@ -20,10 +20,9 @@ def static_resolver(function_urls: Mapping[tuple[str, str], str]) -> Resolver:
     """Resolve Function references from a fixed table (``--function-url ns/name=URL``)."""
 
     async def resolve(destination: Destination, namespace: str) -> str:
-        if destination.uri is not None:
-            return destination.uri
-        assert destination.ref is not None
-        key = destination.ref.key(namespace)
+        key = destination.target(namespace)
+        if isinstance(key, str):
+            return key
         if key not in function_urls:
             raise Unresolvable(f"no URL known for Function '{key[0]}/{key[1]}'")
         return function_urls[key]

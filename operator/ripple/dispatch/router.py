@@ -15,31 +15,35 @@ the events behind it; the fetch loop runs under a :class:`Supervisor` and is res
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 
-import nats.errors
 from nats.aio.msg import Msg
 
 from ripple.dispatch.client import DeliveryResult
-from ripple.dispatch.dead_letter import dead_letter_event, undecodable_event
+from ripple.dispatch.dead_letter import dead_letter_event, keep_in_stream, undecodable_event
 from ripple.dispatch.policy import CONNECTION_ERROR
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.filters.index import TriggerIndex
 from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, StoreUnavailable, subjects
-from ripple.store.jetstream import MSG_ID_HEADER
+from ripple.store.consumers import ROUTER_ATTEMPTS
+from ripple.store.fetching import fetch_forever
+from ripple.store.jetstream import MSG_ID_HEADER, until_stored
 from ripple.supervision import Supervisor
+
+__all__ = ["FETCH_BATCH", "RETRY_DELAY", "ROUTER_TRIGGER", "BrokerRouter"]
 
 log = logging.getLogger(__name__)
 FETCH_BATCH = 256
 RETRY_DELAY = 1.0
-ROUTER_ATTEMPTS = 3
-"""Tries at routing one event before it is dead-lettered: a fault that is the event's own does not go away."""
 ROUTER_TRIGGER = "_router"
 """The trigger name the router's dead letters carry (no Kubernetes name has an underscore)."""
+
+
+async def _batch() -> int:
+    return FETCH_BATCH
 
 
 class BrokerRouter:
@@ -70,25 +74,20 @@ class BrokerRouter:
         self.filters = dict(filters)
 
     async def start(self) -> None:
-        await self.store.ensure_router_consumer(self.namespace, self.broker, ack_wait=self.ack_wait)
+        await self._ensure_consumer()
         self.supervisor.start(self.task_name, self._run, kind="router")
 
     async def stop(self) -> None:
         await self.supervisor.stop(self.task_name)
 
     async def _run(self) -> None:
-        consumer = await self.store.ensure_router_consumer(self.namespace, self.broker, ack_wait=self.ack_wait)
-        subscription = await self.store.js.pull_subscribe_bind(consumer, self.stream)
-        try:
-            while True:
-                try:
-                    messages = await subscription.fetch(batch=FETCH_BATCH, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                await asyncio.gather(*(self._route(msg) for msg in messages))
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+        await fetch_forever(self.store, self.stream, self._ensure_consumer, self._route_all, reserve=_batch)
+
+    async def _ensure_consumer(self) -> str:
+        return await self.store.ensure_router_consumer(self.namespace, self.broker, ack_wait=self.ack_wait)
+
+    async def _route_all(self, messages: list[Msg]) -> None:
+        await asyncio.gather(*(self._route(msg) for msg in messages))
 
     async def _route(self, msg: Msg) -> None:
         stage, event = "decode", None
@@ -100,22 +99,21 @@ class BrokerRouter:
             await self._poisoned(msg, event, f"router {stage} failed: {type(exc).__name__}: {exc}", stage)
             return
         sequence = msg.metadata.sequence.stream
-        try:
-            await asyncio.gather(
-                *(
-                    self.store.publish_stored(
-                        subjects.routed_subject(self.namespace, self.broker, name),
-                        msg.data,
-                        {MSG_ID_HEADER: f"route:{sequence}:{name}"},
-                    )
+
+        async def copy_once() -> bool:
+            try:
+                await asyncio.gather(*(
+                    self.store.publish_stored(subjects.routed_subject(self.namespace, self.broker, name), msg.data,
+                                              {MSG_ID_HEADER: f"route:{sequence}:{name}"})
                     for name in targets
-                )
-            )
-        except StoreUnavailable as exc:
-            log.warning("router %s/%s: could not route event %s, will retry: %s",
-                        self.namespace, self.broker, event.id, exc)
-            await msg.nak(delay=RETRY_DELAY)
-            return
+                ))  # fmt: skip
+            except StoreUnavailable as exc:
+                log.warning("router %s/%s: could not route event %s yet: %s", self.namespace, self.broker,
+                            event.id, exc)
+                return False
+            return True
+
+        await until_stored(copy_once, msg.in_progress)
         self.routed += 1
         await msg.ack()
 
@@ -127,10 +125,9 @@ class BrokerRouter:
         if event is not None and attempt < ROUTER_ATTEMPTS:
             await msg.nak(delay=RETRY_DELAY)
             return
-        if await self.dead_letter(msg.data, msg.metadata.sequence.stream, reason, event):
-            await msg.ack()
-        else:
-            await msg.nak(delay=RETRY_DELAY)
+        await until_stored(lambda: self.dead_letter(msg.data, msg.metadata.sequence.stream, reason, event),
+                           msg.in_progress)
+        await msg.ack()
 
     async def dead_letter(self, payload: bytes, sequence: int, reason: str, event: CloudEvent | None = None) -> bool:
         """Keep an event the router could not route in the broker's dead-letter stream; ``False`` if that failed."""
@@ -141,11 +138,6 @@ class BrokerRouter:
                 event = undecodable_event(payload, namespace=self.namespace, broker=self.broker, sequence=sequence)
         letter = dead_letter_event(event, DeliveryResult(CONNECTION_ERROR, error=reason), destination="",
                                    trigger=f"{self.namespace}/{ROUTER_TRIGGER}", reason=reason)
-        try:
-            await self.store.store_dead_letter(self.namespace, self.broker, ROUTER_TRIGGER, letter,
-                                               delivery_id=str(sequence))
-        except StoreUnavailable as exc:
-            log.warning("router %s/%s: could not store dead letter %s: %s", self.namespace, self.broker, sequence, exc)
-            return False
-        self.dead_lettered += 1
-        return True
+        kept = await keep_in_stream(self.store, self.namespace, self.broker, ROUTER_TRIGGER, letter, sequence)
+        self.dead_lettered += kept
+        return kept

@@ -15,40 +15,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import aiohttp
 import nats.errors
 from nats.aio.msg import Msg
 
-from ripple.api.durations import seconds
 from ripple.api.models import Trigger
-from ripple.dispatch.client import DeliveryResult, deliver
-from ripple.dispatch.dead_letter import dead_letter_event, undecodable_event
-from ripple.dispatch.policy import CONNECTION_ERROR, Action, Decision, decide, is_success, parse_retry_after
-from ripple.dispatch.reply import INVALID_REPLY_STATUS, InvalidReply, StampedReply, read_reply, stamp_reply
-from ripple.dispatch.resolve import Resolver, Unresolvable
+from ripple.dispatch.attempt import FILTERED_OUT, Attempt, FanoutCounter, Outcome
+from ripple.dispatch.client import DeliveryResult
+from ripple.dispatch.dead_letter import DeadLetterSink
+from ripple.dispatch.policy import Action, Decision, DeliveryPolicy, decide, parse_retry_after
+from ripple.dispatch.reply import StampedReply, publish_reply
+from ripple.dispatch.resolve import Resolver
 from ripple.events.extensions import age_seconds
 from ripple.events.model import CloudEvent
-from ripple.filters import Filter, from_trigger_spec
-from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, POISON_EVENTS, REPLIES
-from ripple.store import EventStore, StoreUnavailable, subjects
+from ripple.filters import Filter
+from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES
+from ripple.store import EventStore, subjects
+from ripple.store.consumers import ACK_WAIT
+from ripple.store.fetching import fetch_forever
+from ripple.store.jetstream import until_stored
 from ripple.supervision import Supervisor
+
+__all__ = ["ACK_WAIT", "TriggerStats", "TriggerWorker"]
 
 log = logging.getLogger(__name__)
 delivery_log = logging.getLogger("ripple.delivery")
 
-ACK_WAIT = 10.0
-"""How long JetStream waits for an unacknowledged message before redelivering it (kept alive while in flight)."""
 STORE_RETRY_DELAY = 1.0
-REPLICA_TRIES = 3
-FETCH_WAIT = 1.0
-"""Seconds one pull waits for messages before the loop asks again."""
-
-
-FanoutCounter = Callable[[CloudEvent], int]
-"""How many triggers of the broker an event matched: the replies to it share its fan-out budget."""
 
 
 @dataclass
@@ -65,19 +60,6 @@ class TriggerStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-@dataclass
-class Outcome:
-    """What one attempt came to, ready to be settled."""
-
-    event: CloudEvent
-    result: DeliveryResult
-    url: str = ""
-    reply: StampedReply | None = None
-    stage: str = ""
-    """Set when handling raised: where (decode, filter, delivery, reply); the settle rules see a failure."""
-    reason: str = ""
 
 
 class TriggerWorker:
@@ -103,12 +85,13 @@ class TriggerWorker:
         self.fanout = fanout
         self.name = f"{trigger.namespace}/{trigger.name}"
         self.task_name = f"trigger {self.name}"
-        self.delivery = trigger.spec.delivery
-        self.filter: Filter = from_trigger_spec(trigger.spec.model_dump(by_alias=True, exclude_none=True))
-        self.stream = subjects.stream_name(trigger.namespace, trigger.spec.broker)
-        self.routed_subject = subjects.routed_subject(trigger.namespace, trigger.spec.broker, trigger.name)
+        self.policy = DeliveryPolicy.from_spec(trigger.spec.delivery)
         self.stats = TriggerStats()
-        self._slots = asyncio.Semaphore(self.delivery.concurrency)
+        self.filter: Filter = trigger.spec.compiled_filter
+        self.stream = subjects.stream_name(trigger.namespace, trigger.spec.broker)
+        self.attempt = Attempt(trigger, store, session, resolve, self.policy, fanout, self.stats)
+        self.dead_letters = DeadLetterSink(store, session, resolve, trigger, timeout=self.policy.timeout)
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -117,15 +100,7 @@ class TriggerWorker:
         self.supervisor.start(self.task_name, self._fetch_loop, kind="trigger")
 
     async def _ensure_consumer(self) -> str:
-        return await self.store.ensure_trigger_consumer(
-            self.trigger.namespace,
-            self.trigger.spec.broker,
-            self.trigger.name,
-            types=self.filter.pinned_types(),
-            ack_wait=self.ack_wait,
-            max_ack_pending=max(1000, self.delivery.concurrency * 4),
-            retry=self.delivery.retry,
-        )
+        return await self.store.ensure_trigger_consumer(self.trigger, ack_wait=self.ack_wait)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop fetching, let in-flight deliveries finish for ``grace`` seconds, then abandon the rest.
@@ -139,34 +114,15 @@ class TriggerWorker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    # --- flow: as many messages as there are free delivery slots, each in its own task -----------------------
     async def _fetch_loop(self) -> None:
-        """Pull as many messages as there are free delivery slots; each runs in its own task."""
-        # Each (re)start binds afresh: after a failure the consumer may be gone or the connection replaced.
-        consumer = await self._ensure_consumer()
-        subscription = await self.store.js.pull_subscribe_bind(consumer, self.stream)
-        try:
-            while True:
-                free = await self._reserve_slots()
-                try:
-                    messages = await subscription.fetch(batch=free, timeout=FETCH_WAIT)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    messages = []
-                except BaseException:
-                    self._release(free)
-                    raise
-                self._release(free - len(messages))
-                for msg in messages:
-                    task = asyncio.create_task(self._handle(msg))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+        await fetch_forever(self.store, self.stream, self._ensure_consumer, self._spawn,
+                            reserve=self._reserve_slots, release=self._release)
 
     async def _reserve_slots(self) -> int:
         await self._slots.acquire()
         free = 1
-        while not self._slots.locked() and free < self.delivery.concurrency:
+        while not self._slots.locked() and free < self.policy.concurrency:
             await self._slots.acquire()  # does not wait: a slot is free
             free += 1
         return free
@@ -175,12 +131,22 @@ class TriggerWorker:
         for _ in range(count):
             self._slots.release()
 
+    async def _spawn(self, messages: list[Msg]) -> None:
+        for msg in messages:
+            task = asyncio.create_task(self._handle(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def _handle(self, msg: Msg) -> None:
         self.stats.in_flight += 1
         keepalive = asyncio.create_task(self._keep_alive(msg))
         try:
-            outcome = await self._process(msg)
-            if outcome is not None:
+            outcome = await self.attempt.run(msg)
+            if outcome is FILTERED_OUT:
+                self.stats.filtered += 1
+                FILTERED.labels(self.name).inc()
+                await msg.ack()
+            else:
                 await self._settle(msg, outcome)
         except Exception:
             # Settling failed in a way no rule foresaw: leave the event to JetStream, which redelivers it until
@@ -199,58 +165,41 @@ class TriggerWorker:
             with contextlib.suppress(nats.errors.Error):
                 await msg.in_progress()
 
-    async def _process(self, msg: Msg) -> Outcome | None:
-        """Decode, filter and deliver one message; ``None`` when it is settled already (filtered out)."""
-        stage, event = "decode", None
-        try:
-            event = CloudEvent.from_json_bytes(msg.data)
-            # The router matched what it copied to this trigger; events read from the log are tested here.
-            stage = "filter"
-            if msg.subject != self.routed_subject and not self.filter.matches(event.as_mapping()):
-                self.stats.filtered += 1
-                FILTERED.labels(self.name).inc()
-                await msg.ack()
-                return None
-            stage = "delivery"
-            url, result = await self._attempt(event)
-            stage = "reply"
-            try:
-                reply = read_reply(result)
-                stamped = None if reply is None else stamp_reply(event, reply, siblings=self.fanout(event))
-            except InvalidReply as exc:
-                failed = DeliveryResult(INVALID_REPLY_STATUS, result.body, result.headers, latency=result.latency,
-                                        error=f"invalid reply: {exc}")
-                return Outcome(event, failed, url, reason=failed.error)
-            return Outcome(event, result, url, stamped)
-        except Exception as exc:
-            return self._poisoned(msg, event, stage, exc)
-
-    def _poisoned(self, msg: Msg, event: CloudEvent | None, stage: str, exc: Exception) -> Outcome:
-        """The outcome of an event whose handling raised: a failed attempt (status 0) naming the cause."""
-        reason = f"{stage} failed: {type(exc).__name__}: {exc}"
-        first = (msg.metadata.num_delivered or 1) == 1
-        self.stats.poison += 1
-        POISON_EVENTS.labels(stage).inc()
-        log.error("trigger %s: %s (message %s)", self.name, reason[:500], msg.subject, exc_info=first)
-        if event is None:
-            namespace, broker = self.trigger.namespace, self.trigger.spec.broker
-            event = undecodable_event(msg.data, namespace=namespace, broker=broker,
-                                      sequence=msg.metadata.sequence.stream)
-        return Outcome(event, DeliveryResult(CONNECTION_ERROR, error=reason), stage=stage, reason=reason)
-
+    # --- one attempt ---------------------------------------------------------------------------------------
+    # --- the settle table ----------------------------------------------------------------------------------
     async def _settle(self, msg: Msg, outcome: Outcome) -> None:
         event, result = outcome.event, outcome.result
         attempt = msg.metadata.num_delivered or 1
-        if outcome.stage == "decode":  # no rule can make an unreadable message deliverable: keep it at once
-            decision = Decision(Action.DEAD_LETTER, reason=outcome.reason)
+        decision = self._decide(outcome, attempt)
+        self._record(event, result, attempt, decision)
+        if decision.action is Action.RETRY:
+            self.stats.retried += 1
+            await msg.nak(delay=decision.delay)
+            return
+        if decision.action is Action.ACK:
+            await until_stored(lambda: self._store_reply(event, outcome.reply), msg.in_progress)
+            self.stats.delivered += 1
         else:
-            decision = decide(
-                self.delivery,
-                status=result.status,
-                attempt=attempt,
-                retry_after=parse_retry_after(result.headers.get("Retry-After")),
-                event_age=age_seconds(event),
+            sequence, reason = msg.metadata.sequence.stream, outcome.reason or decision.reason
+            await until_stored(
+                lambda: self.dead_letters.keep(event, result, url=outcome.url, sequence=sequence, reason=reason),
+                msg.in_progress,
             )
+            self.stats.dead_lettered += 1
+        await msg.ack()
+
+    def _decide(self, outcome: Outcome, attempt: int) -> Decision:
+        if outcome.stage == "decode":  # no rule can make an unreadable message deliverable: keep it at once
+            return Decision(Action.DEAD_LETTER, reason=outcome.reason)
+        return decide(
+            self.policy,
+            status=outcome.result.status,
+            attempt=attempt,
+            retry_after=parse_retry_after(outcome.result.headers.get("Retry-After")),
+            event_age=age_seconds(outcome.event),
+        )
+
+    def _record(self, event: CloudEvent, result: DeliveryResult, attempt: int, decision: Decision) -> None:
         DELIVERIES.labels(self.name, decision.action.value).inc()
         DELIVERY_SECONDS.labels(self.name).observe(result.latency)
         delivery_log.info(
@@ -263,88 +212,25 @@ class TriggerWorker:
             decision.action.value,
             f" ({result.error[:200]})" if result.error else "",
         )
-        if decision.action is Action.ACK:
-            if await self._publish_reply(event, outcome.reply):
-                self.stats.delivered += 1
-                await msg.ack()
-            else:
-                await msg.nak(delay=max(decision.delay, STORE_RETRY_DELAY))
-        elif decision.action is Action.RETRY:
-            self.stats.retried += 1
-            await msg.nak(delay=decision.delay)
-        elif await self.dead_letter(event, result, outcome.url, msg.metadata.sequence.stream,
-                                    reason=outcome.reason or decision.reason):
-            self.stats.dead_lettered += 1
-            await msg.ack()
-        else:
-            await msg.nak(delay=STORE_RETRY_DELAY)
 
-    async def _attempt(self, event: CloudEvent) -> tuple[str, DeliveryResult]:
-        """One delivery attempt. A Function replica that refuses the connection (it is stopping) is not the
-        subscriber failing: the event goes to the next ready replica, or wakes the function, at once."""
-        subscriber = self.trigger.spec.subscriber
-        url = ""
-        result = DeliveryResult(CONNECTION_ERROR, error="no attempt made")
-        for _ in range(REPLICA_TRIES if subscriber.ref is not None else 1):
-            try:
-                url = await self.resolve(subscriber, self.trigger.namespace)
-            except Unresolvable as exc:
-                return "", DeliveryResult(CONNECTION_ERROR, error=f"subscriber not resolvable: {exc}")
-            result = await deliver(
-                self.session,
-                url,
-                event,
-                timeout=seconds(self.delivery.timeout),
-                structured=self.delivery.format == "json",
-            )
-            if not result.refused:
-                break
-        return url, result
-
-    async def _publish_reply(self, event: CloudEvent, stamped: StampedReply | None) -> bool:
-        """Store the reply, if there is one; ``False`` only when storing it failed."""
+    async def _store_reply(self, event: CloudEvent, stamped: StampedReply | None) -> bool:
+        """Store the reply, if there is one; ``False`` only when storing it failed (the delivery is retried)."""
         if stamped is None:
             return True
-        if stamped.event is None:
-            self.stats.replies_dropped += 1
-            REPLIES.labels(self.name, f"dropped-{stamped.dropped}").inc()
-            log.warning("trigger %s: dropped a reply to %s: no %s budget left (reply loop guard)",
-                        self.name, event.id, stamped.dropped)
-            return True
-        try:
-            await self.store.publish_event(self.trigger.namespace, self.trigger.spec.broker, stamped.event)
-        except StoreUnavailable as exc:
-            log.warning("trigger %s: could not store reply to %s, will retry: %s", self.name, event.id, exc)
+        outcome = await publish_reply(self.store, self.trigger, stamped)
+        if outcome == "failed":
+            log.warning("trigger %s: could not store the reply to %s, will retry", self.name, event.id)
             return False
-        self.stats.replies += 1
-        REPLIES.labels(self.name, "stored").inc()
+        REPLIES.labels(self.name, outcome).inc()
+        if outcome == "stored":
+            self.stats.replies += 1
+        else:
+            self.stats.replies_dropped += 1
+            log.warning("trigger %s: dropped a reply to %s: %s (reply loop guard)", self.name, event.id, outcome)
         return True
 
     async def dead_letter(
         self, event: CloudEvent, result: DeliveryResult, url: str, sequence: int, *, reason: str = ""
     ) -> bool:
-        """Send to the sink, else keep in the dead-letter stream; ``False`` only when both failed."""
-        letter = dead_letter_event(event, result, destination=url, trigger=self.name, reason=reason)
-        sink = self.delivery.dead_letter_sink
-        if sink is not None:
-            try:
-                sink_url = await self.resolve(sink, self.trigger.namespace)
-                sent = await deliver(self.session, sink_url, letter, timeout=seconds(self.delivery.timeout))
-                if is_success(sent.status):
-                    return True
-                log.warning("trigger %s: dead-letter sink answered %s; using the dead-letter stream", self.name,
-                            sent.status or sent.error)
-            except Unresolvable as exc:
-                log.warning("trigger %s: dead-letter sink not resolvable (%s); using the stream", self.name, exc)
-        try:
-            await self.store.store_dead_letter(
-                self.trigger.namespace,
-                self.trigger.spec.broker,
-                self.trigger.name,
-                letter,
-                delivery_id=str(sequence),
-            )
-        except StoreUnavailable as exc:
-            log.warning("trigger %s: could not store dead letter %s, will retry: %s", self.name, event.id, exc)
-            return False
-        return True
+        """Keep an event this trigger could not deliver; ``False`` only when nothing took it."""
+        return await self.dead_letters.keep(event, result, url=url, sequence=sequence, reason=reason)

@@ -5,7 +5,37 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from ripple.events.model import MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES, CloudEvent, EventError, attribute_text
+from ripple.events.model import (
+    MAX_ATTRIBUTES,
+    MAX_ATTRIBUTES_BYTES,
+    AttributeValue,
+    CloudEvent,
+    EventError,
+    attribute_text,
+)
+
+__all__ = [
+    "ARRIVAL_TIME",
+    "DEFAULT_FANOUT",
+    "DEFAULT_HOPS",
+    "ERROR_CODE",
+    "ERROR_DATA",
+    "ERROR_DEST",
+    "ERROR_EXTENSIONS",
+    "ERROR_REASON",
+    "ERROR_TRIGGER",
+    "FANOUT",
+    "HOPS",
+    "MAX_PRODUCER_ATTRIBUTES",
+    "MAX_PRODUCER_ATTRIBUTES_BYTES",
+    "RESERVED_ATTRIBUTES",
+    "age_seconds",
+    "check_room",
+    "hops_of",
+    "now_rfc3339",
+    "parse_rfc3339",
+    "stamp_arrival",
+]
 
 ARRIVAL_TIME = "ripplearrivaltime"
 """When the broker stored the event (RFC 3339, UTC); ``maxEventAge`` is measured from it."""
@@ -77,7 +107,8 @@ def stamp_arrival(event: CloudEvent, *, hops: int | None = None) -> CloudEvent:
     remaining = min(hops_of(event) if hops is None else hops, DEFAULT_HOPS)
     if remaining <= 0:
         raise EventError(f"attribute '{HOPS}' is {remaining}: the event has no hops left (a reply loop?)")
-    return event.with_attributes(**{ARRIVAL_TIME: now_rfc3339(), HOPS: remaining})
+    changes: dict[str, AttributeValue] = {ARRIVAL_TIME: now_rfc3339(), HOPS: remaining}
+    return event.with_attributes(**changes)
 
 
 def age_seconds(event: CloudEvent) -> float | None:
@@ -86,5 +117,5 @@ def age_seconds(event: CloudEvent) -> float | None:
         return None
     try:
         return (datetime.now(UTC) - parse_rfc3339(arrival)).total_seconds()
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a time without an offset, which only a bug could store
         return None

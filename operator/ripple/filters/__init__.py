@@ -13,14 +13,14 @@ many triggers at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from .constraints import Constraint, OneOf
 from .dialects import FilterError, Node, compile_spec
 
-__all__ = ["Filter", "FilterError", "from_trigger_spec", "validate_trigger_spec"]
+__all__ = ["Filter", "FilterError", "compile_filter", "from_trigger_spec", "validate_trigger_spec"]
 
 
 class Filter:
@@ -51,6 +51,18 @@ class Filter:
         """The only ``type`` values a matching event can have, or None when any type can match."""
         constraint = self._constraints.get("type")
         return constraint.values if isinstance(constraint, OneOf) else None
+
+
+def compile_filter(
+    attributes: Mapping[str, str] | None, expressions: Sequence[Mapping[str, Any]] | None
+) -> Filter:
+    """Compile a trigger's filter from its typed parts: ``filter.attributes`` and the ``filters`` expressions."""
+    spec: dict[str, Any] = {}
+    if attributes is not None:
+        spec["filter"] = {"attributes": dict(attributes)}
+    if expressions is not None:
+        spec["filters"] = list(expressions)
+    return Filter(compile_spec(spec))
 
 
 def from_trigger_spec(spec: Mapping[str, Any]) -> Filter:

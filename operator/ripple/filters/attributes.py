@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+__all__ = ["NOT_ATTRIBUTES", "event_attribute_text", "to_text"]
+
 NOT_ATTRIBUTES = frozenset({"data", "data_base64"})
 """Keys of the CloudEvents JSON form that carry the payload, not context attributes."""
 
@@ -28,7 +30,7 @@ def to_text(value: Any) -> str | None:
     return None
 
 
-def attribute_text(event: Mapping[str, Any], name: str) -> str | None:
+def event_attribute_text(event: Mapping[str, Any], name: str) -> str | None:
     """The attribute ``name`` of ``event`` as text, or None when the event lacks it."""
     if name in NOT_ATTRIBUTES:
         return None

@@ -3,13 +3,27 @@
 A filter's constraints say what must hold of an event for the filter to match; they never claim more. Each
 maps an attribute name to either a set of allowed text values (:class:`OneOf`) or a required text prefix
 (:class:`StartsWith`), all of them ANDed. Attribute values are compared in their
-:func:`~ripple.filters.attributes.attribute_text` form.
+:func:`~ripple.filters.attributes.event_attribute_text` form.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+__all__ = [
+    "NONE",
+    "Constraint",
+    "Constraints",
+    "OneOf",
+    "StartsWith",
+    "common_prefix",
+    "conjoin",
+    "disjoin",
+    "exactly",
+    "starting",
+    "unsatisfiable",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,25 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from . import cesql, pattern
-from .attributes import attribute_text
+from .attributes import event_attribute_text
 from .constraints import NONE, Constraints, conjoin, disjoin, exactly, starting
+
+__all__ = [
+    "AllOf",
+    "AnyOf",
+    "Attributes",
+    "Cesql",
+    "Exact",
+    "FilterError",
+    "MatchAll",
+    "Node",
+    "Not",
+    "Pattern",
+    "Prefix",
+    "Suffix",
+    "compile_spec",
+    "expression",
+]
 
 
 class FilterError(ValueError):
@@ -49,7 +66,7 @@ class Attributes:
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         for name, value in self._expected:
-            text = attribute_text(event, name)
+            text = event_attribute_text(event, name)
             if not text or (value and text != value):
                 return False
         return True
@@ -66,7 +83,7 @@ class Exact:
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         for name, value in self._expected:
-            if attribute_text(event, name) != value:
+            if event_attribute_text(event, name) != value:
                 return False
         return True
 
@@ -82,7 +99,7 @@ class Prefix:
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         for name, value in self._expected:
-            text = attribute_text(event, name)
+            text = event_attribute_text(event, name)
             if text is None or not text.startswith(value):
                 return False
         return True
@@ -99,7 +116,7 @@ class Suffix:
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         for name, value in self._expected:
-            text = attribute_text(event, name)
+            text = event_attribute_text(event, name)
             if text is None or not text.endswith(value):
                 return False
         return True

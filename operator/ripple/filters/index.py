@@ -21,8 +21,10 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from . import Filter
-from .attributes import attribute_text
+from .attributes import event_attribute_text
 from .constraints import Constraint, OneOf, unsatisfiable
+
+__all__ = ["TriggerIndex"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -148,13 +150,13 @@ class TriggerIndex(Generic[K]):
     def _candidates(self, event: Mapping[str, Any]) -> list[K]:
         found = set(self._always)
         for name, table in self._exact.items():
-            text = attribute_text(event, name)
+            text = event_attribute_text(event, name)
             if text is not None:
                 keys = table.get(text)
                 if keys:
                     found |= keys
         for name, prefixes in self._prefix.items():
-            text = attribute_text(event, name)
+            text = event_attribute_text(event, name)
             if text is not None:
                 prefixes.collect(text, found)
         return sorted(found, key=self._order.__getitem__)

@@ -21,6 +21,8 @@ from typing import Any
 from .attributes import NOT_ATTRIBUTES
 from .constraints import NONE, Constraints, OneOf, common_prefix, conjoin, disjoin, starting
 
+__all__ = ["Pattern", "PatternError", "compile"]
+
 Test = Callable[[Any], bool]
 
 _ABSENT = object()
@@ -219,10 +221,10 @@ def _compile_leaf(items: list[Any], path: str) -> _Leaf:
         if isinstance(item, str):
             strings.add(item)
         elif item is None or isinstance(item, bool):
-            tests.append(lambda v, want=item: v is want)
+            tests.append(_identical_to(item))
         elif _is_number(item):
             _check_finite(item, path, "a value")
-            tests.append(lambda v, want=item: _is_number(v) and v == want)
+            tests.append(_number_equal_to(item))
         elif isinstance(item, Mapping):
             if len(item) != 1:
                 raise PatternError(
@@ -244,6 +246,14 @@ def _compile_leaf(items: list[Any], path: str) -> _Leaf:
                 "or an operator object",
             )
     return _Leaf(frozenset(strings), tuple(prefixes), tests, exists)
+
+
+def _identical_to(want: Any) -> Test:
+    return lambda v: v is want
+
+
+def _number_equal_to(want: Any) -> Test:
+    return lambda v: _is_number(v) and v == want
 
 
 def _operator(op: Any, arg: Any, path: str) -> Test:

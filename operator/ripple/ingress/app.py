@@ -23,7 +23,18 @@ from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import stamp_arrival
 from ripple.ingress.body import BodyRefused, read_body
 from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, serve_metrics
-from ripple.store import EventStore, StoreUnavailable
+from ripple.store import EventStore, EventTooLarge, StoreUnavailable
+
+__all__ = [
+    "UNKNOWN_BROKER",
+    "IngressSettings",
+    "create_ingress_app",
+    "error",
+    "handshake",
+    "health",
+    "json_errors",
+    "receive",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +44,6 @@ UNKNOWN_BROKER = "_unknown"
 """The ``namespace`` and ``broker`` labels of requests to brokers that do not exist: one series whatever the path,
 so that requests to made-up names cannot grow the metrics without bound (Kubernetes names never start with _)."""
 STORE_KEY = web.AppKey("store", EventStore)
-SETTINGS_KEY = web.AppKey("settings", "IngressSettings")
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,9 @@ class IngressSettings:
     """Seconds a producer is told to wait when JetStream cannot store."""
     healthy: Callable[[], bool] = lambda: True
     """Whether the ingress's background work (the cluster's broker watch, local mode's dispatcher) can go on."""
+
+
+SETTINGS_KEY = web.AppKey("settings", IngressSettings)
 
 
 def error(status: int, message: str, **headers: str) -> web.Response:
@@ -95,6 +108,8 @@ async def _receive(request: web.Request, namespace: str, broker: str) -> web.Res
         return error(415, str(exc))
     try:
         await request.app[STORE_KEY].publish_events(namespace, broker, events)
+    except EventTooLarge as exc:
+        return error(413, str(exc))
     except StoreUnavailable as exc:
         log.warning("ingress %s/%s: %s", namespace, broker, exc)
         retry = str(settings.retry_after)

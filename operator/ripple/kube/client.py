@@ -34,7 +34,8 @@ class Kube:
     async def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply: the object's fields as given become the operator's, conflicts forced."""
         kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
-        args = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
+        # Any: the client's stubs do not declare _content_type, which its methods accept.
+        args: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
         if kind == "Deployment":
             await self.apps.patch_namespaced_deployment(name, namespace, obj, **args)
         elif kind == "Service":
@@ -47,7 +48,8 @@ class Kube:
     async def create_deployment(self, obj: dict[str, Any]) -> bool:
         """Create the Deployment unless it exists; True when this call created it."""
         try:
-            await self.apps.create_namespaced_deployment(obj["metadata"]["namespace"], obj,
+            # The stub wants a V1Deployment body; the client sends a dict as it is.
+            await self.apps.create_namespaced_deployment(obj["metadata"]["namespace"], obj,  # type: ignore[arg-type]
                                                          field_manager=FIELD_MANAGER)
         except ApiException as exc:
             if exc.status == 409:

@@ -24,6 +24,8 @@ from ripple.scaling.local import LocalProcessBackend
 from ripple.serving import start_site
 from ripple.store import EventStore
 
+__all__ = ["DevOptions", "LocalRipple", "run_dev"]
+
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 

@@ -10,6 +10,8 @@ from ripple.api.models import Function
 from ripple.scaling.backend import FunctionKey
 from ripple.scaling.local import LaunchSpec
 
+__all__ = ["LocalModeError", "code_directory", "launch_specs"]
+
 
 class LocalModeError(ValueError):
     """A manifest that local mode cannot run."""

@@ -14,6 +14,8 @@ import nats.errors
 
 from ripple._aio import free_port
 
+__all__ = ["NatsServer", "nats_server_binary"]
+
 MAX_PAYLOAD = 8 * 1024 * 1024  # room for a 1 MiB event after base64 and attributes
 
 

@@ -15,6 +15,8 @@ from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.local import LocalProcessBackend
 from ripple.store import EventStore, subjects
 
+__all__ = ["collect_status", "format_status", "read_status"]
+
 
 async def collect_status(
     store: EventStore, dispatcher: Dispatcher, autoscaler: Autoscaler, backend: LocalProcessBackend

@@ -9,6 +9,8 @@ from typing import Any
 
 from ripple.events.model import CloudEvent, is_json_media_type
 
+__all__ = ["FunctionEvent", "reply_event"]
+
 
 class FunctionEvent(Mapping[str, Any]):
     """The event as a handler sees it: ``event["type"]`` and ``event.get("ext")`` read attributes and
@@ -65,7 +67,7 @@ def reply_event(value: Any) -> CloudEvent:
         payload = None
     elif isinstance(data, bytes):
         payload = data
-    elif isinstance(data, str) and not _is_json_type(attributes.get("datacontenttype")):
+    elif isinstance(data, str) and not is_json_media_type(attributes.get("datacontenttype")):
         attributes.setdefault("datacontenttype", "text/plain; charset=utf-8")
         payload = data.encode()
     else:
@@ -73,6 +75,3 @@ def reply_event(value: Any) -> CloudEvent:
         payload = json.dumps(data, separators=(",", ":"), default=str).encode()
     return CloudEvent.create(attributes, payload)
 
-
-def _is_json_type(content_type: Any) -> bool:
-    return isinstance(content_type, str) and is_json_media_type(content_type)

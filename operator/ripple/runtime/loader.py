@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+__all__ = ["Handler", "HandlerError", "is_async", "load_handler"]
+
 Handler = Callable[[Any], Any]
 
 
@@ -27,7 +29,7 @@ def load_handler(spec: str, path: Path | None = None) -> Handler:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise HandlerError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    handler = getattr(module, function_name, None)
+    handler: object = getattr(module, function_name, None)
     if handler is None or not callable(handler):
         raise HandlerError(f"module {module_name!r} has no callable {function_name!r}")
     return handler

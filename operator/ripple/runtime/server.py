@@ -27,6 +27,17 @@ from ripple.events.model import EventError
 from ripple.runtime.event import FunctionEvent, reply_event
 from ripple.runtime.loader import Handler, HandlerError, is_async, load_handler
 
+__all__ = [
+    "PARENT_PID_ENV",
+    "Slot",
+    "call_handler",
+    "create_function_app",
+    "exit_with_parent",
+    "health",
+    "receive",
+    "specialize",
+]
+
 log = logging.getLogger(__name__)
 
 

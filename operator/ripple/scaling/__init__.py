@@ -1,1 +1,3 @@
 """Functions that follow demand: the scaling policy, the autoscaler, the activator and their backends."""
+
+__all__: list[str] = []

@@ -14,6 +14,8 @@ from ripple.defaults import ACTIVATION_TIMEOUT
 from ripple.dispatch.resolve import Unresolvable
 from ripple.scaling.backend import FunctionKey, NotReady, ScalingBackend
 
+__all__ = ["DEFAULT_ACTIVATION_TIMEOUT", "Activator"]
+
 DEFAULT_ACTIVATION_TIMEOUT = ACTIVATION_TIMEOUT
 
 
@@ -33,10 +35,9 @@ class Activator:
 
     async def resolve(self, destination: Destination, namespace: str) -> str:
         """The URL to deliver to: a URI as given, or a ready replica of the referenced Function."""
-        if destination.uri is not None:
-            return destination.uri
-        assert destination.ref is not None
-        key = destination.ref.key(namespace)
+        key = destination.target(namespace)
+        if isinstance(key, str):
+            return key
         if key not in self.functions:
             raise Unresolvable(f"no Function '{key[0]}/{key[1]}'")
         if self.backend.endpoints(key):

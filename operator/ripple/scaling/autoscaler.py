@@ -17,6 +17,8 @@ from ripple.scaling.backend import FunctionKey, ScalingBackend
 from ripple.scaling.policy import DEFAULT_SCALE_DOWN_DELAY, ScaleBounds, ScaleState, decide
 from ripple.store import EventStore, subjects
 
+__all__ = ["Autoscaler", "Target", "targets_by_function"]
+
 log = logging.getLogger(__name__)
 
 

@@ -6,6 +6,8 @@ import asyncio
 import itertools
 from typing import Protocol
 
+__all__ = ["FunctionKey", "NotReady", "ReadyReplicas", "ScalingBackend"]
+
 FunctionKey = tuple[str, str]
 """(namespace, name) of a Function."""
 

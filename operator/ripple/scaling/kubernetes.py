@@ -15,6 +15,8 @@ from ripple.kube.conditions import is_ready
 from ripple.kube.names import FUNCTION_LABEL, RUNTIME_PORT, RUNTIME_PORT_NAME, SERVICE_NAME_LABEL, deployment_name
 from ripple.scaling.backend import FunctionKey, ReadyReplicas
 
+__all__ = ["AppsApi", "KubernetesBackend", "pod_function", "pod_url", "ready_urls", "scale_body", "slice_function"]
+
 log = logging.getLogger(__name__)
 
 def scale_body(replicas: int) -> dict[str, Any]:
@@ -66,9 +68,9 @@ def pod_url(pod: Mapping[str, Any]) -> str | None:
 
 
 class AppsApi(Protocol):
-    async def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: Any) -> Any: ...
+    def patch_namespaced_deployment_scale(self, name: str, namespace: str, body: Any) -> Awaitable[Any]: ...
 
-    async def read_namespaced_deployment_scale(self, name: str, namespace: str) -> Any: ...
+    def read_namespaced_deployment_scale(self, name: str, namespace: str) -> Awaitable[Any]: ...
 
 
 class KubernetesBackend(ReadyReplicas):
@@ -95,10 +97,6 @@ class KubernetesBackend(ReadyReplicas):
 
     def endpoints(self, function: FunctionKey) -> list[str]:
         return self._urls.get(function, [])
-
-    def observed_replicas(self, function: FunctionKey, replicas: int) -> None:
-        """What the Deployment says (read at start-up, or from a watch): the autoscaler starts from it."""
-        self._replicas[function] = replicas
 
     async def scale(self, function: FunctionKey, replicas: int, *, initial: bool = False) -> None:
         namespace, name = function

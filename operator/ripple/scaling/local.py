@@ -15,6 +15,8 @@ from ripple.metrics import COLD_STARTS
 from ripple.scaling.backend import FunctionKey, ReadyReplicas
 from ripple.scaling.processes import RuntimeProcess, WarmPool
 
+__all__ = ["ColdStarts", "LaunchSpec", "LocalProcessBackend", "Replica"]
+
 log = logging.getLogger(__name__)
 START_TIMEOUT = 30.0
 

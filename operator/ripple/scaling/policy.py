@@ -16,6 +16,8 @@ from ripple.api.durations import seconds
 from ripple.api.models import ScaleSpec
 from ripple.defaults import SCALE_DOWN_DELAY
 
+__all__ = ["DEFAULT_SCALE_DOWN_DELAY", "ScaleBounds", "ScaleState", "decide", "wanted"]
+
 DEFAULT_SCALE_DOWN_DELAY = SCALE_DOWN_DELAY
 
 

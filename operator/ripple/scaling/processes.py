@@ -15,6 +15,8 @@ import aiohttp
 from ripple._aio import free_port
 from ripple.runtime.server import PARENT_PID_ENV
 
+__all__ = ["RuntimeProcess", "WarmPool"]
+
 
 class RuntimeProcess:
     """A runtime process: started cold with a handler, or as an empty warm-pool process to specialize later."""

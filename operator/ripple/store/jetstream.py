@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import nats
 import nats.errors
@@ -18,9 +18,6 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
     DiscardPolicy,
     PubAck,
     StorageType,
@@ -28,9 +25,20 @@ from nats.js.api import (
 )
 
 from ripple.api.durations import seconds
-from ripple.api.models import Broker, BrokerSpec
+from ripple.api.models import Broker, BrokerSpec, Trigger
 from ripple.events.model import CloudEvent
 from ripple.store import subjects
+from ripple.store.consumers import ACK_WAIT, backstop_consumer_config, router_consumer_config, trigger_consumer_config
+
+__all__ = [
+    "DEAD_LETTER_ROOM",
+    "MSG_ID_HEADER",
+    "EventStore",
+    "EventTooLarge",
+    "StoreUnavailable",
+    "dedup_id",
+    "until_stored",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +47,15 @@ TRIGGER_HEADER = "Ripple-Trigger"
 NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, OSError)
 
 
-MAX_DELIVER_SLACK = 10
-"""Deliveries a consumer allows beyond its trigger's attempts (redeliveries after a crashed dispatcher) before
-JetStream stops and advises; the dispatcher turns that advisory into a dead letter, so it is a backstop for an
-event that kills whoever handles it, never a way to drop one."""
-ROUTER_MAX_DELIVER = 3 + MAX_DELIVER_SLACK
-MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+
+DEAD_LETTER_ROOM = 4096
+"""Bytes kept free under the server's ``max_payload`` for what a dead letter adds to an event (its context and
+headers), so that every event the store accepted can also be kept as a dead letter."""
+
+
+class EventTooLarge(Exception):
+    """The event's stored form is over what the store takes in one message (the server's ``max_payload``)."""
 
 
 class StoreUnavailable(Exception):
@@ -60,8 +71,28 @@ def dedup_id(event: CloudEvent) -> str:
     return hashlib.sha256(b"%d:%s%d:%s" % (len(source), source, len(event_id), event_id)).hexdigest()
 
 
+ADVISORY_RETENTION = 7 * 24 * 3600.0
 RECONNECT_DELAY = 0.25
 RECONNECT_DELAY_MAX = 5.0
+
+
+STORE_RETRY_DELAY = 0.5
+STORE_RETRY_DELAY_MAX = 10.0
+
+
+async def until_stored(store_once: Callable[[], Awaitable[bool]], keep_alive: Callable[[], Awaitable[None]]) -> None:
+    """Repeat ``store_once`` until it stores, with a backoff, calling ``keep_alive`` between tries.
+
+    A message whose event could not be stored yet (its reply, routed copies or dead letter) is held this way
+    rather than handed back to JetStream: a redelivery would repeat the delivery and use up one of the
+    consumer's ``max_deliver``, so an outage of the store would end in the backstop instead of in patience.
+    """
+    delay = STORE_RETRY_DELAY
+    while not await store_once():
+        with contextlib.suppress(*NATS_ERRORS):
+            await keep_alive()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, STORE_RETRY_DELAY_MAX)
 
 
 class EventStore:
@@ -183,6 +214,21 @@ class EventStore:
         for (namespace, name), broker in brokers.items():
             await self.ensure_broker(namespace, name, broker.spec)
 
+    async def ensure_advisory_stream(self) -> str:
+        """The stream of max-deliveries advisories and the dispatchers' consumer of it; return the consumer."""
+        await self._ensure_stream(
+            StreamConfig(
+                name=subjects.ADVISORY_STREAM,
+                subjects=[subjects.MAX_DELIVERIES_ADVISORIES],
+                storage=StorageType.FILE,
+                max_age=ADVISORY_RETENTION,
+                discard=DiscardPolicy.OLD,
+                description="Ripple: messages JetStream stopped redelivering, to keep as dead letters",
+            )
+        )
+        await self.js.add_consumer(subjects.ADVISORY_STREAM, backstop_consumer_config())
+        return subjects.BACKSTOP_CONSUMER
+
     async def delete_broker(self, namespace: str, broker: str) -> None:
         """Remove the broker's streams (its events, consumers and dead letters with them)."""
         for name in (subjects.stream_name(namespace, broker), subjects.dead_letter_stream_name(namespace, broker)):
@@ -225,61 +271,46 @@ class EventStore:
         except NATS_ERRORS as exc:
             raise StoreUnavailable(f"JetStream did not store the event: {type(exc).__name__}: {exc}") from exc
 
+    @property
+    def max_event_bytes(self) -> int:
+        """The largest stored form of an event the store accepts: the server's limit less room for a dead letter."""
+        return self.nc.max_payload - DEAD_LETTER_ROOM
+
+    def check_size(self, stored: bytes) -> None:
+        """Raise :class:`EventTooLarge` unless an event stored as ``stored`` can be kept, and dead-lettered."""
+        if len(stored) > self.max_event_bytes:
+            raise EventTooLarge(f"the event takes {len(stored)} bytes in the store (its data in base64), over the "
+                                f"limit of {self.max_event_bytes} bytes (the NATS server's max_payload, less room "
+                                f"for a dead letter)")
+
     async def publish_event(self, namespace: str, broker: str, event: CloudEvent) -> PubAck:
-        return await self.publish(subjects.event_subject(namespace, broker, event.type), event)
+        """Store one new event (a reply); :class:`EventTooLarge` when it is over :attr:`max_event_bytes`."""
+        stored = event.to_json_bytes()
+        self.check_size(stored)
+        subject = subjects.event_subject(namespace, broker, event.type)
+        return await self.publish_stored(subject, stored, {MSG_ID_HEADER: dedup_id(event)})
 
     async def publish_events(self, namespace: str, broker: str, events: Sequence[CloudEvent]) -> list[PubAck]:
-        """Store several events; raise :class:`StoreUnavailable` unless every one was stored."""
-        return await self.publish_many(
-            [
-                (subjects.event_subject(namespace, broker, e.type), e.to_json_bytes(), {MSG_ID_HEADER: dedup_id(e)})
-                for e in events
-            ]
-        )
+        """Store several events; raise :class:`StoreUnavailable` unless every one was stored, and
+        :class:`EventTooLarge`, before storing any, when one is over :attr:`max_event_bytes`."""
+        messages = [
+            (subjects.event_subject(namespace, broker, e.type), e.to_json_bytes(), {MSG_ID_HEADER: dedup_id(e)})
+            for e in events
+        ]
+        for _, stored, _ in messages:
+            self.check_size(stored)
+        return await self.publish_many(messages)
 
     # --- consumers ------------------------------------------------------------------------------------------
-    async def ensure_trigger_consumer(
-        self,
-        namespace: str,
-        broker: str,
-        trigger: str,
-        *,
-        types: frozenset[str] | None,
-        ack_wait: float,
-        retry: int,
-        max_ack_pending: int = 1000,
-    ) -> str:
-        """Create or update the trigger's durable pull consumer; return its name.
+    async def ensure_trigger_consumer(self, trigger: Trigger, *, ack_wait: float = ACK_WAIT) -> str:
+        """Create or update the trigger's durable pull consumer (:func:`trigger_consumer_config`); return its name."""
+        config = trigger_consumer_config(trigger, ack_wait=ack_wait)
+        await self.js.add_consumer(subjects.stream_name(trigger.namespace, trigger.spec.broker), config)
+        return config.durable_name or ""
 
-        A new trigger sees events stored from now on, as a Knative trigger does. ``retry`` is the trigger's
-        retries after the first attempt: the consumer's ``max_deliver`` allows those plus :data:`MAX_DELIVER_SLACK`.
-        """
-        name = subjects.consumer_name(trigger)
-        config = ConsumerConfig(
-            durable_name=name,
-            description=f"Ripple trigger {namespace}/{trigger}",
-            deliver_policy=DeliverPolicy.NEW,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ack_wait,
-            max_deliver=retry + 1 + MAX_DELIVER_SLACK,
-            max_ack_pending=max_ack_pending,
-            filter_subjects=subjects.trigger_subjects(namespace, broker, trigger, types),
-        )
-        await self.js.add_consumer(subjects.stream_name(namespace, broker), config)
-        return name
-
-    async def ensure_router_consumer(self, namespace: str, broker: str, *, ack_wait: float) -> str:
-        """The broker's router consumer: every event once, for the triggers the log cannot select by type."""
-        config = ConsumerConfig(
-            durable_name=subjects.ROUTER_CONSUMER,
-            description=f"Ripple router of broker {namespace}/{broker}",
-            deliver_policy=DeliverPolicy.NEW,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ack_wait,
-            max_deliver=ROUTER_MAX_DELIVER,
-            max_ack_pending=10_000,
-            filter_subject=subjects.all_events_subject(namespace, broker),
-        )
+    async def ensure_router_consumer(self, namespace: str, broker: str, *, ack_wait: float = ACK_WAIT) -> str:
+        """Create or update the broker's router consumer; return its name."""
+        config = router_consumer_config(namespace, broker, ack_wait=ack_wait)
         await self.js.add_consumer(subjects.stream_name(namespace, broker), config)
         return subjects.ROUTER_CONSUMER
 

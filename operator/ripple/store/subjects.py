@@ -17,6 +17,25 @@ from __future__ import annotations
 import functools
 from urllib.parse import quote
 
+__all__ = [
+    "CONSUMER_PREFIX",
+    "ROUTER_CONSUMER",
+    "all_events_subject",
+    "broker_prefix",
+    "broker_subjects",
+    "consumer_name",
+    "dead_letter_stream_name",
+    "dead_letter_subject",
+    "dead_letter_subjects",
+    "event_subject",
+    "parse_stream_name",
+    "redrive_subject",
+    "routed_subject",
+    "stream_name",
+    "trigger_subjects",
+    "type_token",
+]
+
 _TOKEN_SAFE = "-_~:/+=@,;!$&'()"
 
 
@@ -95,3 +114,7 @@ def consumer_name(trigger: str) -> str:
 
 
 ROUTER_CONSUMER = "router"
+ADVISORY_STREAM = "RIPPLE_ADVISORIES"
+"""Where JetStream's max-deliveries advisories are kept, so that none is missed while no dispatcher listens."""
+MAX_DELIVERIES_ADVISORIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+BACKSTOP_CONSUMER = "backstop"

@@ -14,6 +14,8 @@ from ripple.kube.names import broker_url
 from ripple.kube.objects import InvalidSpec, parse
 from ripple.store import StoreUnavailable, subjects
 
+__all__ = ["delete_broker", "reconcile_broker"]
+
 RESOURCE = ("ripple.dev", "v1alpha1", "brokers")
 
 

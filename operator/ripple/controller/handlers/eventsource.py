@@ -13,6 +13,8 @@ from ripple.controller.status import write_conditions
 from ripple.kube.names import broker_url, function_url
 from ripple.kube.objects import InvalidSpec, parse
 
+__all__ = ["reconcile_eventsource"]
+
 RESOURCE = ("ripple.dev", "v1alpha1", "eventsources")
 
 

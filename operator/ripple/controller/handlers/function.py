@@ -18,6 +18,8 @@ from ripple.controller.status import write_conditions
 from ripple.kube.names import code_configmap_name, function_url
 from ripple.kube.objects import InvalidSpec, parse
 
+__all__ = ["reconcile_function"]
+
 RESOURCE = ("ripple.dev", "v1alpha1", "functions")
 
 

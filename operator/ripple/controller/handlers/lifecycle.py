@@ -12,9 +12,11 @@ from ripple.controller.config import OperatorConfig
 from ripple.kube.client import Kube
 from ripple.store import EventStore
 
+__all__ = ["connect", "disconnect"]
+
 
 @kopf.on.startup()
-async def connect(memo: Any, settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
+async def connect(memo: Any, settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     cfg: OperatorConfig = memo.config
     settings.persistence.finalizer = "ripple.dev/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ripple.dev")

@@ -16,11 +16,12 @@ from ripple.controller.config import OperatorConfig
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.trigger import trigger_status
 from ripple.controller.status import write_conditions
-from ripple.dispatch.worker import ACK_WAIT
-from ripple.filters import Filter, FilterError, from_trigger_spec
+from ripple.filters import FilterError, from_trigger_spec
 from ripple.kube.conditions import is_ready
 from ripple.kube.objects import InvalidSpec, parse
 from ripple.store import EventStore, StoreUnavailable
+
+__all__ = ["delete_trigger", "ensure_consumer", "recheck_trigger", "reconcile", "reconcile_trigger", "validate_filters"]
 
 RESOURCE = ("ripple.dev", "v1alpha1", "triggers")
 RECHECK_SECONDS = 3.0
@@ -59,7 +60,7 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
             functions.add((other_namespace, name))
     broker_exists = await kube.ripple_object("brokers", namespace, trigger.spec.broker) is not None
     try:
-        trigger_filter = from_trigger_spec(trigger.spec.model_dump(by_alias=True, exclude_none=True))
+        trigger_filter = trigger.spec.compiled_filter
         filter_error = None
     except FilterError as exc:
         trigger_filter, filter_error = None, str(exc)
@@ -69,20 +70,16 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
     )
     parts = found.parts
     if found.ready and trigger_filter is not None:
-        parts = [*parts, await ensure_consumer(store, trigger, trigger_filter)]
+        parts = [*parts, await ensure_consumer(store, trigger)]
     patch.status["subscriberUri"] = found.subscriber_uri
     patch.status["deadLetterSinkUri"] = found.dead_letter_sink_uri
     write_conditions(body, status, patch, parts)
 
 
-async def ensure_consumer(store: EventStore, trigger: Trigger, trigger_filter: Filter) -> Condition:
+async def ensure_consumer(store: EventStore, trigger: Trigger) -> Condition:
     """Create or update the trigger's consumer; the ConsumerReady condition says how it went."""
     try:
-        await store.ensure_trigger_consumer(
-            trigger.namespace, trigger.spec.broker, trigger.name, types=trigger_filter.pinned_types(),
-            ack_wait=ACK_WAIT, max_ack_pending=max(1000, trigger.spec.delivery.concurrency * 4),
-            retry=trigger.spec.delivery.retry,
-        )
+        await store.ensure_trigger_consumer(trigger)
     except (StoreUnavailable, OSError, TimeoutError) as exc:
         return Condition("ConsumerReady", False, "ConsumerUnavailable", str(exc))
     except Exception as exc:  # a JetStream API error: the stream may not exist yet

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+__all__ = ["Condition", "ready_from", "render_conditions"]
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -21,16 +23,16 @@ class Condition:
         return "Unknown" if self.status is None else str(self.status)
 
 
-def ready_from(conditions: Sequence[Condition], *, ready_reason: str = "Ready", message: str = "") -> Condition:
+def ready_from(conditions: Sequence[Condition]) -> Condition:
     """Ready is True when every other condition is; otherwise it carries the first failing one's reason."""
     for condition in conditions:
         if condition.status is not True:
             return Condition("Ready", condition.status, condition.reason, condition.message)
-    return Condition("Ready", True, ready_reason, message)
+    return Condition("Ready", True, "Ready")
 
 
 def render_conditions(
-    conditions: Iterable[Condition], previous: Sequence[Mapping[str, Any]] | None, generation: int | None = None
+    conditions: Iterable[Condition], previous: Sequence[Mapping[str, Any]] | None
 ) -> list[dict[str, Any]]:
     """Conditions as the API stores them; ``lastTransitionTime`` moves only when a status changes."""
     before = {c.get("type"): c for c in previous or []}
@@ -44,9 +46,9 @@ def render_conditions(
             "status": condition.status_text,
             "reason": condition.reason,
             "message": condition.message,
-            "lastTransitionTime": now if changed or not old.get("lastTransitionTime") else old["lastTransitionTime"],
+            "lastTransitionTime": (
+                now if old is None or changed or not old.get("lastTransitionTime") else old["lastTransitionTime"]
+            ),
         }
-        if generation is not None:
-            entry["observedGeneration"] = generation
         rendered.append(entry)
     return rendered

@@ -16,6 +16,8 @@ from ripple.kube.names import (
     function_selector,
 )
 
+__all__ = ["code_configmap", "container", "deployment", "module_path", "service"]
+
 CODE_KEY = "handler.py"
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
 DEFAULT_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
@@ -47,7 +49,7 @@ def container(fn: Function, runtime_image: str) -> dict[str, Any]:
     if inline:
         args += ["--path", CODE_MOUNT]
     probe = {"httpGet": {"path": "/health", "port": RUNTIME_PORT_NAME}, "periodSeconds": 2, "timeoutSeconds": 1}
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     if inline:
         mounts.append({"name": "code", "mountPath": CODE_MOUNT, "readOnly": True})
     return {

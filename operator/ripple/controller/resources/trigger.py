@@ -9,6 +9,8 @@ from ripple.api.models import Destination, Trigger
 from ripple.controller.resources.conditions import Condition, ready_from
 from ripple.kube.names import function_url
 
+__all__ = ["Resolution", "TriggerStatus", "resolve", "trigger_status"]
+
 FunctionExists = Callable[[str, str], bool]
 
 
@@ -21,13 +23,12 @@ class Resolution:
 
 def resolve(destination: Destination, namespace: str, function_exists: FunctionExists) -> Resolution:
     """A destination's URL: a URI as given, a Function's Service address when the Function exists."""
-    if destination.uri is not None:
-        return Resolution(destination.uri, "Resolved")
-    assert destination.ref is not None
-    ref_namespace, _ = destination.ref.key(namespace)
-    if not function_exists(ref_namespace, destination.ref.name):
-        return Resolution(None, "FunctionNotFound", f"Function {ref_namespace}/{destination.ref.name} does not exist")
-    return Resolution(function_url(ref_namespace, destination.ref.name), "Resolved")
+    key = destination.target(namespace)
+    if isinstance(key, str):
+        return Resolution(key, "Resolved")
+    if not function_exists(*key):
+        return Resolution(None, "FunctionNotFound", f"Function {key[0]}/{key[1]} does not exist")
+    return Resolution(function_url(*key), "Resolved")
 
 
 @dataclass(frozen=True)

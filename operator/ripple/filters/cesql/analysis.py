@@ -12,6 +12,8 @@ from ..constraints import NONE, Constraints, OneOf, conjoin, disjoin, exactly, s
 from .ast import Attribute, Binary, In, Like, Literal, Node
 from .casts import parse_int
 
+__all__ = ["constraints"]
+
 
 def constraints(node: Node) -> Constraints:
     match node:

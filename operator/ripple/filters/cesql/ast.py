@@ -4,6 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "CAST",
+    "ERROR_KINDS",
+    "FUNCTION_EVALUATION",
+    "INT_MAX",
+    "INT_MIN",
+    "MATH",
+    "MISSING_ATTRIBUTE",
+    "MISSING_FUNCTION",
+    "PARSE",
+    "Attribute",
+    "Binary",
+    "Call",
+    "CesqlError",
+    "Exists",
+    "In",
+    "Like",
+    "Literal",
+    "Node",
+    "Unary",
+    "Value",
+]
+
 Value = bool | int | str
 """A CESQL value: Boolean, 32-bit Integer or String (Python ``bool`` is checked before ``int`` throughout)."""
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from .ast import CAST, INT_MAX, INT_MIN, Value
 
+__all__ = ["IMPLICIT", "ZERO", "Cast", "parse_int", "to_bool", "to_bool_explicit", "to_int", "to_str"]
+
 Cast = Callable[[Value], tuple[Value, str | None]]
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")

@@ -37,6 +37,8 @@ from .ast import (
 from .casts import IMPLICIT, ZERO, to_bool, to_int, to_str
 from .functions import resolve
 
+__all__ = ["build"]
+
 Result = tuple[Value, str | None]
 Evaluate = Callable[[Mapping[str, Any]], Result]
 
@@ -96,7 +98,7 @@ def _attribute(name: str) -> Evaluate:
         return lambda event: _MISSING
 
     def run(event: Mapping[str, Any]) -> Result:
-        value = event.get(name)
+        value: Any = event.get(name)
         kind = type(value)
         if kind is str or kind is bool:
             return value, None

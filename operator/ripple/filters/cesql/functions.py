@@ -13,6 +13,8 @@ from typing import Any
 from .ast import FUNCTION_EVALUATION, INT_MAX, INT_MIN, MATH, Value
 from .casts import Cast, parse_int, to_bool, to_bool_explicit, to_int, to_str
 
+__all__ = ["Function", "resolve"]
+
 Result = tuple[Value, str | None]
 
 _WHITESPACE = (

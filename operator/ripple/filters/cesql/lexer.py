@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from .ast import PARSE, CesqlError
 
+__all__ = ["Token", "tokenize"]
+
 _WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _SPACE = frozenset(" \t\r\n")
 _OPERATORS = ("!=", "<>", "<=", ">=", "=", "<", ">", "+", "-", "*", "/", "%", "(", ")", ",")

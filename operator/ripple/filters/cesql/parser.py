@@ -30,6 +30,8 @@ from .ast import (
 from .functions import resolve
 from .lexer import Token, tokenize
 
+__all__ = ["parse"]
+
 _LOGICAL, _COMPARISON, _ADDITIVE, _MULTIPLICATIVE, _IN, _LIKE = 1, 2, 3, 4, 5, 6
 _BINARY = {
     "AND": _LOGICAL,
@@ -89,10 +91,10 @@ class _Parser:
         left = self.unary()
         while True:
             token = self.peek()
-            op = _keyword(token) if token.kind == "word" else token.kind
+            op = token.text.upper() if token.kind == "word" else token.kind
             negated = op == "NOT" and _keyword(self.peek(1)) in ("LIKE", "IN")
             if negated:
-                op = _keyword(self.peek(1))
+                op = self.peek(1).text.upper()  # a word: its keyword is LIKE or IN
             precedence = {"LIKE": _LIKE, "IN": _IN}.get(op) or _BINARY.get(op)
             if precedence is None or precedence < min_precedence:
                 break

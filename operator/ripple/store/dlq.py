@@ -12,6 +12,8 @@ from ripple.events.model import CloudEvent
 from ripple.store import subjects
 from ripple.store.jetstream import EventStore, dedup_id
 
+__all__ = ["DeadLetter", "dead_letters", "get_dead_letter", "redrive"]
+
 
 @dataclass(frozen=True)
 class DeadLetter:

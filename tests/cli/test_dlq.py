@@ -8,7 +8,7 @@ import pytest
 
 from ripple.events.extensions import stamp_arrival
 from ripple.store import EventStore, subjects
-from ripple.store.dead_letters import dead_letters
+from ripple.store.dlq import dead_letters
 from tests.processes import RippleProcess
 from tests.support import event
 

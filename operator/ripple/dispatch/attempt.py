@@ -1,0 +1,132 @@
+"""One attempt at one event: decode the stored message, filter, deliver, read and stamp the reply.
+
+Whatever raises on the way is caught here and turned into the outcome of a failed attempt naming the stage, so
+the worker's settle table treats a poison event exactly like a subscriber that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from nats.aio.msg import Msg
+
+from ripple.api.models import Trigger
+from ripple.dispatch.client import DeliveryResult, deliver
+from ripple.dispatch.dead_letter import undecodable_event
+from ripple.dispatch.policy import CONNECTION_ERROR, DeliveryPolicy
+from ripple.dispatch.reply import INVALID_REPLY_STATUS, InvalidReply, StampedReply, read_reply, stamp_reply
+from ripple.dispatch.resolve import Resolver, Unresolvable
+from ripple.events.model import CloudEvent
+from ripple.metrics import POISON_EVENTS
+from ripple.store import EventStore, EventTooLarge, subjects
+
+__all__ = ["FILTERED_OUT", "REPLICA_TRIES", "Attempt", "AttemptStats", "FanoutCounter", "Outcome"]
+
+log = logging.getLogger(__name__)
+REPLICA_TRIES = 3
+FanoutCounter = Callable[[CloudEvent], int]
+"""How many triggers of the broker an event matched: the replies to it share its fan-out budget."""
+
+
+@dataclass
+class Outcome:
+    """What one attempt came to, ready to be settled."""
+
+    event: CloudEvent
+    result: DeliveryResult
+    url: str = ""
+    reply: StampedReply | None = None
+    stage: str = ""
+    """Set when handling raised: where (decode, filter, delivery, reply); the settle rules see a failure."""
+    reason: str = ""
+
+
+FILTERED_OUT = Outcome(CloudEvent({}), DeliveryResult(0), stage="filtered")
+"""The outcome of an event the trigger's filter does not match: acknowledged, nothing else."""
+
+
+class AttemptStats(Protocol):
+    poison: int
+    """Events whose handling raised; each was settled as a failed attempt."""
+
+
+class Attempt:
+    """How one trigger attempts an event; :meth:`run` never raises for anything the event or its subscriber did."""
+
+    def __init__(self, trigger: Trigger, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver,
+                 policy: DeliveryPolicy, fanout: FanoutCounter, stats: AttemptStats) -> None:
+        self.trigger = trigger
+        self.store = store
+        self.session = session
+        self.resolve = resolve
+        self.policy = policy
+        self.fanout = fanout
+        self.name = f"{trigger.namespace}/{trigger.name}"
+        self.filter = trigger.spec.compiled_filter
+        self.routed_subject = subjects.routed_subject(trigger.namespace, trigger.spec.broker, trigger.name)
+        self.stats = stats
+
+    async def run(self, msg: Msg) -> Outcome:
+        """Decode, filter and deliver one message; :data:`FILTERED_OUT` when its event is not for this trigger."""
+        stage, event = "decode", None
+        try:
+            event = CloudEvent.from_json_bytes(msg.data)
+            # The router matched what it copied to this trigger; events read from the log are tested here.
+            stage = "filter"
+            if msg.subject != self.routed_subject and not self.filter.matches(event.as_mapping()):
+                return FILTERED_OUT
+            stage = "delivery"
+            url, result = await self._deliver(event)
+            stage = "reply"
+            try:
+                reply = read_reply(result)
+                stamped = None if reply is None else stamp_reply(event, reply, siblings=self.fanout(event))
+                if stamped is not None and stamped.event is not None:
+                    self._check_size(stamped.event)
+            except InvalidReply as exc:
+                failed = DeliveryResult(INVALID_REPLY_STATUS, result.body, result.headers, latency=result.latency,
+                                        error=f"invalid reply: {exc}")
+                return Outcome(event, failed, url, reason=failed.error)
+            return Outcome(event, result, url, stamped)
+        except Exception as exc:
+            return self._poisoned(msg, event, stage, exc)
+
+    def _check_size(self, reply: CloudEvent) -> None:
+        try:
+            self.store.check_size(reply.to_json_bytes())
+        except EventTooLarge as exc:
+            raise InvalidReply(str(exc)) from None
+
+    def _poisoned(self, msg: Msg, event: CloudEvent | None, stage: str, exc: Exception) -> Outcome:
+        """The outcome of an event whose handling raised: a failed attempt (status 0) naming the cause."""
+        reason = f"{stage} failed: {type(exc).__name__}: {exc}"
+        first = (msg.metadata.num_delivered or 1) == 1
+        self.stats.poison += 1
+        POISON_EVENTS.labels(stage).inc()
+        log.error("trigger %s: %s (message %s)", self.name, reason[:500], msg.subject, exc_info=first)
+        if event is None:
+            namespace, broker = self.trigger.namespace, self.trigger.spec.broker
+            event = undecodable_event(msg.data, namespace=namespace, broker=broker,
+                                      sequence=msg.metadata.sequence.stream)
+        return Outcome(event, DeliveryResult(CONNECTION_ERROR, error=reason), stage=stage, reason=reason)
+
+    async def _deliver(self, event: CloudEvent) -> tuple[str, DeliveryResult]:
+        """One delivery attempt. A Function replica that refuses the connection (it is stopping) is not the
+        subscriber failing: the event goes to the next ready replica, or wakes the function, at once."""
+        subscriber = self.trigger.spec.subscriber
+        url = ""
+        result = DeliveryResult(CONNECTION_ERROR, error="no attempt made")
+        for _ in range(REPLICA_TRIES if subscriber.ref is not None else 1):
+            try:
+                url = await self.resolve(subscriber, self.trigger.namespace)
+            except Unresolvable as exc:
+                return "", DeliveryResult(CONNECTION_ERROR, error=f"subscriber not resolvable: {exc}")
+            result = await deliver(self.session, url, event, timeout=self.policy.timeout,
+                                   structured=self.policy.structured)
+            if not result.refused:
+                break
+        return url, result
