@@ -43,6 +43,8 @@ def test_reply_budgets_are_bounded_by_the_parent_and_the_default():
     assert stamped.event is not None and stamped.event[FANOUT] == 2 and stamped.event[HOPS] == 254
     assert fanout_of(event("x", **{FANOUT: 10**9})) == DEFAULT_FANOUT
     assert fanout_of(event("x", **{FANOUT: "12"})) == 12 and fanout_of(event("x", **{FANOUT: "many"})) == DEFAULT_FANOUT
+    for odd in ("--1", "²", "1_0", " 5", "+5"):  # what str.isdigit or int() would take, and a reply must not crash on
+        assert fanout_of(event("x", **{FANOUT: odd})) == DEFAULT_FANOUT
     assert stamp_reply(stamp_arrival(event("p", **{FANOUT: 0})), event("r"), siblings=1).dropped == "fanout"
     assert stamp_reply(stamp_arrival(event("p"), hops=1), event("r"), siblings=1).dropped == "hops"
 

@@ -133,3 +133,16 @@ async def test_reply_with_an_oversized_type_never_reaches_nats(store, dispatcher
         assert store.connections == 1  # the connection was never closed by the server
         await store.publish_event("default", "default", stamp_arrival(event("b")))
         await eventually(lambda: "b" in other.ids())
+
+
+async def test_a_sink_that_cannot_take_the_letter_falls_back_to_the_stream(store, dispatcher):
+    # The same unencodable event: the sink delivery raises too, and the stream still keeps the letter.
+    doc = stored_doc(**{"bad\nname": "x"})
+    async with subscriber() as sink, subscriber() as sub:
+        delivery = {**FAST_RETRY, "retry": 0, "deadLetterSink": {"uri": sink.url}}
+        await dispatcher.apply([trigger("t", subscriber=sub.url, filter=PINNED, delivery=delivery)])
+        await put_raw(store, subjects.event_subject("default", "default", "com.example.test"),
+                      json.dumps(doc).encode(), "p5")
+        (letter,) = await eventually(lambda: letters(store))
+        assert letter.event.id == "poison" and "delivery failed: ValueError" in letter.event[ERROR_REASON]
+        assert sink.received == [] and dispatcher.healthy()
