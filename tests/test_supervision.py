@@ -127,3 +127,25 @@ async def test_health_can_ignore_kinds_that_fail_alone():
     await eventually(lambda: not supervisor.healthy())
     assert supervisor.healthy(ignore=frozenset({"trigger"}))
     await supervisor.close()
+
+
+async def test_stop_ends_a_task_that_swallows_its_first_cancellation():
+    # Python 3.11's asyncio.wait_for can swallow a cancellation that arrives with the result; a loop around it
+    # goes on, and a single cancel() would leave stop() waiting for ever.
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed.is_set():
+                    raise
+                swallowed.set()  # the first one is lost, as in the race
+
+    supervisor = Supervisor(FAST)
+    supervisor.start("stubborn", stubborn, kind="test-stubborn")
+    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        await supervisor.stop("stubborn")
+    assert swallowed.is_set() and supervisor.states() == []

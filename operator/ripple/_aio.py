@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["free_port", "wait_for_signal"]
+__all__ = ["cancel_and_wait", "free_port", "raise_if_cancelling", "wait_for_signal"]
+
+RECANCEL_AFTER = 1.0
+"""Seconds to wait for a cancelled task before cancelling it again."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -14,6 +19,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again any that carries on.
+
+    A single ``cancel()`` is not enough on Python 3.11: ``asyncio.wait_for`` (used inside nats-py and aiohttp)
+    swallows a cancellation that arrives just as the awaited result does, so a loop can go on after being
+    cancelled, and whoever awaits it would wait for ever.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER)
+
+
+def raise_if_cancelling() -> None:
+    """Raise :class:`asyncio.CancelledError` if the current task was asked to stop: for loops that go on past
+    a point where a library may have swallowed the cancellation."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def wait_for_signal() -> None:

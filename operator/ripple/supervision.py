@@ -11,12 +11,12 @@ has failed ``unhealthy_after`` times in a row is unhealthy until a run of it has
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ripple._aio import cancel_and_wait
 from ripple.metrics import TASK_RESTARTS
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,7 @@ class Supervisor:
     async def stop(self, name: str) -> None:
         supervised = self._tasks.pop(name, None)
         if supervised is not None:
-            supervised.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervised.task
+            await cancel_and_wait([supervised.task])
 
     async def close(self) -> None:
         for name in list(self._tasks):

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ripple._aio import wait_for_signal
+from ripple._aio import cancel_and_wait, wait_for_signal
 from ripple.metrics import serve_metrics
 from ripple.serving import start_site
 from ripple.store import EventStore
@@ -42,8 +42,7 @@ async def run_component(
     try:
         await wait_for_signal()
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        await cancel_and_wait([running])
         if health is not None:
             await health.cleanup()
         await store.close()

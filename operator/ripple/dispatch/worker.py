@@ -21,6 +21,7 @@ import aiohttp
 import nats.errors
 from nats.aio.msg import Msg
 
+from ripple._aio import cancel_and_wait
 from ripple.api.models import Trigger
 from ripple.dispatch.attempt import FILTERED_OUT, Attempt, FanoutCounter, Outcome
 from ripple.dispatch.client import DeliveryResult
@@ -110,9 +111,7 @@ class TriggerWorker:
         await self.supervisor.stop(self.task_name)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await cancel_and_wait(pending)
 
     # --- flow: as many messages as there are free delivery slots, each in its own task -----------------------
     async def _fetch_loop(self) -> None:

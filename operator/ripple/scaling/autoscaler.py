@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 import nats.errors
 import nats.js.errors
 
+from ripple._aio import cancel_and_wait
 from ripple.api.models import Function, Trigger
 from ripple.scaling.backend import FunctionKey, ScalingBackend
 from ripple.scaling.policy import DEFAULT_SCALE_DOWN_DELAY, ScaleBounds, ScaleState, decide
@@ -87,9 +87,7 @@ class Autoscaler:
 
     async def stop(self) -> None:
         if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            await cancel_and_wait([self._loop])
 
     async def activate(self, function: FunctionKey) -> None:
         """A delivery is waiting for this function: scale from zero now, without waiting for the next tick."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from ripple._aio import cancel_and_wait
 from ripple.metrics import COLD_STARTS
 from ripple.scaling.backend import FunctionKey, ReadyReplicas
 from ripple.scaling.processes import RuntimeProcess, WarmPool
@@ -167,9 +168,7 @@ class LocalProcessBackend(ReadyReplicas):
             replicas.clear()
         if self._tasks:  # replicas still starting or stopping: they finish quickly once their process is gone
             _, pending = await asyncio.wait(set(self._tasks), timeout=10)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await cancel_and_wait(pending)
         if self.pool is not None:
             await self.pool.close()
         if self._session is not None:

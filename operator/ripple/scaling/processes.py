@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ripple._aio import free_port
+from ripple._aio import cancel_and_wait, free_port
 from ripple.runtime.server import PARENT_PID_ENV
 
 __all__ = ["RuntimeProcess", "WarmPool"]
@@ -146,9 +146,7 @@ class WarmPool:
 
     async def close(self) -> None:
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         await asyncio.gather(*(p.stop() for p in self._idle))
         self._idle.clear()
         if self._session is not None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import nats.errors
 from nats.aio.msg import Msg
 
+from ripple._aio import raise_if_cancelling
 from ripple.store.jetstream import EventStore
 
 __all__ = ["FETCH_WAIT", "fetch_forever"]
@@ -44,6 +45,7 @@ async def fetch_forever(
                 release(room)
                 raise
             release(room - len(messages))
+            raise_if_cancelling()  # a fetch may swallow the cancellation (see cancel_and_wait)
             if messages:
                 await take(messages)
     finally:

@@ -24,6 +24,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from ripple._aio import cancel_and_wait
 from ripple.api.durations import seconds
 from ripple.api.models import Broker, BrokerSpec, Trigger
 from ripple.events.model import CloudEvent
@@ -173,9 +174,7 @@ class EventStore:
     async def close(self) -> None:
         self.closing = True
         if self._replacing is not None:
-            self._replacing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replacing
+            await cancel_and_wait([self._replacing])
         if self.nc.is_closed or not (self.nc.is_connected or self.nc.is_reconnecting):
             return
         if self.nc.is_connected:
