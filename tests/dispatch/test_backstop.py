@@ -39,24 +39,10 @@ async def test_an_advisory_sent_while_no_dispatcher_runs_is_handled_when_one_sta
 
 
 async def test_a_message_never_settled_ends_as_a_dead_letter(store, dispatcher):
-    # JetStream redelivers an event no handler settles until max_deliver, then advises; the dispatcher's
-    # advisory watch keeps it as a dead letter.
-    crashy = trigger("crashy", subscriber="http://127.0.0.1:9/", filters=[{"prefix": {"source": "/"}}],
-                     delivery={"retry": 0})
-    consumer = await store.ensure_trigger_consumer(crashy, ack_wait=30)
+    # JetStream redelivers an event no handler settles until max_deliver, then advises; the running
+    # dispatcher's advisory watch keeps it as a dead letter.
     await dispatcher.apply([])
-    await store.publish_stored(subjects.routed_subject("default", "default", "crashy"),
-                               stamp_arrival(event("doomed")).to_json_bytes(), {"Nats-Msg-Id": "doomed"})
-    subscription = await store.js.pull_subscribe_bind(consumer, subjects.stream_name("default", "default"))
-    deliveries = 0
-    for _ in range(1 + MAX_DELIVER_SLACK + 3):
-        try:
-            (msg,) = await subscription.fetch(batch=1, timeout=0.5)
-        except TimeoutError:
-            break
-        deliveries += 1
-        await msg.nak()
-    assert deliveries == 1 + MAX_DELIVER_SLACK
+    assert await exhaust_deliveries(store, "crashy", "doomed") == 1 + MAX_DELIVER_SLACK
     (letter,) = await eventually(lambda: letters(store))
     assert letter.event.id == "doomed" and letter.trigger == "default/crashy"
     assert "max_deliver" in letter.event[ERROR_REASON]
