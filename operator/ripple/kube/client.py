@@ -8,7 +8,8 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ripple.kube.resources import GROUP, VERSION
+from ripple.api.models import Resource
+from ripple.kube.resources import GROUP, VERSION, plural
 
 __all__ = ["APPLY", "FIELD_MANAGER", "Kube", "load_kube_config"]
 
@@ -74,17 +75,19 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    async def ripple_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def ripple_object(self, kind: type[Resource], namespace: str, name: str) -> dict[str, Any] | None:
+        """One of Ripple's objects as the API server has it, ``None`` when there is none."""
         try:
-            return dict(await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+            return dict(await self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural(kind), name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
-    async def ripple_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    async def ripple_objects(self, kind: type[Resource], namespace: str | None = None) -> list[dict[str, Any]]:
+        """All of one of Ripple's kinds, in ``namespace`` or in the whole cluster."""
         if namespace is None:
-            found = await self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            found = await self.custom.list_cluster_custom_object(GROUP, VERSION, plural(kind))
         else:
-            found = await self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+            found = await self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural(kind))
         return list(found.get("items", []))

@@ -12,11 +12,12 @@ from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
 from ripple.kube.names import broker_url
 from ripple.kube.objects import InvalidSpec, parse
+from ripple.kube.resources import custom_object
 from ripple.store import StoreUnavailable, subjects
 
 __all__ = ["delete_broker", "reconcile_broker"]
 
-RESOURCE = ("ripple.dev", "v1alpha1", "brokers")
+RESOURCE = custom_object(Broker)
 
 
 @kopf.on.resume(*RESOURCE)

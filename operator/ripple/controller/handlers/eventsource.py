@@ -6,16 +6,17 @@ from typing import Any
 
 import kopf
 
-from ripple.api.models import EventSource
+from ripple.api.models import Broker, EventSource, Function, Resource
 from ripple.controller.config import OperatorConfig
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
 from ripple.kube.names import broker_url, function_url
 from ripple.kube.objects import InvalidSpec, parse
+from ripple.kube.resources import custom_object
 
 __all__ = ["reconcile_eventsource"]
 
-RESOURCE = ("ripple.dev", "v1alpha1", "eventsources")
+RESOURCE = custom_object(EventSource)
 
 
 @kopf.on.resume(*RESOURCE)
@@ -35,11 +36,11 @@ async def reconcile_eventsource(body: kopf.Body, status: kopf.Status, patch: kop
         else:
             assert sink_spec.ref is not None
             namespace = sink_spec.ref.namespace or source.namespace
-            plural = "brokers" if sink_spec.ref.kind == "Broker" else "functions"
-            found = await cfg.kube.ripple_object(plural, namespace, sink_spec.ref.name)
+            kind: type[Resource] = Broker if sink_spec.ref.kind == "Broker" else Function
+            found = await cfg.kube.ripple_object(kind, namespace, sink_spec.ref.name)
             url = None
             if found is not None:
-                url = (broker_url(cfg.ingress_url, namespace, sink_spec.ref.name) if plural == "brokers"
+                url = (broker_url(cfg.ingress_url, namespace, sink_spec.ref.name) if kind is Broker
                        else function_url(namespace, sink_spec.ref.name, cfg.cluster_domain))
         if url is None:
             sink = Condition("SinkResolved", False, "SinkNotFound", "the sink does not exist")

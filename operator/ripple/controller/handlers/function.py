@@ -17,10 +17,11 @@ from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
 from ripple.kube.names import code_configmap_name, function_url
 from ripple.kube.objects import InvalidSpec, parse
+from ripple.kube.resources import custom_object
 
 __all__ = ["reconcile_function"]
 
-RESOURCE = ("ripple.dev", "v1alpha1", "functions")
+RESOURCE = custom_object(Function)
 
 
 @kopf.on.resume(*RESOURCE)

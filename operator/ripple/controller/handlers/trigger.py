@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from ripple.api.models import Trigger
+from ripple.api.models import Broker, Function, Trigger
 from ripple.controller.config import OperatorConfig
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.trigger import trigger_status
@@ -19,11 +19,12 @@ from ripple.controller.status import write_conditions
 from ripple.filters import FilterError, from_trigger_spec
 from ripple.kube.conditions import is_ready
 from ripple.kube.objects import InvalidSpec, parse
+from ripple.kube.resources import custom_object
 from ripple.store import EventStore, StoreUnavailable
 
 __all__ = ["delete_trigger", "ensure_consumer", "recheck_trigger", "reconcile", "reconcile_trigger", "validate_filters"]
 
-RESOURCE = ("ripple.dev", "v1alpha1", "triggers")
+RESOURCE = custom_object(Trigger)
 RECHECK_SECONDS = 3.0
 
 
@@ -49,16 +50,16 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
         write_conditions(body, status, patch, [invalid])
         return
     namespace = trigger.namespace
-    functions = {(namespace, f["metadata"]["name"]) for f in await kube.ripple_objects("functions", namespace)}
+    functions = {(namespace, f["metadata"]["name"]) for f in await kube.ripple_objects(Function, namespace)}
     referenced = {
         d.ref.key(namespace)
         for d in (trigger.spec.subscriber, trigger.spec.delivery.dead_letter_sink)
         if d is not None and d.ref is not None and d.ref.key(namespace)[0] != namespace
     }
     for other_namespace, name in referenced:
-        if await kube.ripple_object("functions", other_namespace, name) is not None:
+        if await kube.ripple_object(Function, other_namespace, name) is not None:
             functions.add((other_namespace, name))
-    broker_exists = await kube.ripple_object("brokers", namespace, trigger.spec.broker) is not None
+    broker_exists = await kube.ripple_object(Broker, namespace, trigger.spec.broker) is not None
     try:
         trigger_filter = trigger.spec.compiled_filter
         filter_error = None
