@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import aiohttp
@@ -86,7 +86,7 @@ class Attempt:
                 reply = read_reply(result)
                 stamped = None if reply is None else stamp_reply(event, reply, siblings=self.fanout(event))
                 if stamped is not None and stamped.event is not None:
-                    self._check_size(stamped.event)
+                    stamped = replace(stamped, stored=self._stored_form(stamped.event))
             except InvalidReply as exc:
                 failed = DeliveryResult(INVALID_REPLY_STATUS, result.body, result.headers, latency=result.latency,
                                         error=f"invalid reply: {exc}")
@@ -95,11 +95,14 @@ class Attempt:
         except Exception as exc:
             return self._poisoned(msg, event, stage, exc)
 
-    def _check_size(self, reply: CloudEvent) -> None:
+    def _stored_form(self, reply: CloudEvent) -> bytes:
+        """The reply as the store keeps it; :class:`InvalidReply` when it is too large to keep."""
+        stored = reply.to_json_bytes()
         try:
-            self.store.check_size(reply.to_json_bytes())
+            self.store.check_size(stored)
         except EventTooLarge as exc:
             raise InvalidReply(str(exc)) from None
+        return stored
 
     def _poisoned(self, msg: Msg, event: CloudEvent | None, stage: str, exc: Exception) -> Outcome:
         """The outcome of an event whose handling raised: a failed attempt (status 0) naming the cause."""

@@ -10,7 +10,7 @@ import aiohttp
 
 from ripple.api.models import Destination, Trigger
 from ripple.dispatch.client import DeliveryResult, deliver
-from ripple.dispatch.policy import is_success
+from ripple.dispatch.policy import CONNECTION_ERROR, is_success
 from ripple.dispatch.resolve import Resolver, Unresolvable
 from ripple.events.extensions import ERROR_CODE, ERROR_DATA, ERROR_DEST, ERROR_REASON, ERROR_TRIGGER
 from ripple.events.model import CloudEvent
@@ -105,6 +105,26 @@ class DeadLetterSink:
         return is_success(sent.status)
 
 
+def read_stored(payload: bytes, *, namespace: str, broker: str, sequence: int) -> CloudEvent:
+    """A stored message read back as its event, or wrapped as one when it is not a CloudEvent at all."""
+    try:
+        return CloudEvent.from_json_bytes(payload)
+    except Exception:
+        return undecodable_event(payload, namespace=namespace, broker=broker, sequence=sequence)
+
+
+async def keep_message(
+    store: EventStore, namespace: str, broker: str, trigger: str, payload: bytes, sequence: int, reason: str,
+    event: CloudEvent | None = None,
+) -> bool:
+    """Keep a stored message that ``trigger`` (or the router) gave up on in the dead-letter stream."""
+    if event is None:
+        event = read_stored(payload, namespace=namespace, broker=broker, sequence=sequence)
+    letter = dead_letter_event(event, DeliveryResult(CONNECTION_ERROR, error=reason), destination="",
+                               trigger=f"{namespace}/{trigger}", reason=reason)
+    return await keep_in_stream(store, namespace, broker, trigger, letter, sequence)
+
+
 async def keep_in_stream(
     store: EventStore, namespace: str, broker: str, trigger: str, letter: CloudEvent, sequence: int
 ) -> bool:
@@ -123,6 +143,8 @@ __all__ = [
     "DeadLetterSink",
     "dead_letter_event",
     "keep_in_stream",
+    "keep_message",
     "printable",
+    "read_stored",
     "undecodable_event",
 ]

@@ -22,10 +22,10 @@ from nats.aio.msg import Msg
 
 from ripple.api.models import Trigger
 from ripple.dispatch.client import DeliveryResult
-from ripple.dispatch.dead_letter import dead_letter_event, keep_in_stream, undecodable_event
+from ripple.dispatch.dead_letter import keep_message, read_stored
 from ripple.dispatch.policy import CONNECTION_ERROR
 from ripple.dispatch.resolve import Resolver
-from ripple.dispatch.router import BrokerRouter
+from ripple.dispatch.router import ROUTER_TRIGGER, BrokerRouter
 from ripple.dispatch.worker import ACK_WAIT, TriggerWorker
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
@@ -210,18 +210,15 @@ class Dispatcher:
 
     async def _keep(self, namespace: str, broker: str, consumer: str, payload: bytes, sequence: int,
                     reason: str) -> bool:
+        router = self.routers.get((namespace, broker))
         if consumer == subjects.ROUTER_CONSUMER:
-            router = self.routers.get((namespace, broker)) or BrokerRouter(self.store, namespace, broker,
-                                                                           ack_wait=self.ack_wait)
-            return await router.dead_letter(payload, sequence, reason)
+            if router is not None:  # counted with the router's own dead letters
+                return await router.dead_letter(payload, sequence, reason)
+            return await keep_message(self.store, namespace, broker, ROUTER_TRIGGER, payload, sequence, reason)
         trigger = consumer[len(subjects.CONSUMER_PREFIX):]
-        try:
-            event = CloudEvent.from_json_bytes(payload)
-        except Exception:
-            event = undecodable_event(payload, namespace=namespace, broker=broker, sequence=sequence)
-        result = DeliveryResult(CONNECTION_ERROR, error=reason)
         worker = self.workers.get((namespace, trigger))
-        if worker is not None:
-            return await worker.dead_letter(event, result, "", sequence, reason=reason)
-        letter = dead_letter_event(event, result, destination="", trigger=f"{namespace}/{trigger}", reason=reason)
-        return await keep_in_stream(self.store, namespace, broker, trigger, letter, sequence)
+        if worker is None:  # the trigger is gone: its sink is unknown, the stream keeps the letter
+            return await keep_message(self.store, namespace, broker, trigger, payload, sequence, reason)
+        event = read_stored(payload, namespace=namespace, broker=broker, sequence=sequence)
+        return await worker.dead_letter(event, DeliveryResult(CONNECTION_ERROR, error=reason), "", sequence,
+                                        reason=reason)

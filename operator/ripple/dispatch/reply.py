@@ -13,17 +13,15 @@ many events, where two triggers that answer each event with its own type would o
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ripple.api.models import Trigger
 from ripple.dispatch.client import DeliveryResult
-from ripple.events.extensions import DEFAULT_FANOUT, FANOUT, hops_of, stamp_arrival
+from ripple.events.extensions import FANOUT, fanout_of, hops_of, stamp_arrival
 from ripple.events.http import UnsupportedFormat, decode_message
 from ripple.events.model import CloudEvent, EventError
 from ripple.store import EventStore, StoreUnavailable
 
-_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
 INVALID_REPLY_STATUS = 502
 """The status a delivery is settled with when its answer is not a valid CloudEvent: a bad gateway answer."""
 
@@ -42,22 +40,14 @@ def read_reply(result: DeliveryResult) -> CloudEvent | None:
         raise InvalidReply(str(exc)) from None
 
 
-def fanout_of(event: CloudEvent) -> int:
-    """The event's fan-out budget: absent or unreadable counts as the default, and nothing raises it above."""
-    value = event.get(FANOUT)
-    if isinstance(value, str) and _INTEGER.fullmatch(value):
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        return DEFAULT_FANOUT
-    return min(value, DEFAULT_FANOUT)
-
-
 @dataclass(frozen=True)
 class StampedReply:
     event: CloudEvent | None
     """The reply as the broker stores it, or ``None`` when a budget is spent."""
     dropped: str = ""
     """Which budget stopped it: ``hops`` or ``fanout``."""
+    stored: bytes | None = None
+    """The event's stored form, once it was encoded to check its size (so that it is encoded once)."""
 
 
 def stamp_reply(parent: CloudEvent, reply: CloudEvent, *, siblings: int) -> StampedReply:
@@ -87,7 +77,7 @@ async def publish_reply(store: EventStore, trigger: Trigger, stamped: StampedRep
     if stamped.event is None:
         return f"dropped-{stamped.dropped}"
     try:
-        await store.publish_event(trigger.namespace, trigger.spec.broker, stamped.event)
+        await store.publish_event(trigger.namespace, trigger.spec.broker, stamped.event, stored=stamped.stored)
     except StoreUnavailable:
         return "failed"
     return "stored"

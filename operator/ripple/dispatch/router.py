@@ -20,9 +20,7 @@ from collections.abc import Mapping
 
 from nats.aio.msg import Msg
 
-from ripple.dispatch.client import DeliveryResult
-from ripple.dispatch.dead_letter import dead_letter_event, keep_in_stream, undecodable_event
-from ripple.dispatch.policy import CONNECTION_ERROR
+from ripple.dispatch.dead_letter import keep_message
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.filters.index import TriggerIndex
@@ -131,13 +129,7 @@ class BrokerRouter:
 
     async def dead_letter(self, payload: bytes, sequence: int, reason: str, event: CloudEvent | None = None) -> bool:
         """Keep an event the router could not route in the broker's dead-letter stream; ``False`` if that failed."""
-        if event is None:
-            try:
-                event = CloudEvent.from_json_bytes(payload)
-            except Exception:
-                event = undecodable_event(payload, namespace=self.namespace, broker=self.broker, sequence=sequence)
-        letter = dead_letter_event(event, DeliveryResult(CONNECTION_ERROR, error=reason), destination="",
-                                   trigger=f"{self.namespace}/{ROUTER_TRIGGER}", reason=reason)
-        kept = await keep_in_stream(self.store, self.namespace, self.broker, ROUTER_TRIGGER, letter, sequence)
+        kept = await keep_message(self.store, self.namespace, self.broker, ROUTER_TRIGGER, payload, sequence, reason,
+                                  event)
         self.dead_lettered += kept
         return kept

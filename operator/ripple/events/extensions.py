@@ -31,6 +31,7 @@ __all__ = [
     "RESERVED_ATTRIBUTES",
     "age_seconds",
     "check_room",
+    "fanout_of",
     "hops_of",
     "now_rfc3339",
     "parse_rfc3339",
@@ -98,6 +99,17 @@ def check_room(event: CloudEvent) -> None:
     if size > MAX_PRODUCER_ATTRIBUTES_BYTES:
         raise EventError(f"the attribute values total {size} bytes, over the limit of {MAX_PRODUCER_ATTRIBUTES_BYTES}"
                          f" (of {MAX_ATTRIBUTES_BYTES}, {RESERVED_BYTES} are kept for Ripple's extensions)")
+
+
+def fanout_of(event: CloudEvent) -> int:
+    """The event's fan-out budget: absent or not a whole number counts as the default, and nothing raises it
+    above (a producer or subscriber controls the value, so it is read, never trusted)."""
+    value = event.get(FANOUT)
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return DEFAULT_FANOUT
+    return min(value, DEFAULT_FANOUT)
 
 
 def stamp_arrival(event: CloudEvent, *, hops: int | None = None) -> CloudEvent:

@@ -282,9 +282,12 @@ class EventStore:
                                 f"limit of {self.max_event_bytes} bytes (the NATS server's max_payload, less room "
                                 f"for a dead letter)")
 
-    async def publish_event(self, namespace: str, broker: str, event: CloudEvent) -> PubAck:
-        """Store one new event (a reply); :class:`EventTooLarge` when it is over :attr:`max_event_bytes`."""
-        stored = event.to_json_bytes()
+    async def publish_event(
+        self, namespace: str, broker: str, event: CloudEvent, *, stored: bytes | None = None
+    ) -> PubAck:
+        """Store one new event (a reply), given its stored form if the caller has it already;
+        :class:`EventTooLarge` when it is over :attr:`max_event_bytes`."""
+        stored = event.to_json_bytes() if stored is None else stored
         self.check_size(stored)
         subject = subjects.event_subject(namespace, broker, event.type)
         return await self.publish_stored(subject, stored, {MSG_ID_HEADER: dedup_id(event)})
