@@ -5,9 +5,10 @@ a 2-core machine). Everything listens on 127.0.0.1.
 
 What runs where:
 
-* this process: a real ``nats-server -js`` (child process, store in a temp dir), the Ripple ingress app
-  (``create_ingress_app`` over one ``EventStore`` connection, as ``ripple ingress`` runs it) and a no-op aiohttp
-  app that reads the body and answers 202 to the same POSTs;
+* a real ``nats-server -js`` (child process, store in a temp dir);
+* ``ripple ingress`` as deployed, in its own process (so on uvloop where installed: ``RIPPLE_EVENT_LOOP``);
+* the no-op server in its own process: plain aiohttp on the standard asyncio loop, reading the body and
+  answering 202 to the same POSTs;
 * one client process per phase: this script in ``client`` mode, generating the load with aiohttp (or nats-py for
   the raw JetStream baselines) and reporting what it counted.
 
@@ -38,8 +39,9 @@ non-202 answer, transport error or failed publish, or a count that does not matc
 The CPU columns give each process's CPU time per event inside the window ("busy" is the sum of all three, in
 cores: 2.0 means the machine was saturated; "others" is what other processes on the machine used meanwhile, from
 ``/proc/stat``: on a shared machine, figures from phases with "others" well above 0 are not comparable).
-``--profile`` adds one cProfile'd window of each ingress phase (server side) and prints its top functions;
-those windows are not part of the figures, but their events are in the stream count.
+``--profile`` adds one cProfile'd window of each ingress phase and prints its top functions: for that window the
+ingress app runs inside this process (on this process's loop, ``--profile-loop``), since a profiler cannot be
+attached to the child; those windows are not part of the figures, but their events are in the stream count.
 
 The last line of the output is one JSON object with every figure and the ratios to the baselines.
 """
@@ -49,7 +51,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import hashlib
 import io
 import pstats
 import sys
@@ -63,6 +64,7 @@ import aiohttp
 import nats
 import nats.errors
 import nats.js.errors
+import yaml
 from aiohttp import web
 from common import (
     MEASURE_END,
@@ -84,13 +86,15 @@ from common import (
     table,
 )
 
-from ripple.api.models import BrokerSpec
+from dispatch import Child
+from ripple._aio import free_port, loop_factory
+from ripple.api.models import API_VERSION, BrokerSpec
 from ripple.events.extensions import stamp_arrival
 from ripple.events.http import BATCH_CONTENT_TYPE
 from ripple.events.model import CloudEvent
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.store import EventStore, subjects
-from ripple.store.jetstream import MSG_ID_HEADER
+from ripple.store.jetstream import MSG_ID_HEADER, dedup_id
 
 NAMESPACE = "bench"
 INGRESS_BROKER = "ingress"
@@ -100,6 +104,9 @@ TYPE = "com.example.bench.order"
 TIME = "2024-06-13T12:00:00Z"
 PHASES = ("noop-single", "ingress-single", "noop-batch", "ingress-batch", "publish-async", "publish-await")
 SAMPLE_ERRORS = 5
+NOOP_MODE = "noop-server"
+HOST = "127.0.0.1"
+READY_TIMEOUT = 30.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="also run one cProfile'd window of each ingress phase (not in the figures)")
     parser.add_argument("--profile-top", type=int, default=30, help="functions shown by --profile (30)")
+    parser.add_argument("--profile-loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="event loop of this process, where --profile runs the ingress (uvloop)")
     args = parser.parse_args(argv)
     args.publish_concurrency = args.publish_concurrency or args.concurrency
     if min(args.concurrency, args.batch_size, args.batch_concurrency, args.publish_concurrency, args.rounds) < 1:
@@ -244,8 +253,8 @@ def stored_parts(data: bytes) -> tuple[bytes, bytes]:
 
 
 def msg_id(event_id: str) -> str:
-    """The ingress's dedup key (``ripple.store.jetstream.dedup_id``): sha256 of source NUL id."""
-    return hashlib.sha256(f"{SOURCE}\x00{event_id}".encode()).hexdigest()
+    """The ingress's dedup key, as ``ripple.store.jetstream.dedup_id`` makes it."""
+    return dedup_id(CloudEvent({"id": event_id, "source": SOURCE}))
 
 
 PUBLISH_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
@@ -318,7 +327,28 @@ async def noop(request: web.Request) -> web.Response:
 def noop_app() -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_post("/{namespace}/{broker}", noop)
+    app.router.add_get("/-/health", lambda request: web.Response(status=200))  # type: ignore[arg-type,return-value]
     return app
+
+
+def noop_main(port: int) -> None:
+    """The no-op server process: plain aiohttp on the standard asyncio loop, no access log."""
+    web.run_app(noop_app(), host=HOST, port=port, access_log=None, print=None, handle_signals=True)
+
+
+async def wait_http(child: Child, url: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            child.check_alive()
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not answer {url} within {READY_TIMEOUT:g}s:\n{child.log_tail()}")
 
 
 @dataclass
@@ -333,9 +363,15 @@ class PhaseRun:
         return self.result["events"] / self.result["seconds"]
 
     @property
+    def server_cpu(self) -> float:
+        """CPU seconds of the server the phase drove: its process, or this one when it ran inside it."""
+        server = self.cpu.process("server")
+        return self.cpu.own if server is None else server
+
+    @property
     def busy(self) -> float:
         """Cores used by the benchmark's three processes during the window."""
-        return (self.cpu.own + (self.cpu.process("nats") or 0.0) + self.result["cpu_s"]) / self.result["seconds"]
+        return (self.server_cpu + (self.cpu.process("nats") or 0.0) + self.result["cpu_s"]) / self.result["seconds"]
 
     def per_event_us(self, seconds: float | None) -> float | None:
         events = self.result["events"]
@@ -355,26 +391,49 @@ class Bench:
     async def run(self) -> dict[str, Any]:
         args = self.args
         async with nats_server(self.tmp / "nats") as server:
-            store = await EventStore.connect(server.url, name="ripple-ingress")
+            store = await EventStore.connect(server.url, name="bench")
+            children: list[Child] = []
             try:
                 for broker in (INGRESS_BROKER, RAW_BROKER):
                     await store.ensure_broker(NAMESPACE, broker, BrokerSpec())
-                settings = IngressSettings(brokers=lambda ns, b: (ns, b) == (NAMESPACE, INGRESS_BROKER))
-                async with serve(create_ingress_app(store, settings)) as ingress_url, serve(noop_app()) as noop_url:
-                    urls = {"ingress": f"{ingress_url}/{NAMESPACE}/{INGRESS_BROKER}",
-                            "noop": f"{noop_url}/{NAMESPACE}/{INGRESS_BROKER}"}
-                    pid = server.process.pid if server.process else None
-                    phases = [p for p in PHASES if p in args.phases.split(",")]
-                    for round_no in range(1, args.rounds + 1):
-                        for phase in phases:
-                            await self.phase(phase, round_no, urls, server.url, pid, store)
-                    if args.profile:
+                urls, pids = await self.start_servers(server.url, children)
+                pid = server.process.pid if server.process else None
+                phases = [p for p in PHASES if p in args.phases.split(",")]
+                for round_no in range(1, args.rounds + 1):
+                    for phase in phases:
+                        await self.phase(phase, round_no, urls, server.url, pid, store, pids.get(phase.split("-")[0]))
+                if args.profile:
+                    settings = IngressSettings(brokers=lambda ns, b: (ns, b) == (NAMESPACE, INGRESS_BROKER))
+                    async with serve(create_ingress_app(store, settings)) as in_process_url:
+                        urls = {**urls, "ingress": f"{in_process_url}/{NAMESPACE}/{INGRESS_BROKER}"}
                         for phase in (p for p in phases if p.startswith("ingress-")):
-                            await self.phase(phase, 0, urls, server.url, pid, store, profile=True)
-                    info = await store.js.stream_info(subjects.stream_name(NAMESPACE, INGRESS_BROKER))
+                            await self.phase(phase, 0, urls, server.url, pid, store, None, profile=True)
+                info = await store.js.stream_info(subjects.stream_name(NAMESPACE, INGRESS_BROKER))
             finally:
+                for child in children:
+                    await child.stop()
                 await store.close()
         return {"stream_messages": info.state.messages, "stream_bytes": info.state.bytes}
+
+    async def start_servers(self, nats_url: str, children: list[Child]) -> tuple[dict[str, str], dict[str, int]]:
+        """``ripple ingress`` and the no-op server, each in its own process; their URLs and pids by target."""
+        manifest = self.tmp / "brokers.yaml"
+        manifest.write_text(yaml.safe_dump({"apiVersion": API_VERSION, "kind": "Broker",
+                                            "metadata": {"name": INGRESS_BROKER, "namespace": NAMESPACE}}))
+        ingress_port, noop_port = free_port(HOST), free_port(HOST)
+        ingress = Child("ingress", [sys.executable, "-m", "ripple", "ingress", str(manifest), "--nats", nats_url,
+                                    "--host", HOST, "--port", str(ingress_port)], self.tmp / "ingress.log")
+        noop = Child("noop", [sys.executable, __file__, NOOP_MODE, str(noop_port)], self.tmp / "noop.log")
+        for child in (ingress, noop):
+            children.append(child)
+            await child.start()
+        await wait_http(ingress, f"http://{HOST}:{ingress_port}/-/health")
+        await wait_http(noop, f"http://{HOST}:{noop_port}/-/health")
+        urls = {"ingress": f"http://{HOST}:{ingress_port}/{NAMESPACE}/{INGRESS_BROKER}",
+                "noop": f"http://{HOST}:{noop_port}/{NAMESPACE}/{INGRESS_BROKER}"}
+        print(f"servers: ingress pid {ingress.pid} (ripple ingress), no-op pid {noop.pid} (aiohttp, asyncio loop)",
+              flush=True)
+        return urls, {"ingress": ingress.pid, "noop": noop.pid}
 
     async def phase(
         self,
@@ -384,6 +443,7 @@ class Bench:
         nats_url: str,
         nats_pid: int | None,
         store: EventStore,
+        server_pid: int | None,
         *,
         profile: bool = False,
     ) -> None:
@@ -403,7 +463,7 @@ class Bench:
             batch = mode == "batch"
             config.update(url=urls[target], batch=args.batch_size if batch else 1,
                           concurrency=args.batch_concurrency if batch else args.concurrency)
-        cpu = CpuWindow({"nats": nats_pid})
+        cpu = CpuWindow({"nats": nats_pid, "server": server_pid})
         profiler = cProfile.Profile() if profile else None
 
         async def on_marker(text: str) -> None:
@@ -464,7 +524,7 @@ def summarize(bench: Bench, stream: dict[str, Any], args: argparse.Namespace, wa
         runs = by_phase.get(phase)
         if not runs:
             continue
-        server = med(phase, lambda r: r.per_event_us(r.cpu.own))
+        server = med(phase, lambda r: r.per_event_us(r.server_cpu))
         nats_us = med(phase, lambda r: r.per_event_us(r.cpu.process("nats")))
         client_us = med(phase, lambda r: r.per_event_us(r.result["cpu_s"]))
         busy = med(phase, lambda r: r.busy)
@@ -485,8 +545,8 @@ def summarize(bench: Bench, stream: dict[str, Any], args: argparse.Namespace, wa
                   "others"], rows)
     text += (
         "\n\nevents/s: median over the rounds of events acknowledged (202 or PubAck) inside the measured window; "
-        "req/s: POSTs or publishes per second.\nus/ev: CPU time per event in the window of this process (the "
-        "ingress or the no-op app; idle in the publish phases), of nats-server and of the client process.\n"
+        "req/s: POSTs or publishes per second.\nus/ev: CPU time per event in the window of the server process (the "
+        "ingress or the no-op; none in the publish phases), of nats-server and of the client process.\n"
         "busy: cores used by those three; others: cores used by other processes on the machine at the same time."
     )
 
@@ -498,7 +558,7 @@ def summarize(bench: Bench, stream: dict[str, Any], args: argparse.Namespace, wa
         return eps.get(phase) or 0.0
 
     def server_us(phase: str) -> float:
-        return med(phase, lambda r: r.per_event_us(r.cpu.own)) or 0.0
+        return med(phase, lambda r: r.per_event_us(r.server_cpu)) or 0.0
 
     summary: dict[str, Any] = {
         "bench": "ingress",
@@ -533,7 +593,7 @@ def summarize(bench: Bench, stream: dict[str, Any], args: argparse.Namespace, wa
         },
         "cpu_us_per_event": {
             phase: {
-                "server": num(med(phase, lambda r: r.per_event_us(r.cpu.own)), 1),
+                "server": num(med(phase, lambda r: r.per_event_us(r.server_cpu)), 1),
                 "nats": num(med(phase, lambda r: r.per_event_us(r.cpu.process("nats"))), 1),
                 "client": num(med(phase, lambda r: r.per_event_us(r.result["cpu_s"])), 1),
             }
@@ -566,6 +626,9 @@ def main() -> int:
     if is_client_mode():
         client_entry(client)
         return 0
+    if sys.argv[1:2] == [NOOP_MODE]:
+        noop_main(int(sys.argv[2]))
+        return 0
     args = parse_args()
     started = time.perf_counter()
     print(f"Ripple ingress throughput: {args.rounds} rounds x {len(args.phases.split(','))} phases, "
@@ -574,7 +637,9 @@ def main() -> int:
           flush=True)
     with tempfile.TemporaryDirectory(prefix="ripple-bench-ingress-") as tmp:
         bench = Bench(args, Path(tmp))
-        stream = asyncio.run(bench.run())
+        factory = loop_factory() if args.profile_loop == "uvloop" else None
+        with asyncio.Runner(loop_factory=factory) as runner:
+            stream = runner.run(bench.run())
     text, summary = summarize(bench, stream, args, time.perf_counter() - started)
     for text_block in bench.profile_texts:
         print()

@@ -1,14 +1,41 @@
-"""Small asyncio helpers every layer may use: free ports, waiting for a stop signal."""
+"""Small asyncio helpers every layer may use: the event loop, free ports, waiting for a stop signal."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import os
 import signal
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["cancel_and_wait", "free_port", "raise_if_cancelling", "wait_for_signal"]
+__all__ = ["EVENT_LOOP_ENV", "cancel_and_wait", "free_port", "loop_factory", "raise_if_cancelling", "run",
+           "wait_for_signal"]
+
+T = TypeVar("T")
+EVENT_LOOP_ENV = "RIPPLE_EVENT_LOOP"
+"""``uvloop`` (the default, when it is installed) or ``asyncio`` (the standard library's loop)."""
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop every Ripple process runs on: uvloop where installed (it halves the cost of the loop and
+    of its sockets, profiled on the ingress and the dispatcher), unless ``RIPPLE_EVENT_LOOP=asyncio``;
+    ``None`` means the standard library's."""
+    choice = os.environ.get(EVENT_LOOP_ENV, "uvloop").strip().lower()
+    if choice not in ("uvloop", "asyncio"):
+        raise ValueError(f"{EVENT_LOOP_ENV} must be 'uvloop' or 'asyncio', not {choice!r}")
+    if choice == "asyncio" or importlib.util.find_spec("uvloop") is None:
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on the loop of :func:`loop_factory`, as :func:`asyncio.run` would."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
 
 RECANCEL_AFTER = 1.0
 """Seconds to wait for a cancelled task before cancelling it again."""

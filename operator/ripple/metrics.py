@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from typing import TypeVar
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 __all__ = [
     "COLD_STARTS",
@@ -15,6 +21,7 @@ __all__ = [
     "POISON_EVENTS",
     "REPLIES",
     "TASK_RESTARTS",
+    "child",
     "serve_metrics",
 ]
 
@@ -53,3 +60,14 @@ COLD_STARTS = Counter("ripple_cold_starts_total", "Functions woken from zero rep
 
 async def serve_metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(metric: MetricWrapperBase, labels: tuple[str, ...]) -> MetricWrapperBase:
+    return metric.labels(*labels)
+
+
+def child(metric: M, *labels: str) -> M:
+    """``metric.labels(*labels)``, remembered: on the hot path the lookup under the metric's lock cost more
+    than the increment itself. Every label set is bounded (brokers, triggers, outcomes), as is the cache."""
+    return _child(metric, labels)  # type: ignore[return-value]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+from ripple._aio import run
 from ripple.api.loading import ManifestError
 from ripple.cli.parser import build_parser
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = cast(Command, importlib.import_module(f"ripple.cli.{args.command}").run)
     try:
-        return asyncio.run(command(args))
+        return run(command(args))
     except ManifestError as exc:
         print(f"ripple: invalid manifest: {exc}", file=sys.stderr)
         return 2

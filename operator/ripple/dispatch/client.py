@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -27,7 +28,8 @@ class DeliveryResult:
     status: int
     """HTTP status, or ``CONNECTION_ERROR`` (0) when no answer came back."""
     body: bytes = b""
-    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    headers: Mapping[str, str] = field(default_factory=CIMultiDict)
+    """The answer's headers, read-only and case-insensitive (aiohttp's own, not copied)."""
     error: str = ""
     latency: float = 0.0
     refused: bool = False
@@ -48,7 +50,7 @@ async def deliver(
             ) as response:
                 content = await response.content.read(MAX_RESPONSE_BODY)
                 return DeliveryResult(
-                    response.status, content, CIMultiDict(response.headers), latency=time.monotonic() - started
+                    response.status, content, response.headers, latency=time.monotonic() - started
                 )
     except TimeoutError:
         error, refused = f"timed out after {timeout:g}s", False

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import asdict, dataclass
 
 import aiohttp
@@ -32,7 +33,7 @@ from ripple.dispatch.resolve import Resolver
 from ripple.events.extensions import age_seconds
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
-from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES
+from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES, child
 from ripple.store import EventStore, subjects
 from ripple.store.consumers import ACK_WAIT
 from ripple.store.fetching import fetch_forever
@@ -94,11 +95,17 @@ class TriggerWorker:
         self.dead_letters = DeadLetterSink(store, session, resolve, trigger, timeout=self.policy.timeout)
         self._slots = asyncio.Semaphore(self.policy.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[int, tuple[Msg, float]] = {}
+        """id(msg) → the message and when JetStream last heard of it (fetched, or told it is in progress)."""
+        self._filtered = child(FILTERED, self.name)
+        self._latency = child(DELIVERY_SECONDS, self.name)
+        self._keep_alive_name = f"{self.task_name} keep-alive"
 
     async def start(self) -> None:
         """Create the trigger's consumer (raising when its broker's stream is missing), then fetch from it."""
         await self._ensure_consumer()
         self.supervisor.start(self.task_name, self._fetch_loop, kind="trigger")
+        self.supervisor.start(self._keep_alive_name, self._keep_alive, kind="trigger")
 
     async def _ensure_consumer(self) -> str:
         return await self.store.ensure_trigger_consumer(self.trigger, ack_wait=self.ack_wait)
@@ -112,6 +119,7 @@ class TriggerWorker:
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             await cancel_and_wait(pending)
+        await self.supervisor.stop(self._keep_alive_name)
 
     # --- flow: as many messages as there are free delivery slots, each in its own task -----------------------
     async def _fetch_loop(self) -> None:
@@ -138,12 +146,12 @@ class TriggerWorker:
 
     async def _handle(self, msg: Msg) -> None:
         self.stats.in_flight += 1
-        keepalive = asyncio.create_task(self._keep_alive(msg))
+        self._in_flight[id(msg)] = (msg, time.monotonic())
         try:
             outcome = await self.attempt.run(msg)
             if outcome is FILTERED_OUT:
                 self.stats.filtered += 1
-                FILTERED.labels(self.name).inc()
+                self._filtered.inc()
                 await msg.ack()
             else:
                 await self._settle(msg, outcome)
@@ -154,17 +162,24 @@ class TriggerWorker:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=STORE_RETRY_DELAY)
         finally:
-            keepalive.cancel()
+            del self._in_flight[id(msg)]
             self.stats.in_flight -= 1
             self._slots.release()
 
-    async def _keep_alive(self, msg: Msg) -> None:
+    async def _keep_alive(self) -> None:
+        """Tell JetStream that every message in flight for a third of ``ack_wait`` is still being handled, so it
+        is not redelivered meanwhile. One loop for all of them: a timer task per message cost more than the
+        acknowledgement itself (profiled). Checking twice per period keeps the longest silence at half ack_wait."""
+        period = self.ack_wait / 3
         while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            with contextlib.suppress(nats.errors.Error):
-                await msg.in_progress()
+            await asyncio.sleep(period / 2)
+            due = time.monotonic() - period
+            for key, (msg, heard) in list(self._in_flight.items()):
+                if heard <= due and key in self._in_flight:
+                    self._in_flight[key] = (msg, time.monotonic())
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.in_progress()
 
-    # --- one attempt ---------------------------------------------------------------------------------------
     # --- the settle table ----------------------------------------------------------------------------------
     async def _settle(self, msg: Msg, outcome: Outcome) -> None:
         event, result = outcome.event, outcome.result
@@ -199,8 +214,8 @@ class TriggerWorker:
         )
 
     def _record(self, event: CloudEvent, result: DeliveryResult, attempt: int, decision: Decision) -> None:
-        DELIVERIES.labels(self.name, decision.action.value).inc()
-        DELIVERY_SECONDS.labels(self.name).observe(result.latency)
+        child(DELIVERIES, self.name, decision.action.value).inc()
+        self._latency.observe(result.latency)
         delivery_log.info(
             "%s id=%s status=%s attempt=%d latency=%.1fms %s%s",
             self.name,
@@ -220,7 +235,7 @@ class TriggerWorker:
         if outcome == "failed":
             log.warning("trigger %s: could not store the reply to %s, will retry", self.name, event.id)
             return False
-        REPLIES.labels(self.name, outcome).inc()
+        child(REPLIES, self.name, outcome).inc()
         if outcome == "stored":
             self.stats.replies += 1
         else:

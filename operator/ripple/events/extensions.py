@@ -65,6 +65,7 @@ RESERVED_BYTES = 3 * 1024
 letter's context (the URL cut to 1,024 bytes, the trigger, 512 bytes of answer as base64, a 256-byte reason), so
 that every event the broker accepted can still be delivered, and dead-lettered, to a receiver that checks the
 same limits."""
+_RIPPLE_NAMES = frozenset(BROKER_EXTENSIONS + ERROR_EXTENSIONS)
 MAX_PRODUCER_ATTRIBUTES = MAX_ATTRIBUTES - RESERVED_ATTRIBUTES
 MAX_PRODUCER_ATTRIBUTES_BYTES = MAX_ATTRIBUTES_BYTES - RESERVED_BYTES
 
@@ -91,11 +92,16 @@ def hops_of(event: CloudEvent) -> int:
 
 def check_room(event: CloudEvent) -> None:
     """Raise :class:`EventError` unless the event leaves room for Ripple's own extensions."""
-    own = {n: v for n, v in event.attributes.items() if n not in BROKER_EXTENSIONS and n not in ERROR_EXTENSIONS}
+    attributes = event.attributes
+    own = attributes if _RIPPLE_NAMES.isdisjoint(attributes) else {
+        n: v for n, v in attributes.items() if n not in _RIPPLE_NAMES}
     if len(own) > MAX_PRODUCER_ATTRIBUTES:
         raise EventError(f"the event has {len(own)} attributes, over the limit of {MAX_PRODUCER_ATTRIBUTES} "
                          f"(of {MAX_ATTRIBUTES}, {RESERVED_ATTRIBUTES} are kept for Ripple's extensions)")
-    size = sum(len(attribute_text(v).encode("utf-8", "surrogatepass")) for v in own.values())
+    texts = [attribute_text(v) for v in own.values()]
+    if 4 * sum(map(len, texts)) <= MAX_PRODUCER_ATTRIBUTES_BYTES:
+        return  # no character takes more than 4 bytes in UTF-8: within the limit without encoding anything
+    size = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
     if size > MAX_PRODUCER_ATTRIBUTES_BYTES:
         raise EventError(f"the attribute values total {size} bytes, over the limit of {MAX_PRODUCER_ATTRIBUTES_BYTES}"
                          f" (of {MAX_ATTRIBUTES_BYTES}, {RESERVED_BYTES} are kept for Ripple's extensions)")
@@ -112,14 +118,14 @@ def fanout_of(event: CloudEvent) -> int:
     return min(value, DEFAULT_FANOUT)
 
 
-def stamp_arrival(event: CloudEvent, *, hops: int | None = None) -> CloudEvent:
-    """The event as the broker stores it: arrival time set, hops bounded by the default budget; raise
-    :class:`EventError` when it has no hops left or leaves no room for Ripple's extensions."""
+def stamp_arrival(event: CloudEvent, *, hops: int | None = None, arrival: str | None = None) -> CloudEvent:
+    """The event as the broker stores it: arrival time set (``arrival``, or now), hops bounded by the default
+    budget; raise :class:`EventError` when it has no hops left or leaves no room for Ripple's extensions."""
     check_room(event)
     remaining = min(hops_of(event) if hops is None else hops, DEFAULT_HOPS)
     if remaining <= 0:
         raise EventError(f"attribute '{HOPS}' is {remaining}: the event has no hops left (a reply loop?)")
-    changes: dict[str, AttributeValue] = {ARRIVAL_TIME: now_rfc3339(), HOPS: remaining}
+    changes: dict[str, AttributeValue] = {ARRIVAL_TIME: arrival or now_rfc3339(), HOPS: remaining}
     return event.with_attributes(**changes)
 
 

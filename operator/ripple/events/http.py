@@ -33,6 +33,7 @@ from ripple.events.model import (
     EventError,
     attribute_text,
     check_header_safe,
+    dumps_compact,
     is_json_media_type,
     json_too_deep,
     loads_strict,
@@ -46,6 +47,8 @@ _HEADER_PREFIX = "ce-"
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
 
+_NEEDS_ENCODING = re.compile('[^!#-$&-~]')
+"""What :func:`percent_encode` changes: anything but printable ASCII, space, ``"`` and ``%``."""
 _HEX_PAIR = re.compile(rb"%([0-9A-Fa-f]{2})")
 # Surrogate escapes (\uD800-\uDFFF) in JSON text: only then can decoded JSON hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -114,6 +117,14 @@ def _utf8(text: str, what: str) -> bytes:
         raise EventError(f"{what} contains a lone surrogate (U+{ord(char):04X}), which UTF-8 cannot carry") from None
 
 
+def _json_utf8(value: Any, what: str) -> bytes:
+    try:
+        return dumps_compact(value)
+    except UnicodeEncodeError as exc:
+        char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
+        raise EventError(f"{what} contains a lone surrogate (U+{ord(char):04X}), which UTF-8 cannot carry") from None
+
+
 def _decode_batch(body: bytes) -> list[CloudEvent]:
     doc = _parse_json(body)
     if not isinstance(doc, list):
@@ -150,7 +161,7 @@ def _structured_event(doc: Any, where: str) -> CloudEvent:
         if isinstance(value, str) and not is_json_media_type(attrs["datacontenttype"]):
             data = _utf8(value, f"{where}'data'")
         else:
-            data = _utf8(json.dumps(value, separators=(",", ":"), ensure_ascii=False), f"{where}'data'")
+            data = _json_utf8(value, f"{where}'data'")
     try:
         return CloudEvent.create(attrs, data)
     except EventError as exc:
@@ -195,6 +206,8 @@ def percent_decode(value: str, name: str) -> str:
     except UnicodeEncodeError:  # a surrogate that no byte stands for: not from the wire
         raise EventError(f"header 'ce-{name}' is not valid UTF-8") from None
     if "%" not in value:
+        if value.isascii():
+            return value  # aiohttp hands over non-UTF-8 bytes as surrogate escapes, which are not ASCII
         try:
             return encoded.decode("utf-8")
         except UnicodeDecodeError:
@@ -207,6 +220,8 @@ def percent_decode(value: str, name: str) -> str:
 
 
 def percent_encode(value: str) -> str:
+    if _NEEDS_ENCODING.search(value) is None:
+        return value  # the usual case, found with one scan instead of quote's per-character work
     return quote(value, safe=_HEADER_SAFE)
 
 
@@ -266,13 +281,13 @@ def _holds_lone_surrogate(text: bytes, value: Any) -> bool:
 
 def encode_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     """Headers and body of the event in structured JSON mode."""
-    body = json.dumps(structured_document(event), separators=(",", ":"), ensure_ascii=False).encode()
+    body = dumps_compact(structured_document(event))
     return {"Content-Type": STRUCTURED_CONTENT_TYPE + "; charset=utf-8"}, body
 
 
 def encode_batch(events: Iterable[CloudEvent]) -> tuple[dict[str, str], bytes]:
-    body = json.dumps([structured_document(e) for e in events], separators=(",", ":"), ensure_ascii=False)
-    return {"Content-Type": BATCH_CONTENT_TYPE + "; charset=utf-8"}, body.encode()
+    body = dumps_compact([structured_document(e) for e in events])
+    return {"Content-Type": BATCH_CONTENT_TYPE + "; charset=utf-8"}, body
 
 
 __all__ = [

@@ -20,9 +20,9 @@ from aiohttp import web
 
 from ripple.defaults import MAX_BODY
 from ripple.events import EventError, UnsupportedFormat, decode_request
-from ripple.events.extensions import stamp_arrival
+from ripple.events.extensions import now_rfc3339, stamp_arrival
 from ripple.ingress.body import BodyRefused, read_body
-from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, serve_metrics
+from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, child, serve_metrics
 from ripple.store import EventStore, EventTooLarge, StoreUnavailable
 
 __all__ = [
@@ -85,10 +85,10 @@ async def receive(request: web.Request) -> web.Response:
     namespace, broker = request.match_info["namespace"], request.match_info["broker"]
     if request.app[SETTINGS_KEY].brokers(namespace, broker):
         response = await _receive(request, namespace, broker)
-        INGRESS_REQUESTS.labels(namespace, broker, str(response.status)).inc()
+        child(INGRESS_REQUESTS, namespace, broker, str(response.status)).inc()
     else:
         response = error(404, f"no broker '{broker}' in namespace '{namespace}'")
-        INGRESS_REQUESTS.labels(UNKNOWN_BROKER, UNKNOWN_BROKER, str(response.status)).inc()
+        child(INGRESS_REQUESTS, UNKNOWN_BROKER, UNKNOWN_BROKER, str(response.status)).inc()
     return response
 
 
@@ -101,7 +101,8 @@ async def _receive(request: web.Request, namespace: str, broker: str) -> web.Res
         response.force_close()  # what is left of the body is not read: do not reuse the connection
         return response
     try:
-        events = [stamp_arrival(e) for e in decode_request(request.headers.items(), body)]
+        arrival = now_rfc3339()  # one clock reading for every event of the request: they arrived together
+        events = [stamp_arrival(e, arrival=arrival) for e in decode_request(request.headers.items(), body)]
     except EventError as exc:
         return error(400, str(exc))
     except UnsupportedFormat as exc:
@@ -114,7 +115,7 @@ async def _receive(request: web.Request, namespace: str, broker: str) -> web.Res
         log.warning("ingress %s/%s: %s", namespace, broker, exc)
         retry = str(settings.retry_after)
         return error(503, f"the event store is unavailable, retry later: {exc}", **{"Retry-After": retry})
-    INGRESS_EVENTS.labels(namespace, broker).inc(len(events))
+    child(INGRESS_EVENTS, namespace, broker).inc(len(events))
     return web.Response(status=202)
 
 

@@ -15,6 +15,7 @@ accepts truncated gzip and bodies with trailing garbage, answers codings whose l
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from aiohttp import web
@@ -102,6 +103,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = received = 0
     try:
+        if inflater is None and request.content_length is not None:  # the usual request: one read
+            return await request.content.readexactly(request.content_length) if request.content_length else b""
         while raw := await request.content.read(min(READ_CHUNK, limit + 1 - received)):
             received += len(raw)
             if received > limit:
@@ -120,7 +123,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         if request.content.exception() is not None:
             request.content.feed_eof()
         raise BodyRefused(400, f"request body is malformed: {_last_line(exc.__cause__ or exc)}") from None
-    except ConnectionResetError:
+    except (ConnectionResetError, asyncio.IncompleteReadError):
         raise BodyRefused(400, "the connection was lost before the request body was complete") from None
     if inflater is not None:
         inflater.finish()

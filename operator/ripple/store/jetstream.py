@@ -30,6 +30,7 @@ from ripple.api.models import Broker, BrokerSpec, Trigger
 from ripple.events.model import CloudEvent
 from ripple.store import subjects
 from ripple.store.consumers import ACK_WAIT, backstop_consumer_config, router_consumer_config, trigger_consumer_config
+from ripple.store.publisher import Publisher
 
 __all__ = [
     "DEAD_LETTER_ROOM",
@@ -113,6 +114,7 @@ class EventStore:
         """Connections opened so far: 1 after :meth:`connect`, one more each time a closed one was replaced."""
         self.nc: NATS = NATS()
         self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
+        self.publisher = Publisher(self.nc, publish_timeout)
         self._replacing: asyncio.Task[None] | None = None
 
     @classmethod
@@ -148,8 +150,13 @@ class EventStore:
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             closed_cb=self._on_closed,
+            skip_subject_validation=True,  # every subject is built by store.subjects from encoded tokens
         )
+        publisher = Publisher(nc, self.publish_timeout)
+        await publisher.start()
+        replaced, self.publisher = self.publisher, publisher
         self.nc, self.js = nc, nc.jetstream(timeout=self.publish_timeout)
+        await replaced.close()
         self.connections += 1
 
     async def _on_closed(self) -> None:
@@ -176,10 +183,12 @@ class EventStore:
         if self._replacing is not None:
             await cancel_and_wait([self._replacing])
         if self.nc.is_closed or not (self.nc.is_connected or self.nc.is_reconnecting):
+            await self.publisher.close()
             return
         if self.nc.is_connected:
             with contextlib.suppress(*NATS_ERRORS):
                 await self.nc.flush(timeout=2)
+        await self.publisher.close()
         await self.nc.close()
 
     # --- streams --------------------------------------------------------------------------------------------
@@ -261,12 +270,7 @@ class EventStore:
         if not self.nc.is_connected:
             raise StoreUnavailable("not connected to NATS")
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                futures = [
-                    await self.js.publish_async(subject, payload, wait_stall=self.publish_timeout, headers=headers)
-                    for subject, payload, headers in messages
-                ]
-                return list(await asyncio.gather(*futures))
+            return await self.publisher.publish_all(messages)
         except NATS_ERRORS as exc:
             raise StoreUnavailable(f"JetStream did not store the event: {type(exc).__name__}: {exc}") from exc
 
