@@ -204,10 +204,15 @@ def marker(text: str) -> None:
     print(text, flush=True)
 
 
-def client_entry(run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
-    """The ``client`` mode of a benchmark script: read the JSON config from argv, run, report the result."""
+def client_entry(
+    run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> None:
+    """The ``client`` mode of a benchmark script: read the JSON config from argv, run (on the standard loop
+    unless ``loop_factory`` says otherwise), report the result."""
     config = json.loads(sys.argv[2])
-    result = asyncio.run(run(config))  # type: ignore[arg-type]
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        result = runner.run(run(config))  # type: ignore[arg-type]
     print(RESULT_PREFIX + json.dumps(result, separators=(",", ":")), flush=True)
 
 

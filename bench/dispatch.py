@@ -18,7 +18,8 @@ What runs where, each in its own process so that its CPU time can be read from `
   per consumer, as the dispatcher does), decodes each stored event (``json.loads``, base64 of the data), POSTs it
   with one shared ``aiohttp.ClientSession`` (binary: ``ce-`` headers and the data as the body; structured: the
   event as JSON with its data inline), reads the answer and acks: no retries, no in-progress acks, no dead
-  letters, no filter, no logging.
+  letters, no filter, no logging. It runs on the same event loop as ``ripple dispatcher`` (uvloop where installed,
+  or what ``RIPPLE_EVENT_LOOP`` says), so that the ratio is what the dispatcher adds, not what the loop saves.
 
 The triggers of a configuration all filter on one event type of their own (an exact ``type``, so JetStream
 selects the events for each trigger's consumer): with T triggers every event is delivered T times. So that every
@@ -39,9 +40,10 @@ One phase (a configuration on one of its two processes):
 
 deliveries/s = deliveries / drain time; CPU us/delivery = CPU time of a process in the window / deliveries.
 The ripple and baseline phases of each configuration alternate (ripple first in odd rounds, baseline first in
-even ones) over ``--rounds``; figures are medians. The ripple dispatcher writes its per-delivery log line (its
-real behaviour) to a file. "others" is the cores used meanwhile by everything else on the machine (from
-``/proc/stat``): on a shared machine, a phase with "others" well above 0 competed for the CPU.
+even ones) over ``--rounds``; figures are medians. The ripple dispatcher logs as it does by default (retries and
+dead letters, none here; ``--log-deliveries`` would add a line per success) to a file. "others" is the cores used
+meanwhile by everything else on the machine (from ``/proc/stat``): on a shared machine, a phase with "others" well
+above 0 competed for the CPU.
 
 ``--profile`` adds one cProfile'd drain (1 trigger, the first ``--format``) by the ``Dispatcher`` class in a process
 of its own (this script in ``client`` mode), and prints where it spends its time per delivery (``--profile-out``
@@ -93,7 +95,7 @@ from common import (
     table,
 )
 
-from ripple._aio import free_port
+from ripple._aio import free_port, loop_factory
 from ripple.api.models import API_VERSION, BrokerSpec, Trigger
 from ripple.events.extensions import stamp_arrival
 from ripple.events.model import CloudEvent
@@ -854,12 +856,17 @@ def summarize(bench: Bench, wall: float) -> tuple[str, dict[str, Any], bool]:
 
 
 def main() -> int:
-    if is_client_mode():
-        client_entry(client)
+    if is_client_mode():  # the profiled Dispatcher: on the loop a ripple process runs on
+        client_entry(client, loop_factory())
         return 0
     if len(sys.argv) > 2 and sys.argv[1] in (RECEIVER_MODE, BASELINE_MODE):
-        mode_main = receiver_main if sys.argv[1] == RECEIVER_MODE else baseline_main
-        asyncio.run(mode_main(json.loads(sys.argv[2])))
+        # The receiver stays on the standard loop; the baseline runs on the dispatcher's (RIPPLE_EVENT_LOOP), so
+        # that the ratio is what the dispatcher adds, not what the loop saves.
+        if sys.argv[1] == RECEIVER_MODE:
+            asyncio.run(receiver_main(json.loads(sys.argv[2])))
+        else:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(baseline_main(json.loads(sys.argv[2])))
         return 0
     args = parse_args()
     started = time.perf_counter()

@@ -26,13 +26,7 @@ LIMIT = 1024 * 1024
 
 @pytest.fixture
 async def app(store: EventStore) -> web.Application:
-    application = create_ingress_app(store, IngressSettings(brokers=default_broker_only, max_body=LIMIT))
-
-    async def read_all(request: web.Request) -> web.Response:  # aiohttp's own limit, for the middleware
-        return web.Response(body=await request.read())
-
-    application.router.add_post("/-/read", read_all)
-    return application
+    return create_ingress_app(store, IngressSettings(brokers=default_broker_only, max_body=LIMIT))
 
 
 @pytest.fixture
@@ -218,10 +212,14 @@ async def test_a_chunked_body_at_the_limit_is_stored(url, store):
     assert event.data == body
 
 
-async def test_aiohttp_s_own_413_is_answered_with_the_configured_limit(base, http):
-    status, body = await post(http, base + "/-/read", b"x" * (LIMIT + 1))
-    assert status == 413
-    assert body["error"] == f"request body is larger than the limit of {LIMIT} bytes"
+async def test_paths_and_methods_the_ingress_does_not_serve_are_answered_in_json(base, http):
+    for method, path, status in [("POST", "/a/b/c", 404), ("GET", "/nothing", 404), ("DELETE", "/default/default", 405),
+                                 ("GET", "/default/default", 405)]:
+        async with http.request(method, base + path) as response:
+            assert response.status == status, (method, path)
+            assert "error" in await response.json(), (method, path)
+            if status == 405:
+                assert response.headers["Allow"] == "POST, OPTIONS"
 
 
 # --- metrics ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ __all__ = ["run"]
 
 
 async def run(args: argparse.Namespace) -> int:
-    configure_logging()
+    configure_logging(every_delivery=True)
     options = DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body, args.pool_size,
                          args.activation_timeout)
     try:

@@ -18,7 +18,7 @@ __all__ = ["run", "run_cluster_dispatcher", "run_dispatcher"]
 
 
 async def run(args: argparse.Namespace) -> int:
-    configure_logging()
+    configure_logging(every_delivery=args.log_deliveries)
     if args.kubernetes:
         await run_cluster_dispatcher(args.nats, readiness=args.readiness, activation_timeout=args.activation_timeout,
                                      health_port=args.health_port, autoscale=not args.no_autoscaler)

@@ -101,6 +101,8 @@ def _add_dispatcher(commands: argparse._SubParsersAction[argparse.ArgumentParser
     dispatcher.add_argument("--readiness", choices=["endpointslices", "pods"], default="endpointslices",
                             help="where function readiness comes from in a cluster")
     dispatcher.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT)
+    dispatcher.add_argument("--log-deliveries", action="store_true",
+                            help="log every successful delivery too, not only retries and dead letters")
     dispatcher.add_argument("--health-port", type=int, help="serve GET /-/health on this port (cluster mode)")
     dispatcher.add_argument("--no-autoscaler", action="store_true",
                             help="cluster mode: leave scaling to a separate `ripple autoscaler` (wake from zero only)")

@@ -216,7 +216,11 @@ class TriggerWorker:
     def _record(self, event: CloudEvent, result: DeliveryResult, attempt: int, decision: Decision) -> None:
         child(DELIVERIES, self.name, decision.action.value).inc()
         self._latency.observe(result.latency)
-        delivery_log.info(
+        level = logging.DEBUG if decision.action is Action.ACK and 200 <= result.status < 300 else logging.INFO
+        if not delivery_log.isEnabledFor(level):
+            return
+        delivery_log.log(
+            level,
             "%s id=%s status=%s attempt=%d latency=%.1fms %s%s",
             self.name,
             event.id,

@@ -13,7 +13,7 @@ Every input is hostile until checked: a request the ingress cannot use is answer
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,7 +32,8 @@ __all__ = [
     "error",
     "handshake",
     "health",
-    "json_errors",
+    "method_not_allowed",
+    "not_found",
     "receive",
 ]
 
@@ -64,59 +65,55 @@ def error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Answer aiohttp's own errors (404, 405, 413) with the same JSON body as Ripple's."""
-    try:
-        return await handler(request)
-    except web.HTTPRequestEntityTooLarge:  # aiohttp's own, if ever raised: its attributes vary between versions
-        limit = request.app[SETTINGS_KEY].max_body
-        return error(413, f"request body is larger than the limit of {limit} bytes")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
-        return error(exc.status, exc.reason, **headers)
+async def not_found(request: web.Request) -> web.Response:
+    return error(404, "Not Found")
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    return error(405, "Method Not Allowed", Allow="POST, OPTIONS")
 
 
 async def receive(request: web.Request) -> web.Response:
+    """One POST: read, decode, stamp, store, answer; every known failure answered by its status, in JSON."""
     namespace, broker = request.match_info["namespace"], request.match_info["broker"]
-    if request.app[SETTINGS_KEY].brokers(namespace, broker):
-        response = await _receive(request, namespace, broker)
-        child(INGRESS_REQUESTS, namespace, broker, str(response.status)).inc()
-    else:
-        response = error(404, f"no broker '{broker}' in namespace '{namespace}'")
-        child(INGRESS_REQUESTS, UNKNOWN_BROKER, UNKNOWN_BROKER, str(response.status)).inc()
-    return response
-
-
-async def _receive(request: web.Request, namespace: str, broker: str) -> web.Response:
     settings = request.app[SETTINGS_KEY]
+    if not settings.brokers(namespace, broker):
+        child(INGRESS_REQUESTS, UNKNOWN_BROKER, UNKNOWN_BROKER, "404").inc()
+        return error(404, f"no broker '{broker}' in namespace '{namespace}'")
     try:
         body = await read_body(request, settings.max_body)
     except BodyRefused as exc:
         response = error(exc.status, str(exc))
         response.force_close()  # what is left of the body is not read: do not reuse the connection
-        return response
+        return _counted(response, namespace, broker)
+    except web.HTTPException as exc:  # the body timeout (408), set on the payload by the server
+        response = error(exc.status, exc.text or exc.reason)
+        response.force_close()
+        return _counted(response, namespace, broker)
     try:
         arrival = now_rfc3339()  # one clock reading for every event of the request: they arrived together
         events = [stamp_arrival(e, arrival=arrival) for e in decode_request(request.headers.items(), body)]
     except EventError as exc:
-        return error(400, str(exc))
+        return _counted(error(400, str(exc)), namespace, broker)
     except UnsupportedFormat as exc:
-        return error(415, str(exc))
+        return _counted(error(415, str(exc)), namespace, broker)
     try:
         await request.app[STORE_KEY].publish_events(namespace, broker, events)
     except EventTooLarge as exc:
-        return error(413, str(exc))
+        return _counted(error(413, str(exc)), namespace, broker)
     except StoreUnavailable as exc:
         log.warning("ingress %s/%s: %s", namespace, broker, exc)
         retry = str(settings.retry_after)
-        return error(503, f"the event store is unavailable, retry later: {exc}", **{"Retry-After": retry})
+        response = error(503, f"the event store is unavailable, retry later: {exc}", **{"Retry-After": retry})
+        return _counted(response, namespace, broker)
     child(INGRESS_EVENTS, namespace, broker).inc(len(events))
+    child(INGRESS_REQUESTS, namespace, broker, "202").inc()
     return web.Response(status=202)
+
+
+def _counted(response: web.Response, namespace: str, broker: str) -> web.Response:
+    child(INGRESS_REQUESTS, namespace, broker, str(response.status)).inc()
+    return response
 
 
 async def handshake(request: web.Request) -> web.Response:
@@ -135,17 +132,24 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"nats": connected, "running": running}, status=200 if connected and running else 503)
 
 
-def create_ingress_app(store: EventStore, settings: IngressSettings) -> web.Application:
-    """The ingress as an aiohttp application (the caller owns the store's connection)."""
+def create_ingress_app(
+    store: EventStore, settings: IngressSettings, routes: Iterable[web.AbstractRouteDef] = ()
+) -> web.Application:
+    """The ingress as an aiohttp application (the caller owns the store's connection); ``routes`` are served
+    too (``ripple dev``'s status page), ahead of the answers for everything else."""
+    # No middleware: aiohttp then calls the handler directly, which is most of what a middleware costs per
+    # request (profiled). aiohttp's own answers (unknown path, method) come from the last two routes instead.
     app = web.Application(
         client_max_size=settings.max_body,
-        middlewares=[json_errors],
         handler_args={"auto_decompress": False},  # bodies are decoded, bounded, by read_body
     )
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = settings
     app.router.add_get("/-/health", health)
     app.router.add_get("/metrics", serve_metrics)
+    app.router.add_routes(routes)
     app.router.add_post("/{namespace}/{broker}", receive)
     app.router.add_route("OPTIONS", "/{namespace}/{broker}", handshake)
+    app.router.add_route("*", "/{namespace}/{broker}", method_not_allowed)
+    app.router.add_route("*", "/{path:.*}", not_found)
     return app

@@ -86,12 +86,11 @@ class LocalRipple:
         brokers = self.manifests.brokers
         settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body,
                                    healthy=dispatcher.healthy)
-        app = create_ingress_app(store, settings)
 
         async def status(request: web.Request) -> web.Response:
             return web.json_response(await collect_status(store, dispatcher, autoscaler, self.backend))
 
-        app.router.add_get("/-/status", status)
+        app = create_ingress_app(store, settings, [web.get("/-/status", status)])
         self.runner = await start_site(app, self.options.host, self.options.port, name="ingress")
         state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls()}
         (self.options.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
