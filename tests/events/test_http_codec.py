@@ -23,7 +23,7 @@ from ripple.events.http import (
     percent_encode,
     structured_document,
 )
-from ripple.events.model import CloudEvent, EventError
+from ripple.events.model import CloudEvent, EventError, loads_strict
 
 BASE = {"specversion": "1.0", "id": "order-1", "source": "/shop/orders", "type": "com.example.order.placed"}
 CE_HEADERS = {
@@ -786,3 +786,21 @@ def test_structured_round_trip_preserves_data_that_is_text_but_not_json(event: C
     restored = decode_one(*encode(event))
 
     assert restored.data == event.data
+
+
+# --- the fast JSON path keeps the standard parser's results ------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["123456789012345678901234567890", "-9223372036854775809", "18446744073709551616"])
+def test_integers_beyond_64_bits_in_data_stay_exact(number: str):
+    body = b'[{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"n":' + number.encode() + b"}}]"
+    (event,) = decode_request({"Content-Type": BATCH_CONTENT_TYPE}, body)
+    assert event.data == b'{"n":%s}' % number.encode()
+    assert event.json_data() == {"n": int(number)}
+
+
+def test_the_fast_path_and_the_standard_parser_agree_on_what_they_refuse():
+    for text in (b'[1e400]', b'[NaN]', b'{"a":1,}', b'\xff'):
+        with pytest.raises(ValueError):
+            loads_strict(text)
+    assert loads_strict(b'["\\ud83d\\ude00", 0.1, -0.0, 1E2]') == ["\U0001F600", 0.1, -0.0, 100.0]
