@@ -30,7 +30,7 @@ from ripple.dispatch.worker import ACK_WAIT, TriggerWorker
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.store import EventStore, subjects
-from ripple.store.fetching import fetch_forever
+from ripple.store.fetching import Handlers, Slots, fetch_forever
 from ripple.supervision import Supervisor
 
 __all__ = ["BACKSTOP_BATCH", "BACKSTOP_RETRY_DELAY", "PER_TRIGGER_TASKS", "Dispatcher", "TriggersNotStarted"]
@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 PER_TRIGGER_TASKS = frozenset({"trigger", "router"})
 BACKSTOP_BATCH = 16
 BACKSTOP_RETRY_DELAY = 5.0
-
-
-async def _advisory_batch() -> int:
-    return BACKSTOP_BATCH
 
 
 class TriggersNotStarted(Exception):
@@ -69,6 +65,8 @@ class Dispatcher:
         self._pinned: dict[tuple[str, str, str], list[TriggerWorker]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._advisories = False
+        self._advisory_slots = Slots(BACKSTOP_BATCH)
+        self._advisory_handlers = Handlers(self._on_advisory, self._advisory_slots)
 
     def healthy(self) -> bool:
         """Whether the dispatcher as a whole can work: one trigger's or one broker's failing loop is reported in
@@ -139,6 +137,7 @@ class Dispatcher:
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
         self.workers.clear()
         await self.supervisor.close()
+        await self._advisory_handlers.stop()
         self._advisories = False
         if self._session is not None:
             await self._session.close()
@@ -170,17 +169,17 @@ class Dispatcher:
         acknowledged only once its message is kept, and retried for as long as that takes.
         """
         await fetch_forever(self.store, subjects.ADVISORY_STREAM, self.store.ensure_advisory_stream,
-                            self._on_advisories, reserve=_advisory_batch)
+                            self._advisory_handlers.take, reserve=self._advisory_slots.reserve,
+                            release=self._advisory_slots.release)
 
-    async def _on_advisories(self, messages: list[Msg]) -> None:
-        for msg in messages:
-            try:
-                kept = await self._max_delivered(msg.data)
-            except Exception:
-                log.exception("max-deliveries backstop: handling an advisory failed; it will be retried")
-                kept = False
-            with contextlib.suppress(nats.errors.Error):
-                await (msg.ack() if kept else msg.nak(delay=BACKSTOP_RETRY_DELAY))
+    async def _on_advisory(self, msg: Msg) -> None:
+        try:
+            kept = await self._max_delivered(msg.data)
+        except Exception:
+            log.exception("max-deliveries backstop: handling an advisory failed; it will be retried")
+            kept = False
+        with contextlib.suppress(nats.errors.Error):
+            await (msg.ack() if kept else msg.nak(delay=BACKSTOP_RETRY_DELAY))
 
     async def _max_delivered(self, advisory: bytes) -> bool:
         """Keep the message an advisory names as a dead letter; ``True`` when done (or nothing is to be done)."""

@@ -27,7 +27,7 @@ from ripple.filters.index import TriggerIndex
 from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, StoreUnavailable, subjects
 from ripple.store.consumers import ROUTER_ATTEMPTS
-from ripple.store.fetching import fetch_forever
+from ripple.store.fetching import Handlers, Slots, fetch_forever
 from ripple.store.jetstream import MSG_ID_HEADER, until_stored
 from ripple.supervision import Supervisor
 
@@ -35,13 +35,10 @@ __all__ = ["FETCH_BATCH", "RETRY_DELAY", "ROUTER_TRIGGER", "BrokerRouter"]
 
 log = logging.getLogger(__name__)
 FETCH_BATCH = 256
+"""Events the router handles at once."""
 RETRY_DELAY = 1.0
 ROUTER_TRIGGER = "_router"
 """The trigger name the router's dead letters carry (no Kubernetes name has an underscore)."""
-
-
-async def _batch() -> int:
-    return FETCH_BATCH
 
 
 class BrokerRouter:
@@ -61,6 +58,8 @@ class BrokerRouter:
         self.filters: dict[str, Filter] = {}
         self.routed = 0
         self.dead_lettered = 0
+        self._slots = Slots(FETCH_BATCH)
+        self._handlers = Handlers(self._route, self._slots)
 
     def set_triggers(self, filters: Mapping[str, Filter]) -> None:
         """Route to exactly these triggers (name → filter) from now on."""
@@ -77,15 +76,14 @@ class BrokerRouter:
 
     async def stop(self) -> None:
         await self.supervisor.stop(self.task_name)
+        await self._handlers.stop()
 
     async def _run(self) -> None:
-        await fetch_forever(self.store, self.stream, self._ensure_consumer, self._route_all, reserve=_batch)
+        await fetch_forever(self.store, self.stream, self._ensure_consumer, self._handlers.take,
+                            reserve=self._slots.reserve, release=self._slots.release)
 
     async def _ensure_consumer(self) -> str:
         return await self.store.ensure_router_consumer(self.namespace, self.broker, ack_wait=self.ack_wait)
-
-    async def _route_all(self, messages: list[Msg]) -> None:
-        await asyncio.gather(*(self._route(msg) for msg in messages))
 
     async def _route(self, msg: Msg) -> None:
         stage, event = "decode", None

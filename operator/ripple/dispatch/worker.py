@@ -22,7 +22,6 @@ import aiohttp
 import nats.errors
 from nats.aio.msg import Msg
 
-from ripple._aio import cancel_and_wait
 from ripple.api.models import Trigger
 from ripple.dispatch.attempt import FILTERED_OUT, Attempt, FanoutCounter, Outcome
 from ripple.dispatch.client import DeliveryResult
@@ -36,7 +35,7 @@ from ripple.filters import Filter
 from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES, child
 from ripple.store import EventStore, subjects
 from ripple.store.consumers import ACK_WAIT
-from ripple.store.fetching import fetch_forever
+from ripple.store.fetching import Handlers, Slots, fetch_forever
 from ripple.store.jetstream import until_stored
 from ripple.supervision import Supervisor
 
@@ -93,8 +92,8 @@ class TriggerWorker:
         self.stream = subjects.stream_name(trigger.namespace, trigger.spec.broker)
         self.attempt = Attempt(trigger, store, session, resolve, self.policy, fanout, self.stats)
         self.dead_letters = DeadLetterSink(store, session, resolve, trigger, timeout=self.policy.timeout)
-        self._slots = asyncio.Semaphore(self.policy.concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = Slots(self.policy.concurrency)
+        self._handlers = Handlers(self._handle, self._slots)
         self._in_flight: dict[int, tuple[Msg, float]] = {}
         """id(msg) → the message and when JetStream last heard of it (fetched, or told it is in progress)."""
         self._filtered = child(FILTERED, self.name)
@@ -116,33 +115,13 @@ class TriggerWorker:
         Abandoned messages are not acknowledged, so JetStream redelivers them.
         """
         await self.supervisor.stop(self.task_name)
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace)
-            await cancel_and_wait(pending)
+        await self._handlers.stop(grace)
         await self.supervisor.stop(self._keep_alive_name)
 
     # --- flow: as many messages as there are free delivery slots, each in its own task -----------------------
     async def _fetch_loop(self) -> None:
-        await fetch_forever(self.store, self.stream, self._ensure_consumer, self._spawn,
-                            reserve=self._reserve_slots, release=self._release)
-
-    async def _reserve_slots(self) -> int:
-        await self._slots.acquire()
-        free = 1
-        while not self._slots.locked() and free < self.policy.concurrency:
-            await self._slots.acquire()  # does not wait: a slot is free
-            free += 1
-        return free
-
-    def _release(self, count: int) -> None:
-        for _ in range(count):
-            self._slots.release()
-
-    async def _spawn(self, messages: list[Msg]) -> None:
-        for msg in messages:
-            task = asyncio.create_task(self._handle(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        await fetch_forever(self.store, self.stream, self._ensure_consumer, self._handlers.take,
+                            reserve=self._slots.reserve, release=self._slots.release)
 
     async def _handle(self, msg: Msg) -> None:
         self.stats.in_flight += 1
@@ -164,7 +143,6 @@ class TriggerWorker:
         finally:
             del self._in_flight[id(msg)]
             self.stats.in_flight -= 1
-            self._slots.release()
 
     async def _keep_alive(self) -> None:
         """Tell JetStream that every message in flight for a third of ``ack_wait`` is still being handled, so it
