@@ -127,5 +127,16 @@ async def test_slots_reserve_everything_free_and_handlers_give_slots_back_whatev
 
     handlers = Handlers(failing, slots)
     await handlers.take([Msg(None), Msg(None)])  # type: ignore[arg-type]
-    assert await asyncio.wait_for(waiting, 2) == 2
+    assert await asyncio.wait_for(waiting, 2) == 2  # one step (half of 3, at least 1) and what else was free
     await handlers.stop()
+
+
+async def test_room_is_asked_for_in_steps_of_half_the_slots():
+    slots = Slots(8)
+    assert await slots.reserve() == 8
+    waiting = asyncio.create_task(slots.reserve())
+    slots.release(3)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # 3 free of a step of 4: no request yet
+    slots.release(1)
+    assert await asyncio.wait_for(waiting, 2) == 4

@@ -174,16 +174,27 @@ async def _watch(pull: _Pull) -> None:
 
 
 class Slots:
-    """Room for at most ``size`` messages in hand at once: :meth:`reserve` is the pull loop's ``reserve``."""
+    """Room for at most ``size`` messages in hand at once: :meth:`reserve` is the pull loop's ``reserve``.
+
+    Room is asked for in steps of half the size at least, so that a busy reader sends one pull request per
+    half-size messages, not one per message; the other half stays requested, so a message never waits for one.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.step = max(1, size // 2)
         self._free = asyncio.Semaphore(size)
 
     async def reserve(self) -> int:
-        """Wait for one free slot, then take every other free one without waiting; return how many."""
-        await self._free.acquire()
-        taken = 1
+        """Wait for :attr:`step` free slots, then take every other free one without waiting; return how many."""
+        taken = 0
+        try:
+            while taken < self.step:
+                await self._free.acquire()
+                taken += 1
+        except BaseException:
+            self.release(taken)
+            raise
         while taken < self.size and not self._free.locked():
             await self._free.acquire()  # does not wait: a slot is free
             taken += 1
