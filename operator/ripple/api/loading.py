@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ripple.api.errors import ManifestError
 from ripple.api.models import (
     GROUP,
     KINDS,
@@ -33,10 +34,6 @@ __all__ = [
 ]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be used; the message names the file, the document and the field."""
 
 
 @dataclass

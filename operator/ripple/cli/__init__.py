@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from ripple._aio import run
-from ripple.api.loading import ManifestError
+from ripple.api.errors import ManifestError
 from ripple.cli.parser import build_parser
 
 __all__ = ["main"]

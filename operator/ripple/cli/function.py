@@ -7,7 +7,7 @@ import sys
 
 from ripple._aio import wait_for_signal
 from ripple.runtime.loader import HandlerError, load_handler
-from ripple.runtime.server import create_function_app
+from ripple.runtime.server import LISTENING, create_function_app
 from ripple.serving import start_site
 
 __all__ = ["run"]
@@ -24,7 +24,7 @@ async def run(args: argparse.Namespace) -> int:
     app = create_function_app(handler, timeout=args.timeout, name=args.handler or "")
     runner = await start_site(app, args.host, args.port, name="function")
     what = f"function {args.handler}" if args.handler else "warm-pool runtime"
-    print(f"{what} listening on http://{args.host}:{args.port}", flush=True)
+    print(f"{what} {LISTENING}{args.host}:{args.port}", flush=True)
     try:
         await wait_for_signal()
     finally:

@@ -28,6 +28,7 @@ from ripple.runtime.event import FunctionEvent, reply_event
 from ripple.runtime.loader import Handler, HandlerError, is_async, load_handler
 
 __all__ = [
+    "LISTENING",
     "PARENT_PID_ENV",
     "Slot",
     "call_handler",
@@ -51,6 +52,8 @@ class Slot:
 
 
 SLOT_KEY = web.AppKey("slot", Slot)
+LISTENING = "listening on http://"
+"""What a runtime prints once it serves: whoever started it may check its readiness at once."""
 PARENT_PID_ENV = "RIPPLE_PARENT_PID"
 """Set by local mode: the runtime exits when that process is gone, so a killed ``ripple dev`` leaves nothing."""
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import aiohttp
 
 from ripple._aio import cancel_and_wait, free_port
-from ripple.runtime.server import PARENT_PID_ENV
+from ripple.runtime.server import LISTENING, PARENT_PID_ENV
+
+READY_POLL = 0.1
+"""Seconds between readiness checks of a process that has not said it listens yet."""
 
 __all__ = ["RuntimeProcess", "WarmPool"]
 
@@ -29,6 +32,8 @@ class RuntimeProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.stopping = False
         self._relay: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        """Set when the process says it listens: readiness is then checked at once instead of at the next poll."""
 
     @property
     def url(self) -> str:
@@ -57,13 +62,15 @@ class RuntimeProcess:
         while time.monotonic() < deadline:
             if self.process is None or self.process.returncode is not None:
                 raise RuntimeError(f"{self.label} exited before it was ready (see its output above)")
+            with contextlib.suppress(TimeoutError):
+                # Polling a process that is still importing takes CPU from it: ask when it says it listens.
+                await asyncio.wait_for(self._listening.wait(), READY_POLL)
             try:
                 async with session.get(f"{self.url}health", timeout=aiohttp.ClientTimeout(total=1)) as response:
                     if response.status == 200 or not healthy:
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
-            await asyncio.sleep(0.02)
         raise RuntimeError(f"{self.label} not ready after {timeout:g}s")
 
     async def specialize(self, session: aiohttp.ClientSession, spec: dict[str, object]) -> None:
@@ -74,6 +81,8 @@ class RuntimeProcess:
     async def _relay_output(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         async for line in self.process.stdout:
+            if LISTENING.encode() in line:
+                self._listening.set()
             print(f"[{self.label}] {line.decode(errors='replace').rstrip()}", flush=True)
         await self.process.wait()
         if not self.stopping and self.on_exit is not None:
