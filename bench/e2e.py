@@ -28,6 +28,9 @@ sent / seconds the generator took to send them. CPU = cores used by the ingress 
 generator's measured window; "others" = cores used meanwhile by everything else on the machine (``/proc/stat``):
 well above 0, the phase competed for the CPU.
 
+The generator and the receiver run on the event loop Ripple's processes use (uvloop where installed): they are the
+harness, the same on both paths, and on the standard loop they alone put p99 at 2,000 ev/s near 50 ms.
+
 The sustainable rate is the highest swept rate at which Ripple's p99 < 50 ms, nothing is lost and every POST got a
 202. The last line of the output is one JSON object with every figure and the Ripple/direct p99 ratios.
 """
@@ -69,7 +72,7 @@ from common import (
 )
 
 from dispatch import Child
-from ripple._aio import free_port
+from ripple._aio import free_port, loop_factory
 from ripple.api.models import API_VERSION
 
 NAMESPACE = "bench"
@@ -142,7 +145,8 @@ def receiver_main() -> None:
         await asyncio.sleep(CHILD_LIFETIME)
         await runner.cleanup()
 
-    asyncio.run(serve_for_a_while())
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(serve_for_a_while())
 
 
 # --- the load generator process ---------------------------------------------------------------------------------
@@ -457,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     if is_client_mode():
-        client_entry(client)
+        client_entry(client, loop_factory())
     elif len(sys.argv) > 2 and sys.argv[1] == RECEIVER_MODE:
         receiver_main()
     else:
