@@ -68,6 +68,10 @@ class Attempt:
         self.name = f"{trigger.namespace}/{trigger.name}"
         self.filter = trigger.spec.compiled_filter
         self.routed_subject = subjects.routed_subject(trigger.namespace, trigger.spec.broker, trigger.name)
+        # Events read from the log on a type-pinned trigger's own subjects already passed a filter that asks
+        # nothing else; redriven ones (.r.) and routed ones are the other cases.
+        self.log_prefix = subjects.all_events_subject(trigger.namespace, trigger.spec.broker)[:-1]
+        self.subjects_decide = self.filter.decided_by_type()
         self.stats = stats
 
     async def run(self, msg: Msg) -> Outcome:
@@ -77,7 +81,7 @@ class Attempt:
             event = CloudEvent.from_json_bytes(msg.data)
             # The router matched what it copied to this trigger; events read from the log are tested here.
             stage = "filter"
-            if msg.subject != self.routed_subject and not self.filter.matches(event.as_mapping()):
+            if not self._passes(msg.subject, event):
                 return FILTERED_OUT
             stage = "delivery"
             url, result = await self._deliver(event)
@@ -94,6 +98,11 @@ class Attempt:
             return Outcome(event, result, url, stamped)
         except Exception as exc:
             return self._poisoned(msg, event, stage, exc)
+
+    def _passes(self, subject: str, event: CloudEvent) -> bool:
+        if subject == self.routed_subject or (self.subjects_decide and subject.startswith(self.log_prefix)):
+            return True
+        return self.filter.matches(event.as_mapping())
 
     def _stored_form(self, reply: CloudEvent) -> bytes:
         """The reply as the store keeps it; :class:`InvalidReply` when it is too large to keep."""

@@ -77,7 +77,10 @@ class Dispatcher:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
-            self._session = aiohttp.ClientSession(connector=connector)
+            # No cookies (a delivery is not a browser session: sharing them between subscribers would leak them),
+            # and no session timeout: each delivery has its own.
+            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                                  timeout=aiohttp.ClientTimeout(total=None))
         return self._session
 
     async def apply(self, triggers: Iterable[Trigger]) -> None:

@@ -47,6 +47,11 @@ class Filter:
         """True when meeting :meth:`index_constraints` is also enough to match (for scalar attributes)."""
         return self._node.exhaustive
 
+    def decided_by_type(self) -> bool:
+        """True when the filter asks only that ``type`` be one of :meth:`pinned_types`: a consumer whose subjects
+        select exactly those types (a trigger's, see ``store.consumers``) has nothing left to test."""
+        return self._node.exhaustive and self._constraints.keys() == {"type"} and self.pinned_types() is not None
+
     def pinned_types(self) -> frozenset[str] | None:
         """The only ``type`` values a matching event can have, or None when any type can match."""
         constraint = self._constraints.get("type")
