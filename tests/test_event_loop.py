@@ -30,3 +30,21 @@ def test_an_unknown_loop_is_refused_naming_the_variable(monkeypatch: pytest.Monk
     monkeypatch.setenv(EVENT_LOOP_ENV, "trio")
     with pytest.raises(ValueError, match=EVENT_LOOP_ENV):
         loop_factory()
+
+
+def test_start_up_objects_are_frozen_out_of_collections(monkeypatch: pytest.MonkeyPatch):
+    import gc
+
+    from ripple import _aio
+
+    monkeypatch.setattr(_aio, "FREEZE_AFTER", 0.05)
+
+    async def live_a_little() -> int:
+        await asyncio.sleep(0.2)
+        return gc.get_freeze_count()
+
+    gc.unfreeze()
+    try:
+        assert run(live_a_little()) > 1000
+    finally:
+        gc.unfreeze()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import os
 import signal
@@ -10,8 +11,17 @@ import socket
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["EVENT_LOOP_ENV", "cancel_and_wait", "free_port", "loop_factory", "raise_if_cancelling", "run",
-           "wait_for_signal"]
+__all__ = [
+    "EVENT_LOOP_ENV",
+    "FREEZE_AFTER",
+    "cancel_and_wait",
+    "free_port",
+    "freeze_startup_objects",
+    "loop_factory",
+    "raise_if_cancelling",
+    "run",
+    "wait_for_signal",
+]
 
 T = TypeVar("T")
 EVENT_LOOP_ENV = "RIPPLE_EVENT_LOOP"
@@ -32,10 +42,30 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+FREEZE_AFTER = 3.0
+"""Seconds after start when a process's objects so far are frozen out of the garbage collector's scans."""
+
+
+def freeze_startup_objects() -> None:
+    """Collect once, then keep every object that exists now (modules, models, apps: tens of thousands) out of
+    later collections. A full collection over them took ~25 ms here, a pause every event in flight waits for:
+    afterwards the collector scans only what was allocated since."""
+    gc.collect()
+    gc.freeze()
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on the loop of :func:`loop_factory`, as :func:`asyncio.run` would."""
+    """Run ``main`` to completion on the loop of :func:`loop_factory`, as :func:`asyncio.run` would, freezing the
+    objects of its start-up (:func:`freeze_startup_objects`) :data:`FREEZE_AFTER` seconds in."""
+    async def started() -> T:
+        handle = asyncio.get_running_loop().call_later(FREEZE_AFTER, freeze_startup_objects)
+        try:
+            return await main
+        finally:
+            handle.cancel()
+
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main)
+        return runner.run(started())
 
 RECANCEL_AFTER = 1.0
 """Seconds to wait for a cancelled task before cancelling it again."""
