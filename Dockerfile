@@ -7,9 +7,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
+# Bytecode is compiled here, in the image: the root filesystem is read-only at run time, and without it every
+# Function start compiles aiohttp and Ripple from source (0.8 s instead of 0.3 s to import, measured).
 RUN python -m venv /opt/ripple \
- && /opt/ripple/bin/pip install --no-compile . \
- && find /opt/ripple -name '__pycache__' -type d -prune -exec rm -rf {} +
+ && /opt/ripple/bin/pip install . \
+ && /opt/ripple/bin/python -m compileall -q /opt/ripple
 
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/ripple/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

@@ -213,6 +213,7 @@ def client_entry(
     config = json.loads(sys.argv[2])
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         result = runner.run(run(config))  # type: ignore[arg-type]
+    os.set_blocking(sys.stdout.fileno(), True)  # uvloop leaves the pipe non-blocking: a long line would be cut
     print(RESULT_PREFIX + json.dumps(result, separators=(",", ":")), flush=True)
 
 
