@@ -31,10 +31,10 @@ from ripple.store.fetching import Handlers, Slots, fetch_forever
 from ripple.store.jetstream import MSG_ID_HEADER, until_stored
 from ripple.supervision import Supervisor
 
-__all__ = ["FETCH_BATCH", "RETRY_DELAY", "ROUTER_TRIGGER", "BrokerRouter"]
+__all__ = ["RETRY_DELAY", "ROUTER_IN_FLIGHT", "ROUTER_TRIGGER", "BrokerRouter"]
 
 log = logging.getLogger(__name__)
-FETCH_BATCH = 256
+ROUTER_IN_FLIGHT = 256
 """Events the router handles at once."""
 RETRY_DELAY = 1.0
 ROUTER_TRIGGER = "_router"
@@ -58,7 +58,7 @@ class BrokerRouter:
         self.filters: dict[str, Filter] = {}
         self.routed = 0
         self.dead_lettered = 0
-        self._slots = Slots(FETCH_BATCH)
+        self._slots = Slots(ROUTER_IN_FLIGHT)
         self._handlers = Handlers(self._route, self._slots)
 
     def set_triggers(self, filters: Mapping[str, Filter]) -> None:

@@ -28,7 +28,7 @@ from nats.aio.subscription import Subscription
 from ripple._aio import cancel_and_wait
 from ripple.store.jetstream import EventStore
 
-__all__ = ["EXPIRES", "FETCH_WAIT", "HEARTBEAT", "Handlers", "PullFailed", "PullStalled", "Slots", "fetch_forever"]
+__all__ = ["EXPIRES", "HEARTBEAT", "Handlers", "PullFailed", "PullStalled", "Slots", "fetch_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ EXPIRES = 30.0
 """Seconds a pull request waits on the server for messages before it ends and is renewed."""
 HEARTBEAT = 2.0
 """Seconds between the server's idle heartbeats while a pull request waits."""
-FETCH_WAIT = HEARTBEAT
-"""How soon a loop whose pull requests were lost notices it (it then ends, for its supervisor to restart)."""
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
 _HEARTBEAT_STATUS = "100"
