@@ -140,3 +140,40 @@ async def test_room_is_asked_for_in_steps_of_half_the_slots():
     assert not waiting.done()  # 3 free of a step of 4: no request yet
     slots.release(1)
     assert await asyncio.wait_for(waiting, 2) == 4
+
+
+async def test_an_event_with_a_status_header_is_an_event(store: EventStore):
+    name = await durable(store)
+    slots = Slots(2)
+    seen: list[Msg] = []
+
+    async def handle(msg: Msg) -> None:
+        seen.append(msg)
+        await msg.ack()
+
+    async def consumer() -> str:
+        return name
+
+    loop = asyncio.create_task(fetch_forever(store, STREAM, consumer, Handlers(handle, slots).take,
+                                             reserve=slots.reserve, release=slots.release))
+    try:
+        subject = subjects.event_subject("default", "default", "t")
+        await store.publish_many([(subject, b"x", {MSG_ID_HEADER: "s1", "Status": "409"})])
+        await eventually(lambda: len(seen) == 1, timeout=5)
+        assert not loop.done()
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_handler_cancelled_before_it_ran_gives_its_slot_back():
+    slots = Slots(2)
+    assert await slots.reserve() == 2
+
+    async def handle(msg: Msg) -> None:
+        raise AssertionError("never runs")
+
+    handlers = Handlers(handle, slots)
+    await handlers.take([Msg(None), Msg(None)])  # type: ignore[arg-type]
+    await handlers.stop()  # cancels both before they start
+    assert await asyncio.wait_for(slots.reserve(), 1) == 2

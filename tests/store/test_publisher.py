@@ -83,3 +83,15 @@ async def test_a_caller_that_stops_waiting_leaves_nothing_behind(nats_server):
     finally:
         await publisher.close()
         await nc.close()
+
+
+async def test_a_closed_publisher_refuses_instead_of_starting_again(nats_server):
+    nc = await nats.connect(nats_server.url)
+    publisher = Publisher(nc, timeout=1)
+    try:
+        await publisher.close()
+        with pytest.raises(nats.errors.ConnectionClosedError):
+            await publisher.publish_all([message(1, subject="silent.x")])
+        assert publisher._sweeper is None
+    finally:
+        await nc.close()

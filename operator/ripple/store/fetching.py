@@ -25,7 +25,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from ripple._aio import cancel_and_wait
+from ripple._aio import cancel_and_wait, raise_if_cancelling
 from ripple.store.jetstream import EventStore
 
 __all__ = ["EXPIRES", "HEARTBEAT", "Handlers", "PullFailed", "PullStalled", "Slots", "fetch_forever"]
@@ -40,10 +40,6 @@ _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
 _HEARTBEAT_STATUS = "100"
 _ENDED_STATUSES = frozenset({"408", "404"})
-_LEADER_CHANGED = "leadership change"
-_FATAL = ("deleted", "push based")
-"""What a 409 says when the consumer itself is gone or changed: the loop restarts and creates it again. Any other
-409 (a limit such as max waiting or max bytes, a leadership change) ends one request, not the pull."""
 
 
 class PullFailed(Exception):
@@ -85,7 +81,8 @@ class _Pull:
 
     async def _on_message(self, msg: Msg) -> None:
         self.heard = asyncio.get_running_loop().time()
-        status = msg.headers.get(_STATUS) if msg.headers else None
+        # A JetStream message always has its ack subject as reply: a Status header on it is the event's own.
+        status = msg.headers.get(_STATUS) if msg.headers and not msg.reply else None
         if status is None:
             self.outstanding -= 1
             await self.take([msg])
@@ -93,12 +90,13 @@ class _Pull:
         if status == _HEARTBEAT_STATUS:
             return
         description = (msg.headers or {}).get("Description", "").lower()
-        if status in _ENDED_STATUSES or (status == "409" and not any(f in description for f in _FATAL)):
-            undelivered = self.outstanding if _LEADER_CHANGED in description else _pending(msg)
-            undelivered = min(undelivered, self.outstanding)
+        if status in _ENDED_STATUSES or (status == "409" and _PENDING in (msg.headers or {})):
+            undelivered = min(_pending(msg), self.outstanding)  # exact: what that request did not bring
             self.outstanding -= undelivered
             self.release(undelivered)
             return
+        # Anything else (the consumer deleted, a leadership change, a request refused without saying how much it
+        # held) leaves the count unknown: the loop ends, and its restart starts from a count of zero.
         self.failure = PullFailed(f"JetStream ended the pull: {status} {description}")
 
     def stalled(self, now: float) -> bool:
@@ -152,6 +150,7 @@ async def fetch_forever(
                     pull.outstanding -= room
                     release(room)
                     raise
+                raise_if_cancelling()  # nats-py's flush may swallow the cancellation the watchdog's failure sent
     except BaseExceptionGroup as group_error:
         raise group_error.exceptions[0] from None
     finally:
@@ -216,15 +215,17 @@ class Handlers:
         for msg in messages:
             task = asyncio.create_task(self._run(msg))
             self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()  # here, not in _run: a task cancelled before it started still gives its slot back
 
     async def _run(self, msg: Msg) -> None:
         try:
             await self.handle(msg)
         except Exception:  # each handler settles its own failures: this is the net under them
             log.exception("handling message %s raised; it will be redelivered", msg.subject)
-        finally:
-            self.slots.release()
 
     async def stop(self, grace: float = 0.0) -> None:
         """Let the handlers in flight finish for ``grace`` seconds, then cancel the rest (their messages are not

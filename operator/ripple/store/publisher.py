@@ -45,6 +45,7 @@ class Publisher:
         self._tokens = itertools.count()
         self._starting = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def waiting(self) -> int:
@@ -63,6 +64,8 @@ class Publisher:
     async def publish_all(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[PubAck]:
         """Send every ``(subject, payload, headers)`` back to back and wait for all their acknowledgements, each
         within :attr:`timeout`; raise the first error (nats-py's, JetStream's, or :class:`TimeoutError`)."""
+        if self._closed:
+            raise nats.errors.ConnectionClosedError()
         if self._subscription is None:
             await self.start()
         loop = asyncio.get_running_loop()
@@ -84,6 +87,8 @@ class Publisher:
             for future in futures:
                 if not future.done():
                     future.cancel()
+                elif not future.cancelled():
+                    future.exception()  # read, so that failures after the first are not logged as lost
 
     async def _sweep(self) -> None:
         """Fail, with :class:`TimeoutError`, every message whose acknowledgement is late."""
@@ -117,6 +122,7 @@ class Publisher:
 
     async def close(self) -> None:
         """Stop: every message still waiting fails (its connection is going), so that no caller waits for ever."""
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
