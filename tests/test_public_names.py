@@ -35,6 +35,7 @@ PACKAGE_API: dict[str, set[str]] = {
     "ripple.kube": set(),
     "ripple.local": set(),
     "ripple.scaling": set(),
+    "ripple.sources": set(),
     # Packages with a facade.
     "ripple.cli": {"main"},
     "ripple.cluster": {"ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "run_supervised"},

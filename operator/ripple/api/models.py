@@ -50,6 +50,7 @@ __all__ = [
     "StorageSource",
     "Trigger",
     "TriggerSpec",
+    "WebhookSignature",
     "WebhookSource",
     "backoff",
     "default_broker",
@@ -354,13 +355,31 @@ class CeOverrides(Model):
         return self
 
 
+SIGNATURE_SCHEMES = ("github", "stripe", "hmac-sha256", "token")
+
+
+class WebhookSignature(Model):
+    """How a webhook proves that a request comes from its sender; a request that fails is answered 401."""
+
+    scheme: Literal["github", "stripe", "hmac-sha256", "token"]
+    """github: X-Hub-Signature-256; stripe: Stripe-Signature (timestamped); hmac-sha256: a hex HMAC-SHA256 of the
+    body in ``header``; token: a bearer token in ``header``."""
+    secret_ref: SecretKeyRef
+    """The shared secret (the HMAC key, or the token)."""
+    header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    """Header carrying the signature (hmac-sha256: X-Ripple-Signature; token: Authorization); github and stripe
+    use theirs."""
+    tolerance: Duration = "PT5M"
+    """stripe: how far the signed timestamp may be from now."""
+
+
 class WebhookSource(Model):
     path: str = Field(default="/", pattern=r"^/[^\s]*$")
     """URL path the source listens on."""
     event_type: str = Field(default="dev.ripple.webhook", min_length=1)
     """CloudEvents type of the events made from requests (CloudEvents sent as such keep theirs)."""
-    secret_ref: SecretKeyRef | None = None
-    """HMAC-SHA256 key: requests must carry a valid X-Ripple-Signature."""
+    signature: WebhookSignature | None = None
+    """How requests are verified; without it the endpoint is open (the EventSource's status says so)."""
 
 
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly|every \S+)|(\S+\s+){4}\S+)$"
