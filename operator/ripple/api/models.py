@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from ripple.api.durations import Duration, seconds
+from ripple.api.schedules import Schedule, ScheduleError
 from ripple.filters import Filter, compile_filter
 
 __all__ = [
@@ -394,6 +395,16 @@ class PingSource(Model):
     """Payload of each event."""
     content_type: str = "application/json"
     """Content type of the payload."""
+    catch_up: Duration | None = None
+    """On start, also fire the ticks missed within this long (none by default: missed ticks are not replayed)."""
+
+    @model_validator(mode="after")
+    def _schedule(self) -> PingSource:
+        try:
+            Schedule(self.schedule, self.timezone)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class ResourceSelector(Model):

@@ -1,4 +1,4 @@
-"""spec.webhook.signature in local mode: the same refusals as the API server, naming the field."""
+"""spec.webhook.signature and spec.ping in local mode: the same refusals as the API server, naming the field."""
 
 from __future__ import annotations
 
@@ -42,3 +42,23 @@ def test_invalid_signatures_are_refused_naming_the_field(signature: dict[str, An
         source({"signature": signature})
     assert any(field in ".".join(map(str, error["loc"])) or field in str(error["loc"])
                for error in caught.value.errors())
+
+
+@pytest.mark.parametrize(("ping", "message"), [
+    ({"schedule": "61 * * * *"}, "invalid cron schedule"),
+    ({"schedule": "@hourly", "timezone": "Mars/Olympus"}, "unknown time zone"),
+    ({"schedule": "@every 5x"}, "@every takes a duration"),
+])
+def test_invalid_ping_schedules_are_refused_in_local_mode(ping: dict[str, Any], message: str):
+    with pytest.raises(ValidationError, match=message):
+        EventSource.model_validate({"apiVersion": "ripple.dev/v1alpha1", "kind": "EventSource",
+                                    "metadata": {"name": "tick", "namespace": "shop"},
+                                    "spec": {"sink": SINK, "ping": ping}})
+
+
+def test_a_ping_catch_up_window():
+    ping = EventSource.model_validate({"apiVersion": "ripple.dev/v1alpha1", "kind": "EventSource",
+                                       "metadata": {"name": "tick", "namespace": "shop"},
+                                       "spec": {"sink": SINK, "ping": {"schedule": "@every 1m",
+                                                                       "catchUp": "PT1H"}}}).spec.ping
+    assert ping is not None and seconds(ping.catch_up or "PT0S") == 3600
