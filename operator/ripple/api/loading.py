@@ -19,9 +19,11 @@ from ripple.api.models import (
     EventSource,
     Function,
     Resource,
+    SecretKeyRef,
     Trigger,
     default_broker,
 )
+from ripple.api.secrets import LocalSecret, is_secret, parse_secret
 from ripple.filters import FilterError
 
 __all__ = [
@@ -44,6 +46,8 @@ class Manifests:
     triggers: dict[tuple[str, str], Trigger] = field(default_factory=dict)
     brokers: dict[tuple[str, str], Broker] = field(default_factory=dict)
     event_sources: dict[tuple[str, str], EventSource] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], LocalSecret] = field(default_factory=dict)
+    """``v1`` Secrets, which sources' ``secretRef`` fields name."""
     origins: dict[tuple[str, str, str], Path] = field(default_factory=dict)
     """(kind, namespace, name) → the file that declared it; relative paths in a spec start from there."""
 
@@ -107,6 +111,12 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
     for path in manifest_files(paths):
         for index, doc in _documents(path):
             where = f"{path}: document {index}"
+            if is_secret(doc):
+                secret = parse_secret(doc, where)
+                if secret.key in found.secrets:
+                    raise ManifestError(f"{where}: Secret '{secret.namespace}/{secret.name}' is already declared")
+                found.secrets[secret.key] = secret
+                continue
             resource = parse_resource(doc, where)
             if resource is None:
                 continue
@@ -136,6 +146,8 @@ def _add_default_brokers(found: Manifests) -> None:
 
 
 def _check_references(found: Manifests) -> None:
+    for source in found.event_sources.values():
+        _check_secret_refs(found, source)
     for trigger in found.triggers.values():
         where = f"{found.origin(trigger)} (Trigger '{trigger.namespace}/{trigger.name}')"
         if (trigger.namespace, trigger.spec.broker) not in found.brokers:
@@ -149,6 +161,30 @@ def _check_references(found: Manifests) -> None:
             _ = trigger.spec.compiled_filter
         except FilterError as exc:
             raise ManifestError(f"{where}: spec.{exc}") from None
+
+
+def _secret_refs(source: EventSource) -> list[tuple[str, SecretKeyRef]]:
+    spec, refs = source.spec, []
+    if spec.webhook is not None and spec.webhook.signature is not None:
+        refs.append(("spec.webhook.signature.secretRef", spec.webhook.signature.secret_ref))
+    if spec.postgres is not None:
+        refs.append(("spec.postgres.connectionSecretRef", spec.postgres.connection_secret_ref))
+    if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
+        refs.append(("spec.storage.credentialsSecretRef", spec.storage.credentials_secret_ref))
+    if spec.nats is not None and spec.nats.credentials_secret_ref is not None:
+        refs.append(("spec.nats.credentialsSecretRef", spec.nats.credentials_secret_ref))
+    return refs
+
+
+def _check_secret_refs(found: Manifests, source: EventSource) -> None:
+    """Every Secret a source names must be declared, with the key it names (in its own namespace)."""
+    where = f"{found.origin(source)} (EventSource '{source.namespace}/{source.name}')"
+    for field_name, ref in _secret_refs(source):
+        secret = found.secrets.get((source.namespace, ref.name))
+        if secret is None:
+            raise ManifestError(f"{where}: {field_name}: no Secret '{ref.name}' in namespace {source.namespace}")
+        if ref.key not in secret.data:
+            raise ManifestError(f"{where}: {field_name}: Secret '{ref.name}' has no key '{ref.key}'")
 
 
 def _check_destination(found: Manifests, trigger: Trigger, dest: Destination, field_name: str, where: str) -> None:
