@@ -331,20 +331,25 @@ async def wait_ready(store: EventStore, child: Child, consumers: Sequence[str]) 
         await asyncio.sleep(0.05)
 
 
-async def wait_receiver(child: Child, url: str) -> None:
+async def wait_http(child: Child, url: str) -> None:
+    """Until ``GET url`` answers 200; fail with the child's log if it exits or does not answer in time."""
     deadline = time.monotonic() + READY_TIMEOUT
     async with aiohttp.ClientSession() as session:
         while True:
             child.check_alive()
             try:
-                async with session.get(f"{url}/-/count") as response:
+                async with session.get(url) as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"receiver not answering on {url}:\n{child.log_tail()}")
+                raise RuntimeError(f"{child.name} not answering on {url}:\n{child.log_tail()}")
             await asyncio.sleep(0.05)
+
+
+async def wait_receiver(child: Child, url: str) -> None:
+    await wait_http(child, f"{url}/-/count")
 
 
 # --- the receiver process -------------------------------------------------------------------------------------

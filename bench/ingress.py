@@ -86,7 +86,7 @@ from common import (
     table,
 )
 
-from dispatch import Child
+from dispatch import Child, wait_http
 from ripple._aio import free_port, loop_factory
 from ripple.api.models import API_VERSION, BrokerSpec
 from ripple.events.extensions import stamp_arrival
@@ -106,7 +106,6 @@ PHASES = ("noop-single", "ingress-single", "noop-batch", "ingress-batch", "publi
 SAMPLE_ERRORS = 5
 NOOP_MODE = "noop-server"
 HOST = "127.0.0.1"
-READY_TIMEOUT = 30.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -334,21 +333,6 @@ def noop_app() -> web.Application:
 def noop_main(port: int) -> None:
     """The no-op server process: plain aiohttp on the standard asyncio loop, no access log."""
     web.run_app(noop_app(), host=HOST, port=port, access_log=None, print=None, handle_signals=True)
-
-
-async def wait_http(child: Child, url: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            child.check_alive()
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{child.name} did not answer {url} within {READY_TIMEOUT:g}s:\n{child.log_tail()}")
 
 
 @dataclass

@@ -4,11 +4,14 @@ timed out by the sweep, nothing left waiting."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import nats
 import nats.errors
 import nats.js.errors
 import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
 
 from ripple.store import EventStore, subjects
 from ripple.store.jetstream import MSG_ID_HEADER
@@ -44,54 +47,50 @@ async def test_a_subject_no_stream_takes_fails_at_once(store: EventStore):
     assert store.publisher.waiting == 0
 
 
-async def test_an_acknowledgement_that_never_comes_times_out(nats_server):
+@pytest.fixture
+async def silent(nats_server) -> AsyncIterator[tuple[NATS, Subscription]]:
+    """A connection, and a subscriber on ``silent.>`` that takes every message and never answers."""
     nc = await nats.connect(nats_server.url)
-    silent = await nc.subscribe("silent.>")  # takes the message, never answers
+    try:
+        yield nc, await nc.subscribe("silent.>")
+    finally:
+        await nc.close()
+
+
+async def test_an_acknowledgement_that_never_comes_times_out(silent):
+    nc, subscription = silent
     publisher = Publisher(nc, timeout=0.3)
     try:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(publisher.publish_all([message(1, subject="silent.x")]), 5)
         assert publisher.waiting == 0
-        assert (await silent.next_msg(timeout=1)).data == b"1"
+        assert (await subscription.next_msg(timeout=1)).data == b"1"
     finally:
         await publisher.close()
-        await nc.close()
 
 
-async def test_closing_fails_whatever_still_waits(nats_server):
-    nc = await nats.connect(nats_server.url)
-    await nc.subscribe("silent.>")
-    publisher = Publisher(nc, timeout=30)
-    try:
-        waiting = asyncio.create_task(publisher.publish_all([message(1, subject="silent.x")]))
-        await eventually(lambda: publisher.waiting == 1)
-        await publisher.close()
-        with pytest.raises(nats.errors.ConnectionClosedError):
-            await asyncio.wait_for(waiting, 2)
-    finally:
-        await nc.close()
+async def test_closing_fails_whatever_still_waits(silent):
+    publisher = Publisher(silent[0], timeout=30)
+    waiting = asyncio.create_task(publisher.publish_all([message(1, subject="silent.x")]))
+    await eventually(lambda: publisher.waiting == 1)
+    await publisher.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await asyncio.wait_for(waiting, 2)
 
 
-async def test_a_caller_that_stops_waiting_leaves_nothing_behind(nats_server):
-    nc = await nats.connect(nats_server.url)
-    await nc.subscribe("silent.>")
-    publisher = Publisher(nc, timeout=30)
+async def test_a_caller_that_stops_waiting_leaves_nothing_behind(silent):
+    publisher = Publisher(silent[0], timeout=30)
     try:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(publisher.publish_all([message(i, subject="silent.x") for i in range(5)]), 0.2)
         assert publisher.waiting == 0
     finally:
         await publisher.close()
-        await nc.close()
 
 
-async def test_a_closed_publisher_refuses_instead_of_starting_again(nats_server):
-    nc = await nats.connect(nats_server.url)
-    publisher = Publisher(nc, timeout=1)
-    try:
-        await publisher.close()
-        with pytest.raises(nats.errors.ConnectionClosedError):
-            await publisher.publish_all([message(1, subject="silent.x")])
-        assert publisher._sweeper is None
-    finally:
-        await nc.close()
+async def test_a_closed_publisher_refuses_instead_of_starting_again(silent):
+    publisher = Publisher(silent[0], timeout=1)
+    await publisher.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await publisher.publish_all([message(1, subject="silent.x")])
+    assert publisher._sweeper is None

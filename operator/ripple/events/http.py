@@ -84,14 +84,18 @@ def decode_request(headers: Mapping[str, str] | Iterable[tuple[str, str]], body:
     return [_decode_binary(pairs, content_type, body)]
 
 
+def carries_cloudevents(headers: Mapping[str, str]) -> bool:
+    """Whether an HTTP message says it carries CloudEvents: ``ce-`` headers, or a CloudEvents media type."""
+    kind = media_type(next((v for k, v in headers.items() if k.lower() == "content-type"), None))
+    return kind.startswith("application/cloudevents") or any(k.lower().startswith(_HEADER_PREFIX) for k in headers)
+
+
 def decode_message(headers: Mapping[str, str], body: bytes) -> CloudEvent | None:
     """Read a single event from a response or request, or ``None`` when the message carries none.
 
     Used for replies: a 200 whose body is not a CloudEvent is not an error, it is simply not a reply.
     """
-    kind = media_type(next((v for k, v in headers.items() if k.lower() == "content-type"), None))
-    has_ce_headers = any(k.lower().startswith(_HEADER_PREFIX) for k in headers)
-    if not has_ce_headers and not kind.startswith("application/cloudevents"):
+    if not carries_cloudevents(headers):
         return None
     events = decode_request(headers, body)
     return events[0] if len(events) == 1 else None
@@ -296,6 +300,7 @@ __all__ = [
     "SPEC_VERSION",
     "STRUCTURED_CONTENT_TYPE",
     "UnsupportedFormat",
+    "carries_cloudevents",
     "decode_message",
     "decode_request",
     "encode_batch",

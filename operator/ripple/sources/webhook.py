@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ripple.api.models import API_VERSION, CeOverrides, WebhookSource
-from ripple.events.http import decode_message, decode_request
+from ripple.events.http import carries_cloudevents, decode_request
 from ripple.events.model import CloudEvent, EventError, is_json_media_type, try_json
 
 __all__ = ["IDEMPOTENCY_HEADER", "source_path", "webhook_events"]
@@ -39,7 +39,7 @@ def webhook_events(spec: WebhookSource, namespace: str, name: str, headers: Mapp
 
     ``headers`` must look names up case-insensitively (aiohttp's request headers do).
     """
-    if decode_message(headers, body) is not None or _is_cloudevents_body(headers):
+    if carries_cloudevents(headers):
         events = decode_request(headers.items(), body)
     else:
         events = [_made_event(spec, namespace, name, headers, body)]
@@ -47,10 +47,6 @@ def webhook_events(spec: WebhookSource, namespace: str, name: str, headers: Mapp
     if not extensions:
         return events
     return [CloudEvent.create({**e.attributes, **extensions}, e.data) for e in events]
-
-
-def _is_cloudevents_body(headers: Mapping[str, str]) -> bool:
-    return headers.get("Content-Type", "").strip().lower().startswith("application/cloudevents")
 
 
 def _made_event(spec: WebhookSource, namespace: str, name: str, headers: Mapping[str, str],
