@@ -20,6 +20,7 @@ __all__ = [
     "INGRESS_REQUESTS",
     "POISON_EVENTS",
     "REPLIES",
+    "SOURCE_EVENTS",
     "TASK_RESTARTS",
     "child",
     "serve_metrics",
@@ -54,6 +55,13 @@ POISON_EVENTS = Counter(
     "ripple_poison_events_total",
     "Events whose handling raised, by stage: decode, filter, delivery, reply, router-decode, router-filter.",
     ["stage"],
+)
+SOURCE_EVENTS = Counter(
+    "ripple_source_events_total",
+    "Events of EventSources (namespace/name) by outcome: sent (the sink accepted), retried, dead-lettered, "
+    "refused (a webhook request that failed its signature), rejected (not usable as an event), unavailable "
+    "(the sink did not accept; the webhook sender was told to retry).",
+    ["source", "outcome"],
 )
 COLD_STARTS = Counter("ripple_cold_starts_total", "Functions woken from zero replicas.", ["function"])
 

@@ -90,8 +90,15 @@ KINDS: tuple[KindInfo, ...] = (
         _status(subscriberUri=_url("Resolved URL of the subscriber."),
                 deadLetterSinkUri=_url("Resolved URL of the dead-letter sink, if any.")),
     ),
-    KindInfo(EventSource, "eventsources", ("evsrc",), (("Sink", "string", ".status.sinkUri"),),
-             _status(sinkUri=_url("Resolved URL of the sink."))),
+    KindInfo(
+        EventSource, "eventsources", ("evsrc",),
+        (("Kind", "string", ".status.sourceKind"), ("Sink", "string", ".status.sinkUri"),
+         ("URL", "string", ".status.address.url")),
+        _status(sinkUri=_url("Resolved URL of the sink."), address=ADDRESS,
+                sourceKind={"type": "string", "description": "Which kind of source this is (webhook, ping, ...)."},
+                verification={"type": "string", "description": "webhook: the signature scheme requests are checked "
+                                                               "with, or 'none' when the endpoint is open."}),
+    ),
 )
 
 

@@ -140,7 +140,8 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
 
 
 def _add_default_brokers(found: Manifests) -> None:
-    namespaces = {key[0] for table in (found.functions, found.triggers, found.brokers) for key in table}
+    tables = (found.functions, found.triggers, found.brokers, found.event_sources)
+    namespaces = {key[0] for table in tables for key in table}
     for namespace in namespaces or {"default"}:
         found.brokers.setdefault((namespace, "default"), default_broker(namespace))
 
@@ -148,6 +149,17 @@ def _add_default_brokers(found: Manifests) -> None:
 def _check_references(found: Manifests) -> None:
     for source in found.event_sources.values():
         _check_secret_refs(found, source)
+        where = f"{found.origin(source)} (EventSource '{source.namespace}/{source.name}')"
+        sink = source.spec.sink
+        if sink.ref is not None and sink.ref.kind == "Broker":
+            namespace, name = sink.ref.key(source.namespace)
+            if (namespace, name) not in found.brokers:
+                raise ManifestError(f"{where}: spec.sink.ref: no Broker '{name}' in namespace {namespace}")
+        else:
+            _check_destination(found, source, sink, "spec.sink", where)
+        if source.spec.delivery.dead_letter_sink is not None:
+            _check_destination(found, source, source.spec.delivery.dead_letter_sink, "spec.delivery.deadLetterSink",
+                               where)
     for trigger in found.triggers.values():
         where = f"{found.origin(trigger)} (Trigger '{trigger.namespace}/{trigger.name}')"
         if (trigger.namespace, trigger.spec.broker) not in found.brokers:
@@ -155,8 +167,8 @@ def _check_references(found: Manifests) -> None:
             raise ManifestError(f"{where}: spec.broker: no Broker '{broker}' in namespace {trigger.namespace}")
         _check_destination(found, trigger, trigger.spec.subscriber, "spec.subscriber", where)
         if trigger.spec.delivery.dead_letter_sink is not None:
-            sink = trigger.spec.delivery.dead_letter_sink
-            _check_destination(found, trigger, sink, "spec.delivery.deadLetterSink", where)
+            dead = trigger.spec.delivery.dead_letter_sink
+            _check_destination(found, trigger, dead, "spec.delivery.deadLetterSink", where)
         try:
             _ = trigger.spec.compiled_filter
         except FilterError as exc:
@@ -187,9 +199,9 @@ def _check_secret_refs(found: Manifests, source: EventSource) -> None:
             raise ManifestError(f"{where}: {field_name}: Secret '{ref.name}' has no key '{ref.key}'")
 
 
-def _check_destination(found: Manifests, trigger: Trigger, dest: Destination, field_name: str, where: str) -> None:
+def _check_destination(found: Manifests, referrer: Resource, dest: Destination, field_name: str, where: str) -> None:
     if dest.ref is None:
         return
-    namespace, _ = key = dest.ref.key(trigger.namespace)
+    namespace, _ = key = dest.ref.key(referrer.namespace)
     if key not in found.functions:
         raise ManifestError(f"{where}: {field_name}.ref: no Function '{dest.ref.name}' in namespace {namespace}")

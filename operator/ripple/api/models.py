@@ -460,6 +460,12 @@ class StorageSource(Model):
 
 
 class NatsSource(Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.stream) == has(self.durable)",
+         "message": "stream and durable are set together or not at all"},
+        {"rule": "!has(self.stream) || !has(self.queueGroup)", "message": "queueGroup is for core NATS only"},
+    ]})
+
     url: str = Field(pattern=r"^(nats|tls)://[^\s]+$")
     """NATS server URL."""
     subject: str = Field(min_length=1)
@@ -468,6 +474,19 @@ class NatsSource(Model):
     """Share messages among the source's replicas."""
     credentials_secret_ref: SecretKeyRef | None = None
     """Credentials file content."""
+    stream: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    """A JetStream stream holding the subject: messages are then read by the ``durable`` consumer and acked only
+    after the sink accepted them (at least once); without it the subscription is core NATS (at most once)."""
+    durable: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    """Name of the durable JetStream consumer (with ``stream``), so a restarted adapter resumes where it left."""
+
+    @model_validator(mode="after")
+    def _jetstream(self) -> NatsSource:
+        if (self.stream is None) != (self.durable is None):
+            raise ValueError("stream and durable are set together (JetStream) or not at all (core NATS)")
+        if self.stream is not None and self.queue_group is not None:
+            raise ValueError("queueGroup is for core NATS; a durable JetStream consumer is shared by its replicas")
+        return self
 
 
 SOURCE_KINDS = ("webhook", "ping", "kubernetes", "postgres", "storage", "nats")
@@ -483,6 +502,8 @@ class EventSourceSpec(Model):
     """Where the events go."""
     ce_overrides: CeOverrides | None = None
     """Changes applied to every event before it is sent."""
+    delivery: DeliverySpec = Field(default_factory=DeliverySpec)
+    """Retries and dead-letter sink of the events the source sends (a webhook's sender retries its own)."""
     webhook: WebhookSource | None = None
     """Events from HTTP requests."""
     ping: PingSource | None = None

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_crds(commands)
     _add_status(commands)
     _add_dlq(commands)
+    _add_source(commands)
     return parser
 
 
@@ -161,3 +162,19 @@ def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dlq_redrive = dlq_commands.add_parser("redrive", help="send dead letters back to the broker or one trigger")
     dlq_redrive.add_argument("sequences", type=int, nargs="*", help="which ones (default: all)")
     dlq_redrive.add_argument("--trigger", help="deliver to this trigger only (name in the broker's namespace)")
+
+
+def _add_source(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    source = commands.add_parser("source", help="run one EventSource's adapter (what the operator deploys)")
+    actions = source.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="read the source's upstream and send its events to the sink")
+    run.add_argument("--source", default=None,
+                     help="the EventSource as a JSON or YAML file (default: $RIPPLE_EVENTSOURCE, as JSON)")
+    run.add_argument("--sink", default=None, help="URL of the sink (default: $RIPPLE_SINK_URI)")
+    run.add_argument("--dead-letter-sink", default=None, help="URL of the dead-letter sink, if any")
+    run.add_argument("--secrets-dir", type=Path, default=Path("/var/run/ripple/secrets"),
+                     help="where the source's Secrets are mounted, one directory per Secret")
+    run.add_argument("--nats", default=None, help="NATS URL, for the broker's dead-letter stream")
+    run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--port", type=int, default=8080)
+    run.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted webhook request, in bytes")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from ripple._aio import wait_for_signal
@@ -15,8 +17,9 @@ from ripple.api.loading import Manifests, load_manifests
 from ripple.defaults import DATA_DIR, MAX_BODY, SCALE_DOWN_DELAY
 from ripple.dispatch import Dispatcher
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.local.functions import launch_specs
+from ripple.local.functions import LocalModeError, launch_specs
 from ripple.local.nats_server import NatsServer
+from ripple.local.sources import LocalSources
 from ripple.local.status import collect_status
 from ripple.scaling.activator import DEFAULT_ACTIVATION_TIMEOUT, Activator
 from ripple.scaling.autoscaler import Autoscaler
@@ -24,10 +27,21 @@ from ripple.scaling.local import LocalProcessBackend
 from ripple.serving import start_site
 from ripple.store import EventStore
 
-__all__ = ["DevOptions", "LocalRipple", "run_dev"]
+__all__ = ["DevOptions", "LocalRipple", "SourceRefused", "kubeconfig_found", "run_dev"]
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
+
+
+class SourceRefused(LocalModeError):
+    """An EventSource of the manifests cannot run in local mode; the message says which and why."""
+
+
+def kubeconfig_found() -> bool:
+    """Whether a kubeconfig is set (``KUBECONFIG``) or in its usual place, for Kubernetes sources."""
+    paths = os.environ.get("KUBECONFIG", "").split(os.pathsep) if os.environ.get("KUBECONFIG") else []
+    candidates = [Path(p) for p in paths if p] or [Path.home() / ".kube" / "config"]
+    return any(path.is_file() for path in candidates)
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,8 @@ class LocalRipple:
         self.dispatcher: Dispatcher | None = None
         self.autoscaler: Autoscaler | None = None
         self.runner: web.AppRunner | None = None
+        self.sources: LocalSources | None = None
+        self.session: aiohttp.ClientSession | None = None
 
     @property
     def ingress_url(self) -> str:
@@ -83,21 +99,33 @@ class LocalRipple:
         self.dispatcher = dispatcher = Dispatcher(store, activator.resolve)
         await dispatcher.apply(self.manifests.triggers.values())
         await autoscaler.start()
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        self.sources = sources = LocalSources(self.manifests, store, self.session, activator.resolve,
+                                              max_body=self.options.max_body, kubeconfig_available=kubeconfig_found())
+        refusals = sources.refusals()
+        if refusals:
+            raise SourceRefused("; ".join(refusals))
         brokers = self.manifests.brokers
         settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body,
                                    healthy=dispatcher.healthy)
 
         async def status(request: web.Request) -> web.Response:
-            return web.json_response(await collect_status(store, dispatcher, autoscaler, self.backend))
+            found = await collect_status(store, dispatcher, autoscaler, self.backend)
+            return web.json_response({**found, "sources": sources.status()})
 
-        app = create_ingress_app(store, settings, [web.get("/-/status", status)])
+        app = create_ingress_app(store, settings, [web.get("/-/status", status), *sources.routes()])
         self.runner = await start_site(app, self.options.host, self.options.port, name="ingress")
         state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls()}
         (self.options.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        sources.start()
 
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.sources is not None:
+            await self.sources.close()
+        if self.session is not None:
+            await self.session.close()
         if self.autoscaler is not None:
             await self.autoscaler.stop()
         if self.dispatcher is not None:
@@ -121,6 +149,9 @@ async def run_dev(options: DevOptions) -> int:
         print(f"ripple dev: {len(manifests.functions)} functions, {len(manifests.triggers)} triggers", flush=True)
         for url in local.broker_urls():
             print(f"broker ready: {url}", flush=True)
+        assert local.sources is not None
+        for line in local.sources.ready_lines(local.ingress_url):
+            print(line, flush=True)
         await wait_for_signal()
         print("ripple dev: stopping", flush=True)
     finally:

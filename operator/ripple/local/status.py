@@ -56,7 +56,7 @@ async def collect_status(
 
 
 def format_status(status: dict[str, Any]) -> str:
-    """Two tables, functions then triggers, as ``kubectl get`` would print them."""
+    """Tables of functions, triggers and (when there are any) sources, as ``kubectl get`` would print them."""
     lines = [f"{'FUNCTION':<32} {'DESIRED':>7} {'READY':>5} {'DEMAND':>6} {'COLD STARTS':>11} {'LAST COLD START':>15}"]
     for name, fn in status["functions"].items():
         last = "-" if fn["lastColdStartSeconds"] is None else f"{fn['lastColdStartSeconds'] * 1000:.0f}ms"
@@ -69,6 +69,14 @@ def format_status(status: dict[str, Any]) -> str:
         pending = "-" if trig["pending"] is None else trig["pending"]
         lines.append(f"{name:<32} {pending:>7} {trig['inFlight']:>9} {trig['delivered']:>9} {trig['retried']:>7} "
                      f"{trig['deadLettered']:>13}")
+    sources = status.get("sources") or {}
+    if sources:
+        lines.append("")
+        lines.append(f"{'SOURCE':<32} {'KIND':<10} {'SINK':<28} {'SENT':>6} {'RETRIED':>7} {'DEAD-LETTERED':>13} "
+                     f"{'REFUSED':>7}  LAST ERROR")
+        for name, src in sources.items():
+            lines.append(f"{name:<32} {src['kind']:<10} {src['sink']:<28} {src['sent']:>6} {src['retried']:>7} "
+                         f"{src['deadLettered']:>13} {src['refused']:>7}  {src['lastError'] or '-'}")
     return "\n".join(lines)
 
 

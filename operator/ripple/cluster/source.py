@@ -1,0 +1,128 @@
+"""``ripple source run``: one EventSource's adapter in its own Deployment, as the operator makes it.
+
+The operator hands the adapter everything resolved: the EventSource itself (``RIPPLE_EVENTSOURCE``, JSON), the
+sink's URL (``status.sinkUri``), the dead-letter sink's URL, the Secrets it names mounted as files
+(``<secrets dir>/<secret name>/<key>``) and NATS, for the dead-letter stream of the broker the source feeds. The
+adapter runs on its own ServiceAccount, which may do no more than the source needs.
+
+It serves ``/-/health`` (503 while its reader keeps failing, so Kubernetes restarts it), ``/metrics`` and, for
+a webhook source, the webhook at ``spec.webhook.path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from ripple._aio import wait_for_signal
+from ripple.api.durations import seconds
+from ripple.api.models import EventSource, SecretKeyRef
+from ripple.events.model import CloudEvent
+from ripple.ingress.app import error
+from ripple.kube.client import load_kube_config
+from ripple.metrics import serve_metrics
+from ripple.serving import start_site
+from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, dead_letter_name
+from ripple.sources.sink import HttpSink
+from ripple.store import EventStore
+from ripple.supervision import Supervisor
+
+__all__ = ["READY", "SECRETS_DIR", "AdapterOptions", "file_secrets", "run_source_adapter"]
+
+log = logging.getLogger(__name__)
+
+SECRETS_DIR = Path("/var/run/ripple/secrets")
+READY = "source adapter listening on "
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    source: EventSource
+    sink_url: str
+    dead_letter_sink_url: str | None = None
+    secrets_dir: Path = SECRETS_DIR
+    nats_url: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body: int = 1024 * 1024
+
+
+def file_secrets(directory: Path) -> SecretLookup:
+    """Secret keys read from files, as Kubernetes mounts a Secret volume (one directory per Secret)."""
+
+    def lookup(ref: SecretKeyRef) -> bytes:
+        path = directory / ref.name / ref.key
+        try:
+            return path.read_bytes()
+        except OSError:
+            raise SecretMissing(f"no key '{ref.key}' in Secret '{ref.name}' (nothing mounted at {path})") from None
+
+    return lookup
+
+
+async def run_source_adapter(options: AdapterOptions) -> int:
+    source = options.source
+    delivery = source.spec.delivery
+    timeout, structured = seconds(delivery.timeout), delivery.format == "json"
+    stores: list[EventStore] = []
+    """NATS, connected the first time a dead letter needs the stream (most adapters never do)."""
+    supervisor = Supervisor()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        ref = source.spec.sink.ref
+        broker = ref.key(source.namespace) if ref is not None and ref.kind == "Broker" \
+            else (source.namespace, "default")
+
+        async def keep(letter: CloudEvent) -> bool:
+            if options.nats_url is None:
+                return False
+            try:
+                if not stores:
+                    stores.append(await EventStore.connect(options.nats_url, name=f"ripple-source-{source.name}"))
+                await stores[0].store_dead_letter(broker[0], broker[1], dead_letter_name(source), letter,
+                                                  delivery_id=letter.id)
+            except Exception as exc:  # the last stop of an event: the delivery keeps trying
+                log.warning("source %s/%s: dead-letter stream unavailable: %s", source.namespace, source.name, exc)
+                return False
+            return True
+
+        dead_sink = None
+        if options.dead_letter_sink_url is not None:
+            dead_sink = HttpSink(session, options.dead_letter_sink_url, timeout=timeout, structured=structured)
+        adapter = Adapter(source, HttpSink(session, options.sink_url, timeout=timeout, structured=structured),
+                          dead_letter_sink=dead_sink, keep=keep,
+                          secrets=file_secrets(options.secrets_dir),
+                          kube_api=load_kube_config)
+
+        async def health(request: web.Request) -> web.Response:
+            healthy = supervisor.healthy()
+            return web.json_response({"running": healthy, **adapter.status()}, status=200 if healthy else 503)
+
+        app = web.Application(client_max_size=options.max_body, handler_args={"auto_decompress": False})
+        app.router.add_get("/-/health", health)
+        app.router.add_get("/metrics", serve_metrics)
+        if adapter.kind == "webhook":
+            assert source.spec.webhook is not None
+            app.router.add_route("*", source.spec.webhook.path, adapter.endpoint(options.max_body).handle)
+        app.router.add_route("*", "/{path:.*}", _not_found)
+        runner = await start_site(app, options.host, options.port, name="source")
+        print(f"{READY}{options.host}:{options.port} ({source.namespace}/{source.name} {adapter.kind})", flush=True)
+        try:
+            if adapter.kind != "webhook":
+                supervisor.start(adapter.name, adapter.run, kind=f"source-{adapter.kind}")
+            await wait_for_signal()
+        finally:
+            await runner.cleanup()
+            await supervisor.close()
+            for store in stores:
+                with contextlib.suppress(Exception):
+                    await store.close()
+    return 0
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return error(404, "Not Found")

@@ -1,0 +1,149 @@
+"""Local mode's EventSources: every source of the manifests, on the ingress's server and under supervision.
+
+Sinks are resolved as local mode resolves a trigger's subscriber: a Broker is this process's JetStream (an
+event is accepted once stored), a Function its ready replica (woken from zero if need be), a URI itself. A
+source's dead letters go to its ``deadLetterSink``, else to the dead-letter stream of its sink broker (the
+namespace's ``default`` broker when the sink is not a broker), as ``_source-<name>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ripple.api.durations import seconds
+from ripple.api.loading import Manifests
+from ripple.api.models import Destination, EventSource, SecretKeyRef
+from ripple.api.models import Sink as SinkSpec
+from ripple.dispatch.resolve import Resolver
+from ripple.events.model import CloudEvent
+from ripple.kube.client import load_kube_config
+from ripple.sources.adapter import Adapter, SecretMissing, dead_letter_name
+from ripple.sources.sink import HttpSink, Sink, StoreSink
+from ripple.store import EventStore, StoreUnavailable
+from ripple.supervision import Supervisor
+
+__all__ = ["UNAVAILABLE_KINDS", "LocalSources", "webhook_path"]
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_KINDS = frozenset({"postgres", "storage"})
+"""Kinds whose adapters are not part of this release: local mode says so at start rather than run nothing."""
+
+
+def webhook_path(source: EventSource) -> str:
+    """Where local mode serves a webhook source: ``/sources/<namespace>/<name>`` plus ``spec.webhook.path``."""
+    assert source.spec.webhook is not None
+    suffix = "" if source.spec.webhook.path == "/" else source.spec.webhook.path
+    return f"/sources/{source.namespace}/{source.name}{suffix}"
+
+
+class LocalSources:
+    def __init__(self, manifests: Manifests, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver,
+                 *, max_body: int, kubeconfig_available: bool) -> None:
+        self.manifests = manifests
+        self.store = store
+        self.session = session
+        self.resolve = resolve
+        self.max_body = max_body
+        self.supervisor = Supervisor()
+        self.adapters: dict[tuple[str, str], Adapter] = {}
+        self.kubeconfig_available = kubeconfig_available
+        for key, source in sorted(manifests.event_sources.items()):
+            self.adapters[key] = self._adapter(source)
+
+    def _secret(self, namespace: str) -> Any:
+        def lookup(ref: SecretKeyRef) -> bytes:
+            secret = self.manifests.secrets.get((namespace, ref.name))
+            if secret is None or ref.key not in secret.data:
+                raise SecretMissing(f"no key '{ref.key}' in Secret '{namespace}/{ref.name}'")
+            return secret.data[ref.key]
+        return lookup
+
+    def _sink(self, destination: SinkSpec | Destination, namespace: str, timeout: float, structured: bool) -> Sink:
+        if isinstance(destination, SinkSpec) and destination.ref is not None and destination.ref.kind == "Broker":
+            broker_namespace, broker = destination.ref.key(namespace)
+            return StoreSink(self.store, broker_namespace, broker)
+        ref = destination.ref
+        if destination.uri is not None:
+            return HttpSink(self.session, destination.uri, timeout=timeout, structured=structured)
+        assert ref is not None
+        target = ref.key(namespace)
+
+        async def url() -> str:
+            return await self.resolve(destination, namespace)
+
+        return HttpSink(self.session, url, timeout=timeout, structured=structured,
+                        name=f"function {target[0]}/{target[1]}")
+
+    def _adapter(self, source: EventSource) -> Adapter:
+        delivery = source.spec.delivery
+        timeout, structured = seconds(delivery.timeout), delivery.format == "json"
+        sink = self._sink(source.spec.sink, source.namespace, timeout, structured)
+        dead = delivery.dead_letter_sink
+        dead_sink = None if dead is None else self._sink(dead, source.namespace, timeout, structured)
+        ref = source.spec.sink.ref
+        broker = ref.key(source.namespace) if ref is not None and ref.kind == "Broker" \
+            else (source.namespace, "default")
+
+        async def keep(letter: CloudEvent) -> bool:
+            try:
+                await self.store.store_dead_letter(broker[0], broker[1], dead_letter_name(source), letter,
+                                                   delivery_id=letter.id)
+            except StoreUnavailable as exc:
+                log.warning("source %s/%s: dead-letter stream unavailable: %s", source.namespace, source.name, exc)
+                return False
+            return True
+
+        return Adapter(source, sink, dead_letter_sink=dead_sink, keep=keep, secrets=self._secret(source.namespace),
+                       kube_api=load_kube_config)
+
+    def routes(self) -> list[web.RouteDef]:
+        """The webhook endpoints, for the ingress's server (a missing Secret refuses the start, naming it)."""
+        routes = []
+        for adapter in self.adapters.values():
+            if adapter.kind == "webhook":
+                routes.append(web.route("*", webhook_path(adapter.source), adapter.endpoint(self.max_body).handle))
+        return routes
+
+    def refusals(self) -> list[str]:
+        """Why some sources cannot run here; ``ripple dev`` refuses to start while there are any."""
+        problems = []
+        for adapter in self.adapters.values():
+            if adapter.kind == "kubernetes" and not self.kubeconfig_available:
+                problems.append(f"EventSource '{adapter.name}': a Kubernetes source needs a kubeconfig "
+                                f"(set KUBECONFIG or create ~/.kube/config); local mode has none")
+        return problems
+
+    def start(self) -> None:
+        for adapter in self.adapters.values():
+            if adapter.kind in ("ping", "nats", "kubernetes"):
+                self.supervisor.start(adapter.name, adapter.run, kind=f"source-{adapter.kind}")
+
+    def ready_lines(self, base_url: str) -> Iterable[str]:
+        """``source ready: <namespace>/<name> <kind> [<url>]``, one per source that runs."""
+        for adapter in self.adapters.values():
+            if adapter.kind in UNAVAILABLE_KINDS:
+                yield f"source not started: {adapter.name} {adapter.kind} (this release has no {adapter.kind} adapter)"
+            elif adapter.kind == "webhook":
+                yield f"source ready: {adapter.name} webhook {base_url}{webhook_path(adapter.source)}"
+            else:
+                yield f"source ready: {adapter.name} {adapter.kind}"
+
+    def status(self) -> dict[str, Any]:
+        states = {state.name: state for state in self.supervisor.states()}
+        result = {}
+        for adapter in self.adapters.values():
+            entry = adapter.status()
+            state = states.get(adapter.name)
+            if state is not None and state.last_error and not entry["lastError"]:
+                entry["lastError"] = state.last_error
+            result[adapter.name] = entry
+        return result
+
+    async def close(self) -> None:
+        await self.supervisor.close()

@@ -1,0 +1,123 @@
+"""One EventSource's adapter, assembled: its delivery, its webhook endpoint or its long-running reader.
+
+Local mode (``local/``) and the cluster's ``ripple source run`` build adapters the same way and differ only in
+what they hand over: where secrets come from, which sink objects are (a broker in this process's JetStream, or
+a URL), and whether a Kubernetes API client is at hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from ripple.api.durations import seconds
+from ripple.api.models import EventSource, SecretKeyRef
+from ripple.dispatch.policy import DeliveryPolicy
+from ripple.sources.delivery import DeadLetterKeeper, SourceDelivery, SourceStats
+from ripple.sources.endpoint import WebhookEndpoint
+from ripple.sources.kubernetes import run_kubernetes
+from ripple.sources.nats import run_nats
+from ripple.sources.ping import run_ping
+from ripple.sources.signatures import Verifier
+from ripple.sources.sink import Sink
+
+__all__ = [
+    "DEAD_LETTER_NAME_PREFIX",
+    "Adapter",
+    "SecretLookup",
+    "SecretMissing",
+    "dead_letter_name",
+    "source_kind",
+]
+
+DEAD_LETTER_NAME_PREFIX = "_source-"
+"""A source's dead letters are kept in a broker's dead-letter stream under ``_source-<name>``: no trigger can
+have that name (Kubernetes names never start with ``_``), so ``ripple dlq`` tells the two apart."""
+SecretLookup = Callable[[SecretKeyRef], bytes]
+"""The value of a Secret key in the source's namespace; raises :class:`SecretMissing`."""
+KubeApi = Callable[[], Awaitable[client.ApiClient]]
+
+
+class SecretMissing(Exception):
+    """A Secret or key the source names does not exist (the message names them, never a value)."""
+
+
+def dead_letter_name(source: EventSource) -> str:
+    return f"{DEAD_LETTER_NAME_PREFIX}{source.name}"
+
+
+def source_kind(source: EventSource) -> str:
+    spec = source.spec
+    return next(kind for kind in ("webhook", "ping", "kubernetes", "postgres", "storage", "nats")
+                if getattr(spec, kind) is not None)
+
+
+@dataclass
+class Adapter:
+    """A source with its way to the sink; :meth:`run` reads its upstream, :meth:`endpoint` serves a webhook."""
+
+    source: EventSource
+    sink: Sink
+    dead_letter_sink: Sink | None = None
+    keep: DeadLetterKeeper | None = None
+    secrets: SecretLookup | None = None
+    kube_api: KubeApi | None = None
+    stats: SourceStats = field(default_factory=SourceStats)
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.name = f"{self.source.namespace}/{self.source.name}"
+        self.kind = source_kind(self.source)
+        self.delivery = SourceDelivery(self.name, self.sink, DeliveryPolicy.from_spec(self.source.spec.delivery),
+                                       dead_letter_sink=self.dead_letter_sink, keep=self.keep, stats=self.stats)
+
+    def _secret(self, ref: SecretKeyRef) -> bytes:
+        if self.secrets is None:
+            raise SecretMissing(f"no Secrets are available to read '{ref.name}'")
+        return self.secrets(ref)
+
+    def endpoint(self, max_body: int) -> WebhookEndpoint:
+        webhook = self.source.spec.webhook
+        assert webhook is not None, "only a webhook source has an endpoint"
+        verifier = None
+        if webhook.signature is not None:
+            signature = webhook.signature
+            verifier = Verifier(signature.scheme, self._secret(signature.secret_ref), signature.header,
+                                seconds(signature.tolerance))
+        return WebhookEndpoint(self.source, self.delivery, verifier, max_body)
+
+    async def run(self) -> None:
+        """Read the upstream until cancelled (webhooks are served instead; postgres and storage come later)."""
+        spec = self.source.spec
+        if spec.ping is not None:
+            await run_ping(self.source, self.delivery)
+        elif spec.nats is not None:
+            ref = spec.nats.credentials_secret_ref
+            credentials = None if ref is None else self._secret(ref).decode()
+            await run_nats(self.source, self.delivery, credentials=credentials)
+        elif spec.kubernetes is not None:
+            if self.kube_api is None:
+                raise SecretMissing("a Kubernetes source needs a Kubernetes API (a kubeconfig or a ServiceAccount)")
+            api = await self.kube_api()
+            try:
+                await run_kubernetes(self.source, self.delivery, api)
+            finally:
+                await api.close()
+        else:
+            raise NotImplementedError(f"{self.kind} sources have no adapter in this release")
+
+    def status(self) -> dict[str, Any]:
+        """What ``ripple status`` shows of the source."""
+        return {
+            "kind": self.kind,
+            "sink": self.sink.name,
+            "sent": self.stats.sent,
+            "retried": self.stats.retried,
+            "deadLettered": self.stats.dead_lettered,
+            "refused": self.stats.refused,
+            "lastError": self.stats.last_error,
+        }
