@@ -14,7 +14,8 @@ from ripple.api.models import GROUP
 from ripple.cli import main
 from ripple.cli.parser import build_parser
 
-COMMANDS = {"dev", "send", "function", "ingress", "dispatcher", "autoscaler", "operator", "crds", "status", "dlq"}
+COMMANDS = {"dev", "send", "function", "ingress", "dispatcher", "autoscaler", "operator", "crds", "status", "dlq",
+            "source"}
 
 
 def commands() -> set[str]:

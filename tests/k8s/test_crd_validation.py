@@ -281,6 +281,13 @@ INVALID = [
          r"should match '^(nats|tls)://[^\s]+$'"),
     case("src-nats-empty-subject", changed(NATS, spec__nats__subject=""), "spec.nats.subject",
          "should be at least 1 chars long"),
+    case("src-nats-stream-without-durable", changed(NATS, spec__nats__stream="ORDERS"), "spec.nats",
+         "stream and durable are set together or not at all"),
+    case("src-nats-jetstream-queue-group", changed(NATS, spec__nats__stream="ORDERS", spec__nats__durable="r",
+                                                   spec__nats__queueGroup="q"), "spec.nats",
+         "queueGroup is for core NATS only"),
+    case("src-delivery-retry-negative", changed(NATS, spec__delivery={"retry": -1}), "spec.delivery.retry",
+         "should be greater than or equal to 0"),
     case("src-ce-overrides-number", changed(NATS, spec__ceOverrides={"extensions": {"tenant": 7}}),
          "spec.ceOverrides.extensions.tenant", "must be of type string"),
 ]
@@ -327,6 +334,9 @@ VALID = [
                          spec__storage__credentialsSecretRef={"name": "s3", "key": "keys"}), id="src-storage"),
     pytest.param(changed(NATS, spec__nats__url="tls://nats.example.com:4222", spec__nats__queueGroup="workers"),
                  id="src-nats"),
+    pytest.param(changed(NATS, spec__nats__stream="ORDERS", spec__nats__durable="ripple",
+                         spec__delivery={"retry": 5, "deadLetterSink": {"uri": "http://dl.example/"}}),
+                 id="src-nats-jetstream"),
 ]
 
 
@@ -553,7 +563,7 @@ def test_ripple_category(crds_installed: ControlPlane, shop: str) -> None:
     [
         ("triggers", ["NAME", "READY", "REASON", "BROKER", "SUBSCRIBER", "AGE"]),
         ("functions", ["NAME", "READY", "REASON", "URL", "AGE"]),
-        ("eventsources", ["NAME", "READY", "REASON", "SINK", "AGE"]),
+        ("eventsources", ["NAME", "READY", "REASON", "KIND", "SINK", "URL", "AGE"]),
     ],
 )
 def test_printer_columns(crds_installed: ControlPlane, shop: str, resource: str, columns: list[str]) -> None:

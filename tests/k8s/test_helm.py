@@ -300,7 +300,9 @@ def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
     assert every_rule
     for rule in every_rule:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
-        assert "secrets" not in rule["resources"], rule
+        # Whether an EventSource's Secret exists: a metadata-only get, never a list or a watch.
+        assert "secrets" not in rule["resources"] or rule["verbs"] == ["get"], rule
+        assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"], rule
     operator, ingress, dispatcher = (rules_of(docs, c) for c in COMPONENTS)
     for kind in WEBHOOK_KINDS:
         assert grants(operator, "admissionregistration.k8s.io", kind, "patch", WEBHOOK_CONFIGURATION)
@@ -312,6 +314,10 @@ def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
     assert not grants(dispatcher, "", "pods", "watch")
     pods = rules_of(helm.template("dispatcher.readiness=pods"), "dispatcher")
     assert grants(pods, "", "pods", "watch") and not grants(pods, "discovery.k8s.io", "endpointslices", "watch")
+    assert not grants(operator, "rbac.authorization.k8s.io", "roles", "create")
+    granting = rules_of(helm.template("sources.kubernetesRBAC=true"), "operator")
+    assert grants(granting, "rbac.authorization.k8s.io", "roles", "escalate")
+    assert grants(granting, "rbac.authorization.k8s.io", "rolebindings", "bind")
     bindings = objects_of(docs, "ClusterRoleBinding")
     assert {b["subjects"][0]["name"] for b in bindings.values()} == {f"ripple-{c}" for c in COMPONENTS}
     assert all(b["roleRef"]["name"] == name for name, b in bindings.items())
@@ -501,8 +507,9 @@ def test_service_accounts_can_do_their_work_and_nothing_more(release: Release, n
             f"patch mutatingwebhookconfigurations.admissionregistration.k8s.io/{WEBHOOK_CONFIGURATION}": True,
             "patch mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses": False,
             "create validatingadmissionpolicies.admissionregistration.k8s.io": False,
-            f"get secrets -n {own}": False, "list secrets --all-namespaces": False,
-            f"delete namespace/{ns}": False, "list namespaces": False, f"delete deployments.apps -n {ns}": False,
+            f"get secrets -n {own}": True, "list secrets --all-namespaces": False,
+            f"watch secrets -n {own}": False, f"delete namespace/{ns}": False, "list namespaces": False,
+            f"delete deployments.apps -n {ns}": False,
             f"create pods -n {ns}": False, "create clusterrolebindings.rbac.authorization.k8s.io": False,
         },
         "dispatcher": {

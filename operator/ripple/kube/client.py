@@ -15,6 +15,7 @@ __all__ = ["APPLY", "FIELD_MANAGER", "Kube", "load_kube_config"]
 
 FIELD_MANAGER = "ripple-operator"
 APPLY = "application/apply-patch+yaml"
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 async def load_kube_config() -> client.ApiClient:
@@ -31,13 +32,24 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
 
     async def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply: the object's fields as given become the operator's, conflicts forced."""
-        kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
+        kind, name, namespace = obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace")
         # Any: the client's stubs do not declare _content_type, which its methods accept.
         args: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
-        if kind == "Deployment":
+        if kind == "ClusterRole":
+            await self.rbac.patch_cluster_role(name, obj, **args)
+        elif kind == "ClusterRoleBinding":
+            await self.rbac.patch_cluster_role_binding(name, obj, **args)
+        elif kind == "Role":
+            await self.rbac.patch_namespaced_role(name, namespace, obj, **args)
+        elif kind == "RoleBinding":
+            await self.rbac.patch_namespaced_role_binding(name, namespace, obj, **args)
+        elif kind == "ServiceAccount":
+            await self.core.patch_namespaced_service_account(name, namespace, obj, **args)
+        elif kind == "Deployment":
             await self.apps.patch_namespaced_deployment(name, namespace, obj, **args)
         elif kind == "Service":
             await self.core.patch_namespaced_service(name, namespace, obj, **args)
@@ -67,6 +79,39 @@ class Kube:
                 return None
             raise
         return deployment.spec.replicas or 0, (deployment.status.ready_replicas or 0) if deployment.status else 0
+
+    async def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether a Secret exists, asked for its metadata only: its values never reach the operator."""
+        try:
+            response = await self.api_client.call_api(
+                f"/api/v1/namespaces/{namespace}/secrets/{name}", "GET", auth_settings=["BearerToken"],
+                header_params={"Accept": PARTIAL_METADATA}, _preload_content=False, _return_http_data_only=True,
+                _request_timeout=30,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        async with response:
+            if response.status == 404:
+                return False
+            if response.status >= 400:
+                raise ApiException(status=response.status, reason=f"reading Secret {namespace}/{name}")
+        return True
+
+    async def delete_rbac(self, kind: str, name: str, namespace: str = "") -> None:
+        """Delete a Role, RoleBinding (in ``namespace``), ClusterRole or ClusterRoleBinding; gone is fine."""
+        calls = {
+            "Role": lambda: self.rbac.delete_namespaced_role(name, namespace),
+            "RoleBinding": lambda: self.rbac.delete_namespaced_role_binding(name, namespace),
+            "ClusterRole": lambda: self.rbac.delete_cluster_role(name),
+            "ClusterRoleBinding": lambda: self.rbac.delete_cluster_role_binding(name),
+        }
+        try:
+            await calls[kind]()
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     async def delete_configmap(self, namespace: str, name: str) -> None:
         try:

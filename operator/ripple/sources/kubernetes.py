@@ -133,9 +133,17 @@ async def run_kubernetes(source: EventSource, delivery: SourceDelivery, api: cli
         kind = await discover(api, selector)
         for namespace in (namespaces if kind.namespaced else [None]):
             watches.append(_Watch(source, delivery, api, kind, namespace, selector.label_selector).run())
-    async with asyncio.TaskGroup() as group:
-        for watch in watches:
-            group.create_task(watch)
+    tasks = [asyncio.ensure_future(watch) for watch in watches]
+    try:
+        # The first watch to fail ends the run with its own error (not an ExceptionGroup), which the
+        # supervisor reports and restarts from: a Forbidden says 403 where a person looks.
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Watch:
@@ -211,6 +219,9 @@ class _Watch:
                 raise _Gone() from None
             raise
         async with response:
+            if response.status == 410:
+                raise _Gone()
+            await _raise_for_status(response, self.path)
             while True:
                 line = await response.content.readline()
                 if not line:
@@ -238,5 +249,18 @@ async def _get_json(api: client.ApiClient, path: str, params: list[tuple[str, An
                                   _preload_content=False, _return_http_data_only=True,
                                   _request_timeout=REQUEST_TIMEOUT)
     async with response:
+        await _raise_for_status(response, path)
         body: dict[str, Any] = orjson.loads(await response.read())
         return body
+
+
+async def _raise_for_status(response: Any, path: str) -> None:
+    """An answer other than 2xx as :class:`ApiException`, with the API server's own message."""
+    if response.status < 400:
+        return
+    text = (await response.content.read(4096)).decode(errors="replace")
+    try:
+        message = orjson.loads(text).get("message", text)
+    except orjson.JSONDecodeError:
+        message = text
+    raise ApiException(status=response.status, reason=f"GET {path}: {response.status} {message}")

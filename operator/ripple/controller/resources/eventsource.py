@@ -1,0 +1,199 @@
+"""An EventSource's desired children: its adapter's Deployment (``ripple source run``), ServiceAccount, the RBAC
+a Kubernetes source needs and nothing more, and a webhook's Service.
+
+The adapter gets the EventSource itself as JSON in its environment (a change of the spec rolls the Deployment),
+the resolved sink URL, and each Secret it names mounted as files, only the keys it names. Its ServiceAccount's
+token is mounted only for a Kubernetes source: the others never talk to the API server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ripple.api.models import EventSource, SecretKeyRef
+from ripple.kube.names import PART_OF, RUNTIME_PORT, RUNTIME_PORT_NAME
+
+__all__ = [
+    "ADAPTER_LABEL",
+    "SECRETS_MOUNT",
+    "Grant",
+    "adapter_labels",
+    "adapter_name",
+    "deployment",
+    "rbac",
+    "secret_refs",
+    "service",
+    "service_account",
+    "webhook_url",
+]
+
+ADAPTER_LABEL = "ripple.dev/eventsource"
+SECRETS_MOUNT = "/var/run/ripple/secrets"
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+RESOURCES = {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+WATCH_VERBS = ["get", "list", "watch"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a Kubernetes source may read: one kind (API group and plural) in one namespace (``None``: a
+    cluster-scoped kind)."""
+
+    group: str
+    plural: str
+    namespace: str | None
+
+
+def adapter_name(source: str) -> str:
+    """The name of the adapter's Deployment, Service and ServiceAccount: ``<source>-source``, shortened with a
+    hash when that would not be a DNS label."""
+    name = f"{source}-source"
+    if len(name) <= 63:
+        return name
+    return f"{source[:48]}-{hashlib.sha256(source.encode()).hexdigest()[:6]}-source"
+
+
+def adapter_labels(source: EventSource) -> dict[str, str]:
+    return {"app.kubernetes.io/name": adapter_name(source.name), "app.kubernetes.io/component": "eventsource",
+            **PART_OF, ADAPTER_LABEL: source.name}
+
+
+def _meta(source: EventSource, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    return {"name": name or adapter_name(source.name), "namespace": namespace or source.namespace,
+            "labels": adapter_labels(source)}
+
+
+def secret_refs(source: EventSource) -> list[SecretKeyRef]:
+    spec, refs = source.spec, []
+    if spec.webhook is not None and spec.webhook.signature is not None:
+        refs.append(spec.webhook.signature.secret_ref)
+    if spec.nats is not None and spec.nats.credentials_secret_ref is not None:
+        refs.append(spec.nats.credentials_secret_ref)
+    if spec.postgres is not None:
+        refs.append(spec.postgres.connection_secret_ref)
+    if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
+        refs.append(spec.storage.credentials_secret_ref)
+    return refs
+
+
+def service_account(source: EventSource) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(source),
+            "automountServiceAccountToken": source.spec.kubernetes is not None}
+
+
+def rbac(source: EventSource, grants: Sequence[Grant]) -> list[dict[str, Any]]:
+    """Roles and bindings giving the adapter's ServiceAccount get/list/watch on exactly ``grants``."""
+    subject = {"kind": "ServiceAccount", "name": adapter_name(source.name), "namespace": source.namespace}
+    by_namespace: dict[str | None, dict[str, set[str]]] = {}
+    for grant in grants:
+        by_namespace.setdefault(grant.namespace, {}).setdefault(grant.group, set()).add(grant.plural)
+    objects: list[dict[str, Any]] = []
+    for namespace, groups in sorted(by_namespace.items(), key=lambda item: item[0] or ""):
+        rules = [{"apiGroups": [group], "resources": sorted(plurals), "verbs": WATCH_VERBS}
+                 for group, plurals in sorted(groups.items())]
+        if namespace is None:
+            name = f"ripple-source-{source.namespace}-{source.name}"
+            meta = {"name": name, "labels": adapter_labels(source)}
+            objects.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta,
+                            "rules": rules})
+            objects.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                            "metadata": meta, "subjects": [subject],
+                            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}})
+            continue
+        name = adapter_name(source.name) if namespace == source.namespace \
+            else f"ripple-source-{source.namespace}-{source.name}"[:253]
+        meta = _meta(source, name, namespace)
+        objects.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+                        "rules": rules})
+        objects.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+                        "subjects": [subject],
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}})
+    return objects
+
+
+def _manifest(source: EventSource) -> str:
+    """The EventSource as the adapter reads it: kind, name, namespace and spec (no status, no managed fields)."""
+    return json.dumps({
+        "apiVersion": source.api_version, "kind": source.kind,
+        "metadata": {"name": source.name, "namespace": source.namespace},
+        "spec": source.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }, separators=(",", ":"), sort_keys=True)
+
+
+def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_url: str | None,
+               nats_url: str | None) -> dict[str, Any]:
+    args = ["source", "run", "--sink", sink_url, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
+            "--secrets-dir", SECRETS_MOUNT]
+    if dead_letter_url is not None:
+        args += ["--dead-letter-sink", dead_letter_url]
+    if nats_url is not None:
+        args += ["--nats", nats_url]
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    keys: dict[str, set[str]] = {}
+    for ref in secret_refs(source):
+        keys.setdefault(ref.name, set()).add(ref.key)
+    for index, (secret, secret_keys) in enumerate(sorted(keys.items())):
+        volume = f"secret-{index}"
+        items = [{"key": key, "path": key} for key in sorted(secret_keys)]
+        volumes.append({"name": volume, "secret": {"secretName": secret, "items": items, "defaultMode": 0o400}})
+        mounts.append({"name": volume, "mountPath": f"{SECRETS_MOUNT}/{secret}", "readOnly": True})
+    probe = {"httpGet": {"path": "/-/health", "port": RUNTIME_PORT_NAME}, "periodSeconds": 5, "timeoutSeconds": 2}
+    container = {
+        "name": "adapter",
+        "image": image,
+        "args": args,
+        "env": [{"name": "RIPPLE_EVENTSOURCE", "value": _manifest(source)}],
+        "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "failureThreshold": 1},
+        "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},
+        "resources": RESOURCES,
+        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": mounts,
+    }
+    labels = adapter_labels(source)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(source),
+        "spec": {
+            # One replica: webhooks could take more, but ping and watch sources would each send every event
+            # twice (stored once by the broker's dedup window, at twice the work).
+            "replicas": 1,
+            "selector": {"matchLabels": {ADAPTER_LABEL: source.name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": adapter_name(source.name),
+                    "automountServiceAccountToken": source.spec.kubernetes is not None,
+                    "containers": [container],
+                    "volumes": volumes,
+                    "securityContext": POD_SECURITY,
+                    "enableServiceLinks": False,
+                },
+            },
+        },
+    }
+
+
+def service(source: EventSource) -> dict[str, Any]:
+    """A webhook's Service: port 80 to the adapter."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(source),
+        "spec": {"selector": {ADAPTER_LABEL: source.name},
+                 "ports": [{"name": RUNTIME_PORT_NAME, "port": 80, "targetPort": RUNTIME_PORT_NAME,
+                            "protocol": "TCP"}]},
+    }
+
+
+def webhook_url(source: EventSource, cluster_domain: str = "cluster.local") -> str:
+    assert source.spec.webhook is not None
+    path = "" if source.spec.webhook.path == "/" else source.spec.webhook.path
+    return f"http://{adapter_name(source.name)}.{source.namespace}.svc.{cluster_domain}{path}"

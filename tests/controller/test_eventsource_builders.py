@@ -1,0 +1,67 @@
+"""The pure builders of an EventSource's adapter: names, least-privilege RBAC, the Deployment's inputs."""
+
+from __future__ import annotations
+
+import json
+
+from ripple.api.models import EventSource
+from ripple.controller.resources import eventsource as build
+
+
+def source(name: str = "watch", **spec: object) -> EventSource:
+    body = {"sink": {"uri": "http://sink.example/"}, **spec}
+    return EventSource.model_validate({"apiVersion": "ripple.dev/v1alpha1", "kind": "EventSource",
+                                       "metadata": {"name": name, "namespace": "shop"}, "spec": body})
+
+
+KUBE = {"kubernetes": {"resources": [{"apiVersion": "v1", "kind": "ConfigMap"}], "namespaces": ["shop", "ops"]}}
+
+
+def test_adapter_names_stay_dns_labels():
+    assert build.adapter_name("hooks") == "hooks-source"
+    long_a, long_b = "a" * 60, "a" * 59 + "b"
+    assert len(build.adapter_name(long_a)) <= 63 and build.adapter_name(long_a) != build.adapter_name(long_b)
+
+
+def test_rbac_grants_exactly_the_kinds_in_their_namespaces():
+    grants = [build.Grant("", "configmaps", "shop"), build.Grant("", "configmaps", "ops"),
+              build.Grant("apps", "deployments", "shop"), build.Grant("", "namespaces", None)]
+    objects = build.rbac(source(**KUBE), grants)
+    by_kind = {(o["kind"], o["metadata"].get("namespace")): o for o in objects}
+    assert set(by_kind) == {("Role", "shop"), ("RoleBinding", "shop"), ("Role", "ops"), ("RoleBinding", "ops"),
+                            ("ClusterRole", None), ("ClusterRoleBinding", None)}
+    assert by_kind[("Role", "shop")]["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+    ]
+    assert by_kind[("ClusterRole", None)]["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
+    binding = by_kind[("RoleBinding", "ops")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "watch-source", "namespace": "shop"}]
+    assert binding["roleRef"]["name"] == by_kind[("Role", "ops")]["metadata"]["name"]
+    assert build.rbac(source(ping={"schedule": "@every 1m"}), []) == []
+
+
+def test_the_deployment_carries_the_source_its_sink_and_only_the_secret_keys_it_names():
+    hooks = source("hooks", webhook={"signature": {"scheme": "github", "secretRef": {"name": "gh", "key": "k"}}})
+    deployment = build.deployment(hooks, image="ripple:test", sink_url="http://ingress/shop/default",
+                                  dead_letter_url=None, nats_url="nats://nats:4222")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:4] == ["source", "run", "--sink", "http://ingress/shop/default"]
+    assert "--nats" in container["args"] and "--dead-letter-sink" not in container["args"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert EventSource.model_validate(json.loads(env["RIPPLE_EVENTSOURCE"])) == hooks
+    (volume,) = pod["volumes"]
+    assert volume["secret"]["items"] == [{"key": "k", "path": "k"}]
+    assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/var/run/ripple/secrets/gh",
+                                          "readOnly": True}]
+    assert pod["automountServiceAccountToken"] is False
+    watcher = build.deployment(source(**KUBE), image="i", sink_url="u", dead_letter_url="http://dl/", nats_url=None)
+    assert watcher["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+def test_the_webhook_address_includes_its_path():
+    hooks = source("hooks", webhook={"path": "/github"})
+    assert build.webhook_url(hooks) == "http://hooks-source.shop.svc.cluster.local/github"
+    assert build.service(hooks)["spec"]["selector"] == {build.ADAPTER_LABEL: "hooks"}
