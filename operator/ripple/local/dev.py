@@ -107,7 +107,7 @@ class LocalRipple:
             raise SourceRefused("; ".join(refusals))
         brokers = self.manifests.brokers
         settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body,
-                                   healthy=dispatcher.healthy)
+                                   healthy=lambda: dispatcher.healthy() and sources.supervisor.healthy())
 
         async def status(request: web.Request) -> web.Response:
             found = await collect_status(store, dispatcher, autoscaler, self.backend)

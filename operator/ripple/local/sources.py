@@ -131,6 +131,9 @@ class LocalSources:
                 yield f"source not started: {adapter.name} {adapter.kind} (this release has no {adapter.kind} adapter)"
             elif adapter.kind == "webhook":
                 yield f"source ready: {adapter.name} webhook {base_url}{webhook_path(adapter.source)}"
+                webhook = adapter.source.spec.webhook
+                if webhook is not None and webhook.signature is None:
+                    yield f"source {adapter.name}: the webhook is open (no spec.webhook.signature): anyone can send"
             else:
                 yield f"source ready: {adapter.name} {adapter.kind}"
 

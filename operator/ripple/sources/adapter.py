@@ -112,8 +112,13 @@ class Adapter:
 
     def status(self) -> dict[str, Any]:
         """What ``ripple status`` shows of the source."""
+        webhook = self.source.spec.webhook
+        verification = None
+        if webhook is not None:
+            verification = webhook.signature.scheme if webhook.signature is not None else "none"
         return {
             "kind": self.kind,
+            "verification": verification,
             "sink": self.sink.name,
             "sent": self.stats.sent,
             "retried": self.stats.retried,
