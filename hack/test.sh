@@ -16,6 +16,11 @@ if ! command -v openssl >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
 fi
 
+# PostgreSQL (Debian's) for the database source's tests: they run initdb into a temporary directory.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+fi
+
 # A real control plane for the k8s tests, built from Go modules once and cached outside the repo.
 if command -v go >/dev/null 2>&1 && [ -z "${RIPPLE_K8S_BIN:-}" ]; then
   RIPPLE_K8S_BIN="$(hack/build-k8s-tools.sh | tail -n 1)"

@@ -440,6 +440,10 @@ class PostgresSource(Model):
         default_factory=_all_row_changes, min_length=1
     )
     """Which changes become events."""
+    publication: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """An existing publication to read; without it the source creates ripple_<namespace>_<name> for tables."""
+    slot: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,63}$")
+    """The logical replication slot; without it ripple_<namespace>_<name>, created if missing."""
 
 
 def _created_only() -> list[Literal["created", "deleted"]]:

@@ -31,7 +31,7 @@ __all__ = ["UNAVAILABLE_KINDS", "LocalSources", "webhook_path"]
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE_KINDS = frozenset({"postgres", "storage"})
+UNAVAILABLE_KINDS = frozenset({"storage"})
 """Kinds whose adapters are not part of this release: local mode says so at start rather than run nothing."""
 
 
@@ -121,7 +121,7 @@ class LocalSources:
 
     def start(self) -> None:
         for adapter in self.adapters.values():
-            if adapter.kind in ("ping", "nats", "kubernetes"):
+            if adapter.kind in ("ping", "nats", "kubernetes", "postgres"):
                 self.supervisor.start(adapter.name, adapter.run, kind=f"source-{adapter.kind}")
 
     def ready_lines(self, base_url: str) -> Iterable[str]:

@@ -22,6 +22,7 @@ from ripple.sources.endpoint import WebhookEndpoint
 from ripple.sources.kubernetes import run_kubernetes
 from ripple.sources.nats import run_nats
 from ripple.sources.ping import run_ping
+from ripple.sources.postgres import PostgresStatus, run_postgres
 from ripple.sources.signatures import Verifier
 from ripple.sources.sink import Sink
 
@@ -67,6 +68,7 @@ class Adapter:
     secrets: SecretLookup | None = None
     kube_api: KubeApi | None = None
     stats: SourceStats = field(default_factory=SourceStats)
+    postgres: PostgresStatus = field(default_factory=PostgresStatus)
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -91,7 +93,7 @@ class Adapter:
         return WebhookEndpoint(self.source, self.delivery, verifier, max_body)
 
     async def run(self) -> None:
-        """Read the upstream until cancelled (webhooks are served instead; postgres and storage come later)."""
+        """Read the upstream until cancelled (webhooks are served instead; storage comes later)."""
         spec = self.source.spec
         if spec.ping is not None:
             await run_ping(self.source, self.delivery)
@@ -99,6 +101,9 @@ class Adapter:
             ref = spec.nats.credentials_secret_ref
             credentials = None if ref is None else self._secret(ref).decode()
             await run_nats(self.source, self.delivery, credentials=credentials)
+        elif spec.postgres is not None:
+            dsn = self._secret(spec.postgres.connection_secret_ref).decode().strip()
+            await run_postgres(self.source, self.delivery, dsn, self.postgres)
         elif spec.kubernetes is not None:
             if self.kube_api is None:
                 raise SecretMissing("a Kubernetes source needs a Kubernetes API (a kubeconfig or a ServiceAccount)")
@@ -116,7 +121,12 @@ class Adapter:
         verification = None
         if webhook is not None:
             verification = webhook.signature.scheme if webhook.signature is not None else "none"
+        extra: dict[str, Any] = {}
+        if self.kind == "postgres":
+            extra = {"slot": self.postgres.slot, "confirmedLsn": self.postgres.confirmed_lsn,
+                     "lagBytes": self.postgres.lag_bytes}
         return {
+            **extra,
             "kind": self.kind,
             "verification": verification,
             "sink": self.sink.name,

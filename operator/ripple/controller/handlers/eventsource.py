@@ -29,7 +29,7 @@ from ripple.sources.kubernetes import KindNotFound, discover
 __all__ = ["delete_eventsource", "reconcile_eventsource"]
 
 RESOURCE = custom_object(EventSource)
-UNAVAILABLE_KINDS = frozenset({"postgres", "storage"})
+UNAVAILABLE_KINDS = frozenset({"storage"})
 NOT_READY_RECHECK = 5.0
 RECHECKED = frozenset({"AdapterStarting", "SecretNotFound", "SinkNotFound", "DeadLetterSinkNotFound"})
 
