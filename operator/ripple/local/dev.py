@@ -65,7 +65,7 @@ class LocalRipple:
         self.options = options
         self.nats = NatsServer(options.data_dir / "nats")
         self.backend = LocalProcessBackend(
-            launch_specs(manifests, options.data_dir), host=options.host, pool_size=options.pool_size
+            launch_specs(manifests, options.data_dir, self.nats.url), host=options.host, pool_size=options.pool_size
         )
         self.store: EventStore | None = None
         self.dispatcher: Dispatcher | None = None

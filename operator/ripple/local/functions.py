@@ -7,6 +7,7 @@ from pathlib import Path
 from ripple.api.durations import seconds
 from ripple.api.loading import Manifests
 from ripple.api.models import Function
+from ripple.runtime.idempotency import NATS_URL_ENV
 from ripple.scaling.backend import FunctionKey
 from ripple.scaling.local import LaunchSpec
 
@@ -36,12 +37,14 @@ def code_directory(function: Function, manifest_file: Path, data_dir: Path) -> P
     raise LocalModeError(f"{where}: spec.image: local mode runs source.path or source.inline; images need a cluster")
 
 
-def launch_specs(manifests: Manifests, data_dir: Path) -> dict[FunctionKey, LaunchSpec]:
+def launch_specs(manifests: Manifests, data_dir: Path, nats_url: str | None = None) -> dict[FunctionKey, LaunchSpec]:
+    """How each Function runs; ``nats_url`` reaches it as ``RIPPLE_NATS_URL`` (its idempotency ledger)."""
+    ripple_env = {} if nats_url is None else {NATS_URL_ENV: nats_url}
     return {
         key: LaunchSpec(
             handler=fn.spec.handler,
             code_dir=code_directory(fn, manifests.origin(fn), data_dir),
-            env={var.name: var.value for var in fn.spec.env} | {"RIPPLE_FUNCTION": f"{key[0]}/{key[1]}"},
+            env={var.name: var.value for var in fn.spec.env} | ripple_env | {"RIPPLE_FUNCTION": f"{key[0]}/{key[1]}"},
             timeout=seconds(fn.spec.timeout),
         )
         for key, fn in manifests.functions.items()

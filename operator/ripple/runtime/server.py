@@ -1,8 +1,9 @@
 """The HTTP side of a function: receive one CloudEvent, call the handler, answer with its reply.
 
 Answers: ``202`` when the handler returns nothing, ``200`` with the reply in binary mode when it returns an event,
-``400`` for a request that is not one valid CloudEvent, ``500`` with the message when the handler raises, and
-``504`` when it runs past the function's timeout. ``GET /health`` answers 200 once a handler is loaded.
+``400`` for a request that is not one valid CloudEvent, ``500`` with the message when the handler raises
+(``422`` for :class:`~ripple.runtime.errors.Reject`, ``409``/``503`` for ``RetryLater``), and ``504`` when it
+runs past the function's timeout. ``GET /health`` answers 200 once a handler is loaded.
 
 A runtime started without a handler is a **warm-pool** process: Python, aiohttp and Ripple are imported and the
 port is open, but it serves nothing until ``POST /-/specialize`` names the function's code; a cold start then
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from ripple.events.http import UnsupportedFormat, decode_request, encode_binary
 from ripple.events.model import EventError
+from ripple.runtime.errors import REJECTED, RETRY_LATER, Reject, RetryLater
 from ripple.runtime.event import FunctionEvent, reply_event
 from ripple.runtime.loader import Handler, HandlerError, is_async, load_handler
 
@@ -101,6 +103,14 @@ async def receive(request: web.Request) -> web.Response:
             result = await call_handler(slot.handler, FunctionEvent(events[0]))
     except TimeoutError:
         return web.json_response({"error": f"handler timed out after {slot.timeout:g}s"}, status=504)
+    except Reject as exc:
+        log.warning("handler rejected event %s: %s", events[0].id, exc)
+        return web.json_response({"error": str(exc) or "rejected"}, status=REJECTED)
+    except RetryLater as exc:
+        if exc.after is not None:
+            return web.json_response({"error": str(exc)}, status=503,
+                                     headers={"Retry-After": str(max(0, round(exc.after)))})
+        return web.json_response({"error": str(exc)}, status=RETRY_LATER)
     except Exception as exc:
         log.error("handler failed on event %s: %s: %s", events[0].id, type(exc).__name__, exc)
         log.debug("handler traceback", exc_info=True)

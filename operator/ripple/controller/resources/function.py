@@ -15,6 +15,7 @@ from ripple.kube.names import (
     function_labels,
     function_selector,
 )
+from ripple.runtime.idempotency import NATS_URL_ENV
 
 __all__ = ["code_configmap", "container", "deployment", "module_path", "service"]
 
@@ -42,7 +43,7 @@ def module_path(fn: Function) -> str:
     return fn.spec.handler.partition(":")[0].replace(".", "/") + ".py"
 
 
-def container(fn: Function, runtime_image: str) -> dict[str, Any]:
+def container(fn: Function, runtime_image: str, nats_url: str | None = None) -> dict[str, Any]:
     inline = code_configmap(fn) is not None
     args = ["function", "serve", "--handler", fn.spec.handler, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
             "--timeout", f"{seconds(fn.spec.timeout):g}"]
@@ -57,7 +58,8 @@ def container(fn: Function, runtime_image: str) -> dict[str, Any]:
         "image": fn.spec.image or runtime_image,
         "args": args,
         "env": [{"name": v.name, "value": v.value} for v in fn.spec.env]
-        + [{"name": "RIPPLE_FUNCTION", "value": f"{fn.namespace}/{fn.name}"}],
+        + [{"name": "RIPPLE_FUNCTION", "value": f"{fn.namespace}/{fn.name}"}]
+        + ([{"name": NATS_URL_ENV, "value": nats_url}] if nats_url else []),
         "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "failureThreshold": 1},
         "livenessProbe": {**probe, "failureThreshold": 5, "initialDelaySeconds": 5},
@@ -72,7 +74,8 @@ def container(fn: Function, runtime_image: str) -> dict[str, Any]:
     }
 
 
-def deployment(fn: Function, *, runtime_image: str, replicas: int | None) -> dict[str, Any]:
+def deployment(fn: Function, *, runtime_image: str, replicas: int | None,
+               nats_url: str | None = None) -> dict[str, Any]:
     """The Deployment; ``replicas`` only when creating it (afterwards the autoscaler owns the figure)."""
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     if code_configmap(fn) is not None:
@@ -83,7 +86,7 @@ def deployment(fn: Function, *, runtime_image: str, replicas: int | None) -> dic
         "template": {
             "metadata": {"labels": function_labels(fn.name)},
             "spec": {
-                "containers": [container(fn, runtime_image)],
+                "containers": [container(fn, runtime_image, nats_url)],
                 "volumes": volumes,
                 "securityContext": POD_SECURITY,
                 "enableServiceLinks": False,
