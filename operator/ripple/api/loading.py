@@ -183,6 +183,8 @@ def _secret_refs(source: EventSource) -> list[tuple[str, SecretKeyRef]]:
         refs.append(("spec.postgres.connectionSecretRef", spec.postgres.connection_secret_ref))
     if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
         refs.append(("spec.storage.credentialsSecretRef", spec.storage.credentials_secret_ref))
+    if spec.storage is not None and spec.storage.signature is not None:
+        refs.append(("spec.storage.signature.secretRef", spec.storage.signature.secret_ref))
     if spec.nats is not None and spec.nats.credentials_secret_ref is not None:
         refs.append(("spec.nats.credentialsSecretRef", spec.nats.credentials_secret_ref))
     return refs

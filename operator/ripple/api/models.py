@@ -461,6 +461,17 @@ class StorageSource(Model):
     """Only object keys with this prefix."""
     credentials_secret_ref: SecretKeyRef | None = None
     """Access key and secret, as a Secret key holding 'ACCESS_KEY:SECRET_KEY'."""
+    mode: Literal["poll", "notifications"] = "poll"
+    """poll: list the bucket every pollInterval, with a checkpoint; notifications: accept the server's S3 event
+    notifications (AWS, SNS, MinIO formats) over HTTP."""
+    poll_interval: Duration = "PT10S"
+    """poll: time between listings."""
+    initial_listing: Literal["skip", "emit"] = "skip"
+    """poll: a new source takes the bucket as it is as its starting point (skip), or announces every object (emit)."""
+    region: str = Field(default="us-east-1", min_length=1)
+    """Region of the bucket (S3-compatible servers mostly ignore it)."""
+    signature: WebhookSignature | None = None
+    """notifications: how requests are verified (the webhook schemes); without it the endpoint is open."""
 
 
 class NatsSource(Model):

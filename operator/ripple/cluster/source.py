@@ -29,6 +29,7 @@ from ripple.metrics import serve_metrics
 from ripple.serving import start_site
 from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, dead_letter_name
 from ripple.sources.sink import HttpSink
+from ripple.sources.storage import checkpoint_bucket
 from ripple.store import EventStore
 from ripple.supervision import Supervisor
 
@@ -77,13 +78,21 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         broker = ref.key(source.namespace) if ref is not None and ref.kind == "Broker" \
             else (source.namespace, "default")
 
+        async def nats_store() -> EventStore:
+            if options.nats_url is None:
+                raise SecretMissing("this source needs NATS (--nats) for its checkpoint")
+            if not stores:
+                stores.append(await EventStore.connect(options.nats_url, name=f"ripple-source-{source.name}"))
+            return stores[0]
+
+        async def checkpoints() -> object:
+            return await checkpoint_bucket((await nats_store()).js)
+
         async def keep(letter: CloudEvent) -> bool:
             if options.nats_url is None:
                 return False
             try:
-                if not stores:
-                    stores.append(await EventStore.connect(options.nats_url, name=f"ripple-source-{source.name}"))
-                await stores[0].store_dead_letter(broker[0], broker[1], dead_letter_name(source), letter,
+                await (await nats_store()).store_dead_letter(broker[0], broker[1], dead_letter_name(source), letter,
                                                   delivery_id=letter.id)
             except Exception as exc:  # the last stop of an event: the delivery keeps trying
                 log.warning("source %s/%s: dead-letter stream unavailable: %s", source.namespace, source.name, exc)
@@ -96,7 +105,7 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         adapter = Adapter(source, HttpSink(session, options.sink_url, timeout=timeout, structured=structured),
                           dead_letter_sink=dead_sink, keep=keep,
                           secrets=file_secrets(options.secrets_dir),
-                          kube_api=load_kube_config)
+                          kube_api=load_kube_config, checkpoints=checkpoints)
 
         async def health(request: web.Request) -> web.Response:
             healthy = supervisor.healthy()
@@ -105,14 +114,14 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         app = web.Application(client_max_size=options.max_body, handler_args={"auto_decompress": False})
         app.router.add_get("/-/health", health)
         app.router.add_get("/metrics", serve_metrics)
-        if adapter.kind == "webhook":
-            assert source.spec.webhook is not None
-            app.router.add_route("*", source.spec.webhook.path, adapter.endpoint(options.max_body).handle)
+        if adapter.serves_http:
+            path = source.spec.webhook.path if source.spec.webhook is not None else "/"
+            app.router.add_route("*", path, adapter.endpoint(options.max_body).handle)
         app.router.add_route("*", "/{path:.*}", _not_found)
         runner = await start_site(app, options.host, options.port, name="source")
         print(f"{READY}{options.host}:{options.port} ({source.namespace}/{source.name} {adapter.kind})", flush=True)
         try:
-            if adapter.kind != "webhook":
+            if not adapter.serves_http:
                 supervisor.start(adapter.name, adapter.run, kind=f"source-{adapter.kind}")
             await wait_for_signal()
         finally:

@@ -24,21 +24,21 @@ from ripple.events.model import CloudEvent
 from ripple.kube.client import load_kube_config
 from ripple.sources.adapter import Adapter, SecretMissing, dead_letter_name
 from ripple.sources.sink import HttpSink, Sink, StoreSink
+from ripple.sources.storage import checkpoint_bucket
 from ripple.store import EventStore, StoreUnavailable
 from ripple.supervision import Supervisor
 
-__all__ = ["UNAVAILABLE_KINDS", "LocalSources", "webhook_path"]
+__all__ = ["LocalSources", "webhook_path"]
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE_KINDS = frozenset({"storage"})
-"""Kinds whose adapters are not part of this release: local mode says so at start rather than run nothing."""
 
 
 def webhook_path(source: EventSource) -> str:
-    """Where local mode serves a webhook source: ``/sources/<namespace>/<name>`` plus ``spec.webhook.path``."""
-    assert source.spec.webhook is not None
-    suffix = "" if source.spec.webhook.path == "/" else source.spec.webhook.path
+    """Where local mode serves a webhook (or storage notifications): ``/sources/<namespace>/<name>``, plus
+    ``spec.webhook.path``."""
+    path = source.spec.webhook.path if source.spec.webhook is not None else "/"
+    suffix = "" if path == "/" else path
     return f"/sources/{source.namespace}/{source.name}{suffix}"
 
 
@@ -99,14 +99,17 @@ class LocalSources:
                 return False
             return True
 
+        async def checkpoints() -> object:
+            return await checkpoint_bucket(self.store.js)
+
         return Adapter(source, sink, dead_letter_sink=dead_sink, keep=keep, secrets=self._secret(source.namespace),
-                       kube_api=load_kube_config)
+                       kube_api=load_kube_config, checkpoints=checkpoints)
 
     def routes(self) -> list[web.RouteDef]:
         """The webhook endpoints, for the ingress's server (a missing Secret refuses the start, naming it)."""
         routes = []
         for adapter in self.adapters.values():
-            if adapter.kind == "webhook":
+            if adapter.serves_http:
                 routes.append(web.route("*", webhook_path(adapter.source), adapter.endpoint(self.max_body).handle))
         return routes
 
@@ -121,16 +124,14 @@ class LocalSources:
 
     def start(self) -> None:
         for adapter in self.adapters.values():
-            if adapter.kind in ("ping", "nats", "kubernetes", "postgres"):
+            if not adapter.serves_http:
                 self.supervisor.start(adapter.name, adapter.run, kind=f"source-{adapter.kind}")
 
     def ready_lines(self, base_url: str) -> Iterable[str]:
         """``source ready: <namespace>/<name> <kind> [<url>]``, one per source that runs."""
         for adapter in self.adapters.values():
-            if adapter.kind in UNAVAILABLE_KINDS:
-                yield f"source not started: {adapter.name} {adapter.kind} (this release has no {adapter.kind} adapter)"
-            elif adapter.kind == "webhook":
-                yield f"source ready: {adapter.name} webhook {base_url}{webhook_path(adapter.source)}"
+            if adapter.serves_http:
+                yield f"source ready: {adapter.name} {adapter.kind} {base_url}{webhook_path(adapter.source)}"
                 webhook = adapter.source.spec.webhook
                 if webhook is not None and webhook.signature is None:
                     yield f"source {adapter.name}: the webhook is open (no spec.webhook.signature): anyone can send"

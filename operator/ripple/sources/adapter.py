@@ -8,7 +8,7 @@ a URL), and whether a Kubernetes API client is at hand.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from kubernetes_asyncio import client
 from ripple.api.durations import seconds
 from ripple.api.models import EventSource, SecretKeyRef
 from ripple.dispatch.policy import DeliveryPolicy
+from ripple.events.model import CloudEvent
 from ripple.sources.delivery import DeadLetterKeeper, SourceDelivery, SourceStats
 from ripple.sources.endpoint import WebhookEndpoint
 from ripple.sources.kubernetes import run_kubernetes
@@ -25,6 +26,7 @@ from ripple.sources.ping import run_ping
 from ripple.sources.postgres import PostgresStatus, run_postgres
 from ripple.sources.signatures import Verifier
 from ripple.sources.sink import Sink
+from ripple.sources.storage import StorageStatus, notification_events, run_storage_poll
 
 __all__ = [
     "DEAD_LETTER_NAME_PREFIX",
@@ -69,6 +71,9 @@ class Adapter:
     kube_api: KubeApi | None = None
     stats: SourceStats = field(default_factory=SourceStats)
     postgres: PostgresStatus = field(default_factory=PostgresStatus)
+    storage: StorageStatus = field(default_factory=StorageStatus)
+    checkpoints: Callable[[], Awaitable[Any]] | None = None
+    """The storage source's checkpoint bucket (JetStream KV)."""
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -82,18 +87,44 @@ class Adapter:
             raise SecretMissing(f"no Secrets are available to read '{ref.name}'")
         return self.secrets(ref)
 
+    @property
+    def serves_http(self) -> bool:
+        """A webhook, or a storage source fed by the server's notifications."""
+        storage = self.source.spec.storage
+        return self.kind == "webhook" or (storage is not None and storage.mode == "notifications")
+
     def endpoint(self, max_body: int) -> WebhookEndpoint:
-        webhook = self.source.spec.webhook
-        assert webhook is not None, "only a webhook source has an endpoint"
+        spec = self.source.spec
+        assert self.serves_http, "only webhooks and storage notifications have an endpoint"
+        signature = spec.webhook.signature if spec.webhook is not None else spec.storage.signature  # type: ignore[union-attr]
         verifier = None
-        if webhook.signature is not None:
-            signature = webhook.signature
+        if signature is not None:
             verifier = Verifier(signature.scheme, self._secret(signature.secret_ref), signature.header,
                                 seconds(signature.tolerance))
-        return WebhookEndpoint(self.source, self.delivery, verifier, max_body)
+        decode = None
+        if spec.storage is not None:
+            source = self.source
+
+            def decode(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
+                return notification_events(source, headers, body)
+
+        return WebhookEndpoint(self.source, self.delivery, verifier, max_body, decode=decode)
+
+    def _s3_client(self) -> Any:
+        storage = self.source.spec.storage
+        assert storage is not None
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        access = secret = None
+        if storage.credentials_secret_ref is not None:
+            access, _, secret = self._secret(storage.credentials_secret_ref).decode().strip().partition(":")
+        config = AioConfig(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3})
+        return get_session().create_client("s3", endpoint_url=storage.endpoint, region_name=storage.region,
+                                           aws_access_key_id=access, aws_secret_access_key=secret, config=config)
 
     async def run(self) -> None:
-        """Read the upstream until cancelled (webhooks are served instead; storage comes later)."""
+        """Read the upstream until cancelled (webhooks and storage notifications are served instead)."""
         spec = self.source.spec
         if spec.ping is not None:
             await run_ping(self.source, self.delivery)
@@ -104,6 +135,10 @@ class Adapter:
         elif spec.postgres is not None:
             dsn = self._secret(spec.postgres.connection_secret_ref).decode().strip()
             await run_postgres(self.source, self.delivery, dsn, self.postgres)
+        elif spec.storage is not None and spec.storage.mode == "poll":
+            if self.checkpoints is None:
+                raise SecretMissing("a polling storage source needs NATS for its checkpoint")
+            await run_storage_poll(self.source, self.delivery, self._s3_client, self.checkpoints, self.storage)
         elif spec.kubernetes is not None:
             if self.kube_api is None:
                 raise SecretMissing("a Kubernetes source needs a Kubernetes API (a kubeconfig or a ServiceAccount)")
@@ -125,6 +160,8 @@ class Adapter:
         if self.kind == "postgres":
             extra = {"slot": self.postgres.slot, "confirmedLsn": self.postgres.confirmed_lsn,
                      "lagBytes": self.postgres.lag_bytes}
+        elif self.kind == "storage":
+            extra = {"objects": self.storage.objects, "lastCheckpoint": self.storage.last_checkpoint}
         return {
             **extra,
             "kind": self.kind,

@@ -10,6 +10,7 @@ A redelivery carries the same id (``sources/webhook.py``), so the broker stores 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -17,17 +18,20 @@ from aiohttp import web
 from ripple.api.models import EventSource
 from ripple.dispatch.policy import is_retryable, is_success
 from ripple.events import EventError, UnsupportedFormat
+from ripple.events.model import CloudEvent
 from ripple.ingress.app import error, handshake
 from ripple.ingress.body import BodyRefused, read_body
 from ripple.sources.delivery import SourceDelivery
 from ripple.sources.signatures import SignatureRefused, Verifier
 from ripple.sources.webhook import webhook_events
 
-__all__ = ["ALLOWED", "WebhookEndpoint"]
+__all__ = ["ALLOWED", "Decoder", "WebhookEndpoint"]
 
 log = logging.getLogger(__name__)
 
 ALLOWED = "POST, OPTIONS"
+Decoder = Callable[[Mapping[str, str], bytes], list[CloudEvent]]
+"""A verified request's events; raises :class:`EventError` (400) or :class:`UnsupportedFormat` (415)."""
 
 
 @dataclass
@@ -39,9 +43,19 @@ class WebhookEndpoint:
     retry_after: int = 1
     """Seconds the sender is told to wait when the sink did not accept."""
 
+    decode: Decoder | None = None
+    """What a request's events are; by default a webhook's (``sources/webhook.py``)."""
+
     def __post_init__(self) -> None:
-        assert self.source.spec.webhook is not None, "a webhook endpoint serves a webhook source"
-        self.spec = self.source.spec.webhook
+        if self.decode is None:
+            webhook = self.source.spec.webhook
+            assert webhook is not None, "a webhook endpoint without a decoder serves a webhook source"
+            overrides = self.source.spec.ce_overrides
+
+            def decode(headers: Mapping[str, str], body: bytes) -> list[CloudEvent]:
+                return webhook_events(webhook, self.source.namespace, self.source.name, headers, body, overrides)
+
+            self.decode = decode
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.method == "OPTIONS":
@@ -63,8 +77,8 @@ class WebhookEndpoint:
                 log.info("source %s: request refused: %s", self.delivery.name, exc)
                 return error(401, str(exc))
         try:
-            events = webhook_events(self.spec, self.source.namespace, self.source.name, request.headers, body,
-                                    self.source.spec.ce_overrides)
+            assert self.decode is not None
+            events = self.decode(request.headers, body)
         except EventError as exc:
             return self._rejected(400, str(exc))
         except UnsupportedFormat as exc:

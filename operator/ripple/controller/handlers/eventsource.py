@@ -1,7 +1,7 @@
 """EventSource → its adapter: sink resolved, Secrets checked, ServiceAccount and RBAC, Deployment, webhook Service.
 
 Conditions: ``SinkResolved`` (``SinkNotFound``), ``Deployed`` (``SecretNotFound``, ``KindNotFound``,
-``AdapterNotAvailable`` for kinds this release has no adapter for, ``AdapterStarting`` until a replica is ready)
+``AdapterStarting`` until a replica is ready)
 and ``Ready``. Children in the source's namespace carry an owner reference and go with it; the Roles a
 Kubernetes source needs in other namespaces, and the ClusterRole of a cluster-scoped kind, cannot, so the delete
 handler removes them.
@@ -29,7 +29,6 @@ from ripple.sources.kubernetes import KindNotFound, discover
 __all__ = ["delete_eventsource", "reconcile_eventsource"]
 
 RESOURCE = custom_object(EventSource)
-UNAVAILABLE_KINDS = frozenset({"storage"})
 NOT_READY_RECHECK = 5.0
 RECHECKED = frozenset({"AdapterStarting", "SecretNotFound", "SinkNotFound", "DeadLetterSinkNotFound"})
 
@@ -111,8 +110,6 @@ async def reconcile_eventsource(body: kopf.Body, status: kopf.Status, patch: kop
 
 async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.Patch, source: EventSource,
                   kind: str, sink_url: str | None) -> Condition:
-    if kind in UNAVAILABLE_KINDS:
-        return Condition("Deployed", False, "AdapterNotAvailable", f"{kind} sources have no adapter in this release")
     for ref in build.secret_refs(source):
         if not await kube.secret_exists(source.namespace, ref.name):
             return Condition("Deployed", False, "SecretNotFound",
@@ -132,7 +129,8 @@ async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.
             owned.append(obj)
         else:
             await kube.apply(obj)  # another namespace or cluster-wide: removed by the delete handler
-    if source.spec.webhook is not None:
+    if source.spec.webhook is not None or (source.spec.storage is not None
+                                           and source.spec.storage.mode == "notifications"):
         owned.append(build.service(source))
         patch_url = build.webhook_url(source, cfg.cluster_domain)
     else:

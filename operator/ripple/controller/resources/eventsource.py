@@ -77,6 +77,8 @@ def secret_refs(source: EventSource) -> list[SecretKeyRef]:
         refs.append(spec.postgres.connection_secret_ref)
     if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
         refs.append(spec.storage.credentials_secret_ref)
+    if spec.storage is not None and spec.storage.signature is not None:
+        refs.append(spec.storage.signature.secret_ref)
     return refs
 
 
@@ -194,6 +196,7 @@ def service(source: EventSource) -> dict[str, Any]:
 
 
 def webhook_url(source: EventSource, cluster_domain: str = "cluster.local") -> str:
-    assert source.spec.webhook is not None
-    path = "" if source.spec.webhook.path == "/" else source.spec.webhook.path
+    """The address of a webhook (or of a storage source's notification endpoint)."""
+    path = source.spec.webhook.path if source.spec.webhook is not None else "/"
+    path = "" if path == "/" else path
     return f"http://{adapter_name(source.name)}.{source.namespace}.svc.{cluster_domain}{path}"
