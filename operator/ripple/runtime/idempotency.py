@@ -35,6 +35,7 @@ import orjson
 
 from ripple.api.durations import seconds
 from ripple.runtime.errors import RetryLater
+from ripple.runtime.event import reply_event
 
 __all__ = [
     "BUCKET",
@@ -44,6 +45,7 @@ __all__ = [
     "PostgresLedger",
     "idempotency_key",
     "idempotent",
+    "stable_reply",
 ]
 
 BUCKET = "ripple-idempotency"
@@ -56,6 +58,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class IdempotencyError(Exception):
     """The ledger cannot be used (no NATS URL, a key path missing from the event's data)."""
+
+
+def stable_reply(result: Any, key: str) -> Any:
+    """The reply as it is stored: with an ``id`` of its own derived from the key (a repeat must give the same
+    reply, id included, or every redelivery would add a new event downstream), and checked to be a valid reply
+    before anything is committed."""
+    if isinstance(result, Mapping) and "id" not in result:
+        result = {**result, "id": f"reply-{key[:32]}"}
+    if result is not None:
+        reply_event(result)  # raises for a reply the runtime could not send: nothing is committed then
+    return result
 
 
 def idempotency_key(event: Mapping[str, Any], key: str | None, scope: str) -> str:
@@ -119,7 +132,7 @@ class KvLedger:
             if not isinstance(revision, int):
                 return revision.reply
         try:
-            result = await call()
+            result = stable_reply(await call(), key)
         except BaseException:
             await kv.delete(key, last=revision)  # no record: the retry runs the handler afresh
             raise
@@ -190,7 +203,7 @@ class PostgresLedger:
                     cur.execute(sql.SQL("SELECT reply FROM {} WHERE key = %s").format(table), (key,))
                     row = cur.fetchone()
                     return None if row is None else row[0]
-                result = call(cur)
+                result = stable_reply(call(cur), key)
                 cur.execute(sql.SQL("UPDATE {} SET reply = %s WHERE key = %s").format(table),
                             (orjson.dumps(result).decode(), key))
                 return result  # leaving the block commits the handler's writes and the ledger row together
