@@ -65,3 +65,15 @@ def test_the_webhook_address_includes_its_path():
     hooks = source("hooks", webhook={"path": "/github"})
     assert build.webhook_url(hooks) == "http://hooks-source.shop.svc.cluster.local/github"
     assert build.service(hooks)["spec"]["selector"] == {build.ADAPTER_LABEL: "hooks"}
+
+
+def test_database_and_storage_adapters_may_patch_only_their_own_status():
+    orders = source("orders", postgres={"connectionSecretRef": {"name": "db", "key": "dsn"}, "tables": ["public.o"]})
+    (role, binding) = build.rbac(orders, [])
+    assert role["kind"] == "Role" and role["rules"] == [{"apiGroups": ["ripple.dev"],
+                                                         "resources": ["eventsources/status"],
+                                                         "resourceNames": ["orders"], "verbs": ["get", "patch"]}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    deployment = build.deployment(orders, image="i", sink_url="u", dead_letter_url=None, nats_url="nats://n:4222")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True and "--report-progress" in pod["containers"][0]["args"]

@@ -314,7 +314,8 @@ def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
     assert not grants(dispatcher, "", "pods", "watch")
     pods = rules_of(helm.template("dispatcher.readiness=pods"), "dispatcher")
     assert grants(pods, "", "pods", "watch") and not grants(pods, "discovery.k8s.io", "endpointslices", "watch")
-    assert not grants(operator, "rbac.authorization.k8s.io", "roles", "create")
+    assert grants(operator, "rbac.authorization.k8s.io", "roles", "create")  # no more than it holds itself
+    assert not grants(operator, "rbac.authorization.k8s.io", "clusterroles", "create")
     granting = rules_of(helm.template("sources.kubernetesRBAC=true"), "operator")
     assert grants(granting, "rbac.authorization.k8s.io", "roles", "escalate")
     assert grants(granting, "rbac.authorization.k8s.io", "rolebindings", "bind")

@@ -11,6 +11,7 @@ import pytest
 
 from tests.k8s.conftest import _write_kubeconfig
 from tests.k8s.test_operator import apply, conditions, ingress_port, k8s_nats, operator  # noqa: F401 - fixtures
+from tests.postgres_server import pg_bin_dir, postgres_server
 from tests.processes import RippleProcess
 from tests.support import eventually
 
@@ -151,3 +152,65 @@ async def test_configmap_changes_reach_a_function_on_the_adapters_own_token(crds
         await refused.stop()
         await function.stop()
     assert "unlabelled" not in function.output()
+
+
+@pytest.mark.skipif(pg_bin_dir() is None, reason="PostgreSQL is not installed")
+async def test_a_postgres_source_reports_its_lag_and_its_slot_goes_with_it(crds_installed, operator,  # noqa: F811
+                                                                             namespace, tmp_path: Path):
+    plane = crds_installed
+    with postgres_server() as pg:
+        database = pg.create_database()
+        pg.execute(database, "CREATE TABLE orders (id int PRIMARY KEY)")
+        pg.execute(database, f"SELECT pg_create_logical_replication_slot('{database}', 'pgoutput')")
+        plane.kubectl("create", "secret", "generic", "db", "-n", namespace, f"--from-literal=dsn={pg.dsn(database)}")
+        apply(plane, namespace, f"""
+        kind: EventSource
+        metadata: {{name: orders}}
+        spec:
+          sink: {{uri: "http://127.0.0.1:1/"}}
+          postgres: {{connectionSecretRef: {{name: db, key: dsn}}, tables: [public.orders], slot: {database}}}
+        """)
+        await eventually(lambda: plane.kubectl("get", "rolebinding", "orders-source", "-n", namespace,
+                                               check=False).returncode == 0, timeout=30)
+        role = plane.get_json("role", "orders-source", "-n", namespace)
+        assert role["rules"] == [{"apiGroups": ["ripple.dev"], "resources": ["eventsources/status"],
+                                  "resourceNames": ["orders"], "verbs": ["get", "patch"]}]
+        # The adapter, on its own ServiceAccount's token, reports the slot's progress to the EventSource's status.
+        token = plane.kubectl("create", "token", "orders-source", "-n", namespace).stdout.strip()
+        _write_kubeconfig(tmp_path / "adapter.kubeconfig", plane.server, plane.ca_file, "orders-source", token)
+        (tmp_path / "secrets" / "db").mkdir(parents=True)
+        (tmp_path / "secrets" / "db" / "dsn").write_text(pg.dsn(database))
+        found = plane.get_json("eventsource", "orders", "-n", namespace)
+        (tmp_path / "source.json").write_text(json.dumps({"apiVersion": found["apiVersion"], "kind": "EventSource",
+                                                          "metadata": {"name": "orders", "namespace": namespace},
+                                                          "spec": found["spec"]}))
+        adapter = await RippleProcess("source", "run", "--source", str(tmp_path / "source.json"), "--sink",
+                                      "http://127.0.0.1:1/", "--secrets-dir", str(tmp_path / "secrets"),
+                                      "--host", "127.0.0.1", "--port", "0", "--report-progress",
+                                      env={"KUBECONFIG": str(tmp_path / "adapter.kubeconfig")}).start()
+        try:
+            def progress() -> dict:
+                return plane.get_json("eventsource", "orders", "-n", namespace).get("status", {}).get("progress", {})
+
+            try:
+                await eventually(lambda: progress().get("slot") == database and progress().get("lagBytes") is not None,
+                                 timeout=40, interval=0.5)
+            except AssertionError:
+                raise AssertionError(f"{progress()}\n{adapter.output()}") from None
+        finally:
+            await adapter.stop()
+        assert _slots(pg, database) == [database]
+        plane.kubectl("delete", "eventsource", "orders", "-n", namespace, "--wait=false")
+        await eventually(lambda: _slots(pg, database) == [], timeout=30)
+        await eventually(lambda: plane.kubectl("get", "eventsource", "orders", "-n", namespace,
+                                               check=False).returncode != 0, timeout=30)
+
+
+def _slots(pg, database: str) -> list[str]:  # type: ignore[no-untyped-def]
+    import psycopg2
+
+    with psycopg2.connect(pg.dsn(database)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT slot_name FROM pg_replication_slots")
+        found = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return found

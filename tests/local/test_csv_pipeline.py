@@ -77,3 +77,35 @@ async def test_the_csv_pipeline(tmp_path: Path, pg: PostgresServer, s3: str):
             assert len(rows(pg)) == 3
         finally:
             await dev.stop()
+
+
+async def test_thumbnails(tmp_path: Path, s3: str):
+    import io
+
+    from PIL import Image
+
+    example = tmp_path / "thumbnails"
+    shutil.copytree(REPO / "functions" / "thumbnails", example)
+    manifest = example / "thumbnails.yaml"
+    manifest.write_text(manifest.read_text().replace("http://127.0.0.1:9090", s3))
+    async with get_session().create_client("s3", endpoint_url=s3, region_name="us-east-1",
+                                           aws_access_key_id="demo-access",
+                                           aws_secret_access_key="demo-secret") as client:
+        for bucket in ("photos", "thumbnails"):
+            await client.create_bucket(Bucket=bucket)
+        dev = await RippleProcess("dev", str(example), "--port", str(free_port()), "--data-dir",
+                                  str(tmp_path / "data")).start()
+        try:
+            await dev.wait_for_line("source ready: media/photos storage")
+            await asyncio.sleep(1.5)
+            photo = io.BytesIO()
+            Image.new("RGB", (640, 480), (200, 30, 30)).save(photo, "PNG")
+            await client.put_object(Bucket="photos", Key="originals/sunset.png", Body=photo.getvalue())
+            await client.put_object(Bucket="photos", Key="originals/notes.txt", Body=b"not an image")
+            await dev.wait_for_line("originals/sunset.png (640x480) → thumbnails/sunset.jpg", timeout=60)
+            await dev.wait_for_line("status=422 attempt=1", timeout=30)
+            answer = await client.get_object(Bucket="thumbnails", Key="thumbnails/sunset.jpg")
+            thumbnail = Image.open(io.BytesIO(await answer["Body"].read()))
+            assert thumbnail.format == "JPEG" and thumbnail.size == (200, 200)
+        finally:
+            await dev.stop()

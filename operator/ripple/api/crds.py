@@ -97,7 +97,10 @@ KINDS: tuple[KindInfo, ...] = (
         _status(sinkUri=_url("Resolved URL of the sink."), address=ADDRESS,
                 sourceKind={"type": "string", "description": "Which kind of source this is (webhook, ping, ...)."},
                 verification={"type": "string", "description": "webhook: the signature scheme requests are checked "
-                                                               "with, or 'none' when the endpoint is open."}),
+                                                               "with, or 'none' when the endpoint is open."},
+                progress={"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                          "description": "Reported by the adapter: a PostgreSQL source's slot, confirmed LSN and lag "
+                                         "in bytes; a storage source's objects and last checkpoint."}),
     ),
 )
 

@@ -178,3 +178,5 @@ def _add_source(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run.add_argument("--host", default="0.0.0.0")
     run.add_argument("--port", type=int, default=8080)
     run.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted webhook request, in bytes")
+    run.add_argument("--report-progress", action="store_true",
+                     help="patch the EventSource's status.progress (PostgreSQL lag, storage checkpoint)")

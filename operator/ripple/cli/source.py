@@ -42,7 +42,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"ripple: give the sink's URL with --sink or ${SINK_ENV}", file=sys.stderr)
         return 2
     options = AdapterOptions(source, sink, args.dead_letter_sink, args.secrets_dir, args.nats, args.host,
-                             args.port, args.max_body)
+                             args.port, args.max_body, args.report_progress)
     try:
         return await run_source_adapter(options)
     except SecretMissing as exc:

@@ -11,10 +11,12 @@ a webhook source, the webhook at ``spec.webhook.path``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -33,7 +35,8 @@ from ripple.sources.storage import checkpoint_bucket
 from ripple.store import EventStore
 from ripple.supervision import Supervisor
 
-__all__ = ["READY", "SECRETS_DIR", "AdapterOptions", "file_secrets", "run_source_adapter"]
+__all__ = ["PROGRESS_EVERY", "READY", "SECRETS_DIR", "AdapterOptions", "file_secrets", "report_progress",
+           "run_source_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ class AdapterOptions:
     host: str = "0.0.0.0"
     port: int = 8080
     max_body: int = 1024 * 1024
+    report_progress: bool = False
+    """Patch the EventSource's ``status.progress`` (what the operator's Deployment asks for)."""
 
 
 def file_secrets(directory: Path) -> SecretLookup:
@@ -123,6 +128,8 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         try:
             if not adapter.serves_http:
                 supervisor.start(adapter.name, adapter.run, kind=f"source-{adapter.kind}")
+            if options.report_progress and adapter.kind in ("postgres", "storage"):
+                supervisor.start(f"{adapter.name} progress", lambda: report_progress(adapter), kind="source-status")
             await wait_for_signal()
         finally:
             await runner.cleanup()
@@ -131,6 +138,39 @@ async def run_source_adapter(options: AdapterOptions) -> int:
                 with contextlib.suppress(Exception):
                     await store.close()
     return 0
+
+
+PROGRESS_EVERY = 5.0
+"""Seconds between looks at a PostgreSQL or storage source's progress; its status is patched only on a change."""
+
+
+# Any: the client's stubs do not declare _content_type, which its methods accept.
+MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json", "_request_timeout": 30}
+PROGRESS_FIELDS = ("slot", "confirmedLsn", "lagBytes", "objects", "lastCheckpoint")
+
+
+async def report_progress(adapter: Adapter, every: float = PROGRESS_EVERY) -> None:
+    """Patch ``status.progress`` of the adapter's own EventSource (its Role allows that one object only)."""
+    from kubernetes_asyncio import client
+
+    from ripple.api.models import GROUP, VERSION
+
+    source = adapter.source
+    api = await load_kube_config()
+    try:
+        custom = client.CustomObjectsApi(api)
+        last: dict[str, object] | None = None
+        while True:
+            status = adapter.status()
+            progress: dict[str, object] = {k: status[k] for k in PROGRESS_FIELDS if k in status}
+            if progress != last:
+                await custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, source.namespace, "eventsources", source.name, {"status": {"progress": progress}},
+                    **MERGE_PATCH)
+                last = progress
+            await asyncio.sleep(every)
+    finally:
+        await api.close()
 
 
 async def _not_found(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@ reads, deletes), over kubernetes_asyncio."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -98,6 +99,18 @@ class Kube:
             if response.status >= 400:
                 raise ApiException(status=response.status, reason=f"reading Secret {namespace}/{name}")
         return True
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> bytes | None:
+        """One key of a Secret, ``None`` when the Secret or the key is missing. Only for the cleanup that needs
+        it (dropping a PostgreSQL source's replication slot); the value is never logged or kept."""
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        encoded = (secret.data or {}).get(key)
+        return None if encoded is None else base64.b64decode(encoded)
 
     async def delete_rbac(self, kind: str, name: str, namespace: str = "") -> None:
         """Delete a Role, RoleBinding (in ``namespace``), ClusterRole or ClusterRoleBinding; gone is fine."""

@@ -9,9 +9,11 @@ handler removes them.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
+import psycopg2
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ripple.api.models import Broker, EventSource, Function, Resource
@@ -25,6 +27,7 @@ from ripple.kube.objects import InvalidSpec, parse
 from ripple.kube.resources import custom_object
 from ripple.sources.adapter import source_kind
 from ripple.sources.kubernetes import KindNotFound, discover
+from ripple.sources.postgres import drop_slot
 
 __all__ = ["delete_eventsource", "reconcile_eventsource"]
 
@@ -155,14 +158,17 @@ async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.
 
 
 @kopf.on.delete(*RESOURCE)
-async def delete_eventsource(body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Remove the RBAC objects no owner reference can reach (other namespaces, cluster-wide)."""
+async def delete_eventsource(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
+    """Remove what no owner reference can reach: RBAC in other namespaces or cluster-wide, and a PostgreSQL
+    source's replication slot, which would otherwise keep WAL on the server for ever."""
     cfg: OperatorConfig = memo.config
     assert cfg.kube is not None
     try:
         source = parse(EventSource, body)
     except InvalidSpec:
         return
+    if source.spec.postgres is not None:
+        await _drop_slot(cfg.kube, source, logger)
     spec = source.spec.kubernetes
     if spec is None:
         return
@@ -173,3 +179,21 @@ async def delete_eventsource(body: kopf.Body, memo: Any, **_: Any) -> None:
             await cfg.kube.delete_rbac("Role", name[:253], namespace)
     await cfg.kube.delete_rbac("ClusterRoleBinding", name)
     await cfg.kube.delete_rbac("ClusterRole", name)
+
+
+async def _drop_slot(kube: Kube, source: EventSource, logger: Any) -> None:
+    spec = source.spec.postgres
+    assert spec is not None
+    ref = spec.connection_secret_ref
+    dsn = await kube.secret_value(source.namespace, ref.name, ref.key)
+    if dsn is None:
+        logger.warning("cannot drop the replication slot of %s/%s: Secret %s has no key %s", source.namespace,
+                       source.name, ref.name, ref.key)
+        return
+    try:
+        dropped = await asyncio.to_thread(drop_slot, dsn.decode().strip(), source)
+    except psycopg2.Error as exc:
+        # Unreachable or refused: retried by Kopf (the finalizer holds the object) until it works.
+        raise kopf.TemporaryError(f"dropping the replication slot failed: {type(exc).__name__}", delay=10) from None
+    if dropped:
+        logger.info("dropped the replication slot of %s/%s", source.namespace, source.name)

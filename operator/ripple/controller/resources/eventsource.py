@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ripple.api.models import EventSource, SecretKeyRef
+from ripple.api.models import GROUP, EventSource, SecretKeyRef
 from ripple.kube.names import PART_OF, RUNTIME_PORT, RUNTIME_PORT_NAME
 
 __all__ = [
@@ -25,9 +25,11 @@ __all__ = [
     "adapter_name",
     "deployment",
     "rbac",
+    "reports_progress",
     "secret_refs",
     "service",
     "service_account",
+    "talks_to_api",
     "webhook_url",
 ]
 
@@ -82,9 +84,20 @@ def secret_refs(source: EventSource) -> list[SecretKeyRef]:
     return refs
 
 
+def talks_to_api(source: EventSource) -> bool:
+    """A Kubernetes source reads the API; PostgreSQL and storage sources report their progress to their own
+    status. Webhooks, pings and NATS never talk to the API server, and get no token."""
+    spec = source.spec
+    return spec.kubernetes is not None or spec.postgres is not None or spec.storage is not None
+
+
+def reports_progress(source: EventSource) -> bool:
+    return source.spec.postgres is not None or source.spec.storage is not None
+
+
 def service_account(source: EventSource) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(source),
-            "automountServiceAccountToken": source.spec.kubernetes is not None}
+            "automountServiceAccountToken": talks_to_api(source)}
 
 
 def rbac(source: EventSource, grants: Sequence[Grant]) -> list[dict[str, Any]]:
@@ -94,9 +107,15 @@ def rbac(source: EventSource, grants: Sequence[Grant]) -> list[dict[str, Any]]:
     for grant in grants:
         by_namespace.setdefault(grant.namespace, {}).setdefault(grant.group, set()).add(grant.plural)
     objects: list[dict[str, Any]] = []
+    if reports_progress(source):
+        by_namespace.setdefault(source.namespace, {})
     for namespace, groups in sorted(by_namespace.items(), key=lambda item: item[0] or ""):
         rules = [{"apiGroups": [group], "resources": sorted(plurals), "verbs": WATCH_VERBS}
                  for group, plurals in sorted(groups.items())]
+        if namespace == source.namespace and reports_progress(source):
+            # Its own status only (slot lag, last checkpoint): one object, by name.
+            rules.append({"apiGroups": [GROUP], "resources": ["eventsources/status"],
+                          "resourceNames": [source.name], "verbs": ["get", "patch"]})
         if namespace is None:
             name = f"ripple-source-{source.namespace}-{source.name}"
             meta = {"name": name, "labels": adapter_labels(source)}
@@ -134,6 +153,8 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
         args += ["--dead-letter-sink", dead_letter_url]
     if nats_url is not None:
         args += ["--nats", nats_url]
+    if reports_progress(source):
+        args.append("--report-progress")
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     keys: dict[str, set[str]] = {}
@@ -172,7 +193,7 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": adapter_name(source.name),
-                    "automountServiceAccountToken": source.spec.kubernetes is not None,
+                    "automountServiceAccountToken": talks_to_api(source),
                     "containers": [container],
                     "volumes": volumes,
                     "securityContext": POD_SECURITY,
