@@ -22,7 +22,8 @@ trap cleanup EXIT
 
 echo "--- starting PostgreSQL on 127.0.0.1:55432 and an S3 server on 127.0.0.1:9090"
 as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -o "-p 55432 -k $work -c listen_addresses=127.0.0.1" -l "$work/pg.log" -w start >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$work/pg" -o "-p 55432 -k $work -c listen_addresses=127.0.0.1" -l "$work/pg.log" -w start \
+  >/dev/null || { cat "$work/pg.log"; exit 1; }
 moto_server -H 127.0.0.1 -p 9090 >"$work/s3.log" 2>&1 &
 s3_pid=$!
 export AWS_ACCESS_KEY_ID=demo-access AWS_SECRET_ACCESS_KEY=demo-secret AWS_DEFAULT_REGION=us-east-1
