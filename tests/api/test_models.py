@@ -20,8 +20,10 @@ from ripple.api.models import (
     EventSource,
     Function,
     FunctionSpec,
+    Parallel,
     Reference,
     ScaleSpec,
+    Sequence,
     Trigger,
     TriggerSpec,
     default_broker,
@@ -261,7 +263,8 @@ def test_default_broker() -> None:
 
 
 def test_kinds_maps_each_kind_to_its_model() -> None:
-    assert KINDS == {"Function": Function, "Trigger": Trigger, "Broker": Broker, "EventSource": EventSource}
+    assert KINDS == {"Function": Function, "Trigger": Trigger, "Broker": Broker, "EventSource": EventSource,
+                     "Sequence": Sequence, "Parallel": Parallel}
 
 
 @pytest.mark.parametrize(("policy", "delays"), [("exponential", [0.4, 0.8, 1.6]), ("linear", [0.2, 0.4, 0.6])])

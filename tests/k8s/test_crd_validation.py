@@ -51,6 +51,10 @@ STORAGE = manifest("EventSource", {"sink": {"uri": "http://127.0.0.1:8080/shop/d
                                    "storage": {"endpoint": "http://127.0.0.1:9000", "bucket": "uploads"}})
 NATS = manifest("EventSource", {"sink": {"ref": {"kind": "Function", "name": "handler"}},
                                 "nats": {"url": "nats://127.0.0.1:4222", "subject": "orders.>"}})
+SEQUENCE = manifest("Sequence", {"steps": [{"name": "pay", "ref": {"kind": "Function", "name": "pay"}},
+                                          {"uri": "http://127.0.0.1:9/ship"}]})
+PARALLEL = manifest("Parallel", {"branches": [{"filter": {"attributes": {"type": "order.placed"}},
+                                              "subscriber": {"ref": {"kind": "Function", "name": "pay"}}}]})
 
 DELETE = object()
 """A value for ``changed`` that removes the key."""
@@ -288,6 +292,14 @@ INVALID = [
          "queueGroup is for core NATS only"),
     case("src-delivery-retry-negative", changed(NATS, spec__delivery={"retry": -1}), "spec.delivery.retry",
          "should be greater than or equal to 0"),
+    case("seq-empty-steps", changed(SEQUENCE, spec__steps=[]), "spec.steps", "should have at least 1 items"),
+    case("seq-step-without-target", changed(SEQUENCE, spec__steps=[{"name": "pay"}]), "spec.steps[0]",
+         "exactly one of ref, uri must be set"),
+    case("seq-step-unknown-kind", changed(SEQUENCE, spec__steps=[{"ref": {"kind": "Sequence", "name": "x"}}]),
+         "spec.steps[0].ref.kind", "Unsupported value"),
+    case("par-no-branches", changed(PARALLEL, spec__branches=[]), "spec.branches", "should have at least 1 items"),
+    case("par-branch-without-subscriber", changed(PARALLEL, spec__branches=[{"filter": {"attributes": {}}}]),
+         "spec.branches[0].subscriber", "Required value"),
     case("src-ce-overrides-number", changed(NATS, spec__ceOverrides={"extensions": {"tenant": 7}}),
          "spec.ceOverrides.extensions.tenant", "must be of type string"),
 ]
@@ -334,6 +346,8 @@ VALID = [
                          spec__storage__credentialsSecretRef={"name": "s3", "key": "keys"}), id="src-storage"),
     pytest.param(changed(NATS, spec__nats__url="tls://nats.example.com:4222", spec__nats__queueGroup="workers"),
                  id="src-nats"),
+    pytest.param(SEQUENCE, id="seq"),
+    pytest.param(PARALLEL, id="par"),
     pytest.param(changed(NATS, spec__nats__stream="ORDERS", spec__nats__durable="ripple",
                          spec__delivery={"retry": 5, "deadLetterSink": {"uri": "http://dl.example/"}}),
                  id="src-nats-jetstream"),

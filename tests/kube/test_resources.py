@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from ripple.api.crds import KINDS
-from ripple.api.models import API_VERSION, Broker, EventSource, Function, Resource, Trigger
+from ripple.api.models import API_VERSION, Broker, EventSource, Function, Parallel, Resource, Sequence, Trigger
 from ripple.kube.resources import GROUP, VERSION, custom_object, plural
 
 
 @pytest.mark.parametrize(
     ("model", "expected"),
-    [(Broker, "brokers"), (Function, "functions"), (Trigger, "triggers"), (EventSource, "eventsources")],
+    [(Broker, "brokers"), (Function, "functions"), (Trigger, "triggers"), (EventSource, "eventsources"),
+     (Sequence, "sequences"), (Parallel, "parallels")],
 )
 def test_plural_and_custom_object_of_each_kind(model, expected):
     assert plural(model) == expected
@@ -20,7 +21,7 @@ def test_plural_and_custom_object_of_each_kind(model, expected):
 
 
 def test_every_kind_has_a_place():
-    assert {info.model for info in KINDS} == {Broker, Function, Trigger, EventSource}
+    assert {info.model for info in KINDS} == {Broker, Function, Trigger, EventSource, Sequence, Parallel}
     assert len({plural(info.model) for info in KINDS}) == len(KINDS)
     assert (GROUP, VERSION) == ("ripple.dev", "v1alpha1")
 

@@ -16,7 +16,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel
 
-from ripple.api.models import GROUP, VERSION, Broker, EventSource, Function, Resource, Trigger
+from ripple.api.models import GROUP, VERSION, Broker, EventSource, Function, Parallel, Resource, Sequence, Trigger
 
 __all__ = ["KINDS", "KindInfo", "add_factory_defaults", "crd", "render", "spec_schema", "structural", "write_crds"]
 
@@ -101,6 +101,16 @@ KINDS: tuple[KindInfo, ...] = (
                 progress={"type": "object", "x-kubernetes-preserve-unknown-fields": True,
                           "description": "Reported by the adapter: a PostgreSQL source's slot, confirmed LSN and lag "
                                          "in bytes; a storage source's objects and last checkpoint."}),
+    ),
+    KindInfo(
+        Sequence, "sequences", ("seq",),
+        (("Broker", "string", ".spec.broker"), ("URL", "string", ".status.address.url")),
+        _status(address=ADDRESS),
+    ),
+    KindInfo(
+        Parallel, "parallels", ("par",),
+        (("Broker", "string", ".spec.broker"), ("URL", "string", ".status.address.url")),
+        _status(address=ADDRESS),
     ),
 )
 

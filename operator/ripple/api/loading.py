@@ -18,8 +18,10 @@ from ripple.api.models import (
     Destination,
     EventSource,
     Function,
+    Parallel,
     Resource,
     SecretKeyRef,
+    Sequence,
     Trigger,
     default_broker,
 )
@@ -46,6 +48,8 @@ class Manifests:
     triggers: dict[tuple[str, str], Trigger] = field(default_factory=dict)
     brokers: dict[tuple[str, str], Broker] = field(default_factory=dict)
     event_sources: dict[tuple[str, str], EventSource] = field(default_factory=dict)
+    sequences: dict[tuple[str, str], Sequence] = field(default_factory=dict)
+    parallels: dict[tuple[str, str], Parallel] = field(default_factory=dict)
     secrets: dict[tuple[str, str], LocalSecret] = field(default_factory=dict)
     """``v1`` Secrets, which sources' ``secretRef`` fields name."""
     origins: dict[tuple[str, str, str], Path] = field(default_factory=dict)
@@ -132,6 +136,8 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
                 "Trigger": found.triggers,
                 "Broker": found.brokers,
                 "EventSource": found.event_sources,
+                "Sequence": found.sequences,
+                "Parallel": found.parallels,
             }
             tables[resource.kind][resource.key] = resource
     _add_default_brokers(found)
@@ -140,7 +146,7 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
 
 
 def _add_default_brokers(found: Manifests) -> None:
-    tables = (found.functions, found.triggers, found.brokers, found.event_sources)
+    tables = (found.functions, found.triggers, found.brokers, found.event_sources, found.sequences, found.parallels)
     namespaces = {key[0] for table in tables for key in table}
     for namespace in namespaces or {"default"}:
         found.brokers.setdefault((namespace, "default"), default_broker(namespace))
@@ -160,6 +166,33 @@ def _check_references(found: Manifests) -> None:
         if source.spec.delivery.dead_letter_sink is not None:
             _check_destination(found, source, source.spec.delivery.dead_letter_sink, "spec.delivery.deadLetterSink",
                                where)
+    for sequence in found.sequences.values():
+        where = f"{found.origin(sequence)} (Sequence '{sequence.namespace}/{sequence.name}')"
+        _check_broker(found, sequence, sequence.spec.broker, where)
+        for index, step in enumerate(sequence.spec.steps):
+            field_name = f"spec.steps[{index}]"
+            _check_destination(found, sequence, step, field_name, where)
+            extras = (("onError", step.on_error), ("delivery.deadLetterSink", step.delivery.dead_letter_sink))
+            for extra, dest in extras:
+                if dest is not None:
+                    _check_destination(found, sequence, dest, f"{field_name}.{extra}", where)
+        if sequence.spec.reply is not None:
+            _check_destination(found, sequence, sequence.spec.reply, "spec.reply", where)
+    for parallel in found.parallels.values():
+        where = f"{found.origin(parallel)} (Parallel '{parallel.namespace}/{parallel.name}')"
+        _check_broker(found, parallel, parallel.spec.broker, where)
+        for index, branch in enumerate(parallel.spec.branches):
+            field_name = f"spec.branches[{index}]"
+            for extra, target in (("subscriber", branch.subscriber), ("reply", branch.reply),
+                                  ("delivery.deadLetterSink", branch.delivery.dead_letter_sink)):
+                if target is not None:
+                    _check_destination(found, parallel, target, f"{field_name}.{extra}", where)
+            try:
+                _ = branch.compiled_filter
+            except FilterError as exc:
+                raise ManifestError(f"{where}: {field_name}.{exc}") from None
+        if parallel.spec.reply is not None:
+            _check_destination(found, parallel, parallel.spec.reply, "spec.reply", where)
     for trigger in found.triggers.values():
         where = f"{found.origin(trigger)} (Trigger '{trigger.namespace}/{trigger.name}')"
         if (trigger.namespace, trigger.spec.broker) not in found.brokers:
@@ -199,6 +232,11 @@ def _check_secret_refs(found: Manifests, source: EventSource) -> None:
             raise ManifestError(f"{where}: {field_name}: no Secret '{ref.name}' in namespace {source.namespace}")
         if ref.key not in secret.data:
             raise ManifestError(f"{where}: {field_name}: Secret '{ref.name}' has no key '{ref.key}'")
+
+
+def _check_broker(found: Manifests, referrer: Resource, broker: str, where: str) -> None:
+    if (referrer.namespace, broker) not in found.brokers:
+        raise ManifestError(f"{where}: spec.broker: no Broker '{broker}' in namespace {referrer.namespace}")
 
 
 def _check_destination(found: Manifests, referrer: Resource, dest: Destination, field_name: str, where: str) -> None:

@@ -38,6 +38,9 @@ __all__ = [
     "Model",
     "NatsSource",
     "ObjectMeta",
+    "Parallel",
+    "ParallelBranch",
+    "ParallelSpec",
     "PingSource",
     "PostgresSource",
     "Reference",
@@ -46,6 +49,9 @@ __all__ = [
     "Retention",
     "ScaleSpec",
     "SecretKeyRef",
+    "Sequence",
+    "SequenceSpec",
+    "SequenceStep",
     "Sink",
     "SinkReference",
     "StorageSource",
@@ -62,6 +68,8 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_STEPS = 100
+MAX_BRANCHES = 100
 Name = Annotated[str, Field(pattern=DNS_LABEL, max_length=63, description="A DNS-1123 label.")]
 
 
@@ -547,11 +555,90 @@ class EventSource(Resource):
     spec: EventSourceSpec
 
 
+# --- Sequence and Parallel ----------------------------------------------------------------------------------
+
+
+class SequenceStep(Destination):
+    """One step of a Sequence: a subscriber (``ref`` to a Function, or ``uri``) with its own delivery."""
+
+    name: Name | None = None
+    """A name for the step in status, traces and dead letters (else its 0-based index)."""
+    delivery: DeliverySpec = Field(default_factory=DeliverySpec)
+    """Retries, timeout and dead-letter sink of this step."""
+    on_error: Destination | None = None
+    """Where the event this step failed on goes instead of the dead letter (a compensation step)."""
+
+
+class SequenceSpec(Model):
+    broker: Name = "default"
+    """The broker whose JetStream keeps every hand-off between steps."""
+    steps: list[SequenceStep] = Field(min_length=1, max_length=MAX_STEPS)
+    """Step i's reply is step i+1's input; a step that answers 2xx without an event ends the chain."""
+    reply: Destination | None = None
+    """Where the last step's reply goes; without it, back to the broker for triggers to pick up."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SequenceSpec:
+        names = [step.name for step in self.steps if step.name is not None]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"step names must be unique: {repeated}")
+        return self
+
+
+class ParallelBranch(Model):
+    """One branch of a Parallel: the events that pass its filter go to its subscriber."""
+
+    name: Name | None = None
+    """A name for the branch in status and dead letters (else its 0-based index)."""
+    filter: AttributesFilter | None = None
+    """Knative-compatible attribute filter; without filter and filters the branch takes every event."""
+    filters: list[dict[str, Any]] | None = None
+    """Subscriptions API filter expressions (as a Trigger's), all of which must hold."""
+    subscriber: Destination
+    """Where the branch's events are delivered."""
+    delivery: DeliverySpec = Field(default_factory=DeliverySpec)
+    """Retries, timeout and dead-letter sink of this branch."""
+    reply: Destination | None = None
+    """Where this branch's replies go (else the Parallel's reply)."""
+
+    @functools.cached_property
+    def compiled_filter(self) -> Filter:
+        """The branch's filter, compiled once; raises :class:`FilterError`."""
+        attributes = self.filter.attributes if self.filter is not None else None
+        return compile_filter(attributes, self.filters)
+
+
+class ParallelSpec(Model):
+    broker: Name = "default"
+    """The broker whose JetStream keeps each branch's events."""
+    branches: list[ParallelBranch] = Field(min_length=1, max_length=MAX_BRANCHES)
+    """Every branch whose filter the event passes gets it."""
+    reply: Destination | None = None
+    """Where branch replies go unless the branch names its own; without it, back to the broker."""
+
+
+class Sequence(Resource):
+    """A Sequence: steps that each get the previous step's reply, every hand-off durable in JetStream."""
+
+    kind: Literal["Sequence"]
+    spec: SequenceSpec
+
+
+class Parallel(Resource):
+    """A Parallel: branches that each get the events passing their filter, with their own delivery and replies."""
+
+    kind: Literal["Parallel"]
+    spec: ParallelSpec
+
+
 KINDS: dict[str, type[Resource]] = {
     "Function": Function,
     "Trigger": Trigger,
     "Broker": Broker,
     "EventSource": EventSource,
+    "Sequence": Sequence,
+    "Parallel": Parallel,
 }
 
 

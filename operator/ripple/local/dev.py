@@ -152,6 +152,10 @@ async def run_dev(options: DevOptions) -> int:
         assert local.sources is not None
         for line in local.sources.ready_lines(local.ingress_url):
             print(line, flush=True)
+        for kind, table in (("sequence", manifests.sequences), ("parallel", manifests.parallels)):
+            for namespace, name in sorted(table):
+                print(f"{kind} not started: {namespace}/{name} (validated; this release does not run {kind}s yet)",
+                      flush=True)
         await wait_for_signal()
         print("ripple dev: stopping", flush=True)
     finally:
