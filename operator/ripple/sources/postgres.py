@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,32 +194,42 @@ async def _stream(source: EventSource, delivery: SourceDelivery, conn: Any, curs
     relations: dict[int, Relation] = {}
     begin: Begin | None = None
     position = 0
-    last_feedback = time.monotonic()
-    confirmed = 0
-    while True:
-        message = cursor.read_message()
-        if message is None:
-            if time.monotonic() - last_feedback >= FEEDBACK_EVERY:
-                cursor.send_feedback(flush_lsn=confirmed, reply=True)
-                last_feedback = time.monotonic()
-                status.confirmed_lsn, status.lag_bytes = await asyncio.to_thread(_lag, dsn, status.slot)
-            await _io_ready(loop, conn.fileno(), FEEDBACK_EVERY)
-            continue
-        decoded = decode(message.payload, relations)
-        if isinstance(decoded, Begin):
-            begin, position = decoded, 0
-        elif isinstance(decoded, Change):
-            assert begin is not None, "a change outside a transaction"
-            event = postgres_event(source, relations[decoded.relation_oid], decoded, begin, position,
-                                   message.data_start)
-            position += 1
-            await delivery.deliver(event)  # in order: a row's changes must reach the sink as they were made
-        elif isinstance(decoded, Commit):
-            # Every change of the transaction is kept (accepted or dead-lettered): the server may forget it.
-            confirmed = decoded.end_lsn
-            cursor.send_feedback(flush_lsn=confirmed)
-            last_feedback = time.monotonic()
-            begin = None
+    confirmed = [0]
+    """The end LSN of the last transaction whose every change was kept."""
+
+    async def keep_alive() -> None:
+        # Also while a delivery is being retried: the server drops a client silent for wal_sender_timeout.
+        while True:
+            await asyncio.sleep(FEEDBACK_EVERY)
+            cursor.send_feedback(flush_lsn=confirmed[0], reply=True)
+            status.confirmed_lsn, status.lag_bytes = await asyncio.to_thread(_lag, dsn, status.slot)
+
+    reporter = asyncio.create_task(keep_alive(), name=f"postgres feedback {delivery.name}")
+    try:
+        while True:
+            if reporter.done():
+                reporter.result()  # its failure (a lost connection) ends the run
+            message = cursor.read_message()
+            if message is None:
+                await _io_ready(loop, conn.fileno(), FEEDBACK_EVERY)
+                continue
+            decoded = decode(message.payload, relations)
+            if isinstance(decoded, Begin):
+                begin, position = decoded, 0
+            elif isinstance(decoded, Change):
+                assert begin is not None, "a change outside a transaction"
+                event = postgres_event(source, relations[decoded.relation_oid], decoded, begin, position,
+                                       message.data_start)
+                position += 1
+                await delivery.deliver(event)  # in order: a row's changes must reach the sink as they were made
+            elif isinstance(decoded, Commit):
+                # Every change of the transaction is kept (accepted or dead-lettered): the server may forget it.
+                confirmed[0] = decoded.end_lsn
+                cursor.send_feedback(flush_lsn=decoded.end_lsn)
+                begin = None
+    finally:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
 
 
 async def _io_ready(loop: asyncio.AbstractEventLoop, fd: int, timeout: float, *, write: bool = False) -> bool:

@@ -197,7 +197,7 @@ async def poll_once(source: EventSource, delivery: SourceDelivery, client: Any, 
     previous = await _load(kv, key)
     if previous is None and spec.initial_listing == "skip":
         await _save(kv, key, current)
-        status.objects = len(current)
+        status.objects, status.last_checkpoint = len(current), now_rfc3339()
         return 0
     previous = previous or {}
     events = []
