@@ -55,6 +55,23 @@ async def _at_least(served, count: int):  # type: ignore[no-untyped-def]
     return events if len(events) >= count else None
 
 
+async def test_a_message_no_event_can_carry_is_dead_lettered_and_the_next_one_goes(serve_sources,
+                                                                                   nats_server: NatsServer):
+    async with serve_sources(manifest(nats_server.url)) as served:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await eventually(lambda: served.sources.supervisor.states()[0].run_started > 0)
+            await asyncio.sleep(0.3)
+            await nc.publish("orders." + "x" * 1100, b"{}")  # a subject longer than an event's subject may be
+            await nc.publish("orders.ok", b"{}", headers={"Nats-Msg-Id": "ok-1"})
+            await nc.flush()
+            (event,) = await eventually(lambda: _at_least(served, 1), timeout=10)
+            assert await eventually(served.dead_letters, timeout=10) == 1
+        finally:
+            await nc.close()
+    assert event.id == "ok-1"
+
+
 async def test_jetstream_messages_are_identified_by_stream_sequence(serve_sources, nats_server: NatsServer):
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()

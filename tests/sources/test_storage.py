@@ -101,6 +101,19 @@ async def test_initial_listing_emit_and_a_thousand_objects(serve_sources, s3, bu
     assert {e["subject"] for e in events} == {f"incoming/{n:04}.csv" for n in range(1000)}
 
 
+async def test_an_object_no_event_can_carry_is_dead_lettered_and_the_poll_goes_on(serve_sources, s3, bucket):
+    client, name = bucket
+    async with serve_sources(manifest(s3, name)) as served:
+        await eventually(lambda: _polled(served), timeout=10)
+        await client.put_object(Bucket=name, Key="incoming/bad\x01name.csv", Body=b"x")  # S3 allows it
+        await client.put_object(Bucket=name, Key="incoming/good.csv", Body=b"y")
+        (good,) = await eventually(lambda: _events(served, 1), timeout=10)
+        letters = await eventually(served.dead_letters, timeout=10)
+        await asyncio.sleep(1.0)  # later polls neither retry it nor repeat the good one
+        assert await served.dead_letters() == letters == 1 and len(await served.events()) == 1
+    assert good["subject"] == "incoming/good.csv"
+
+
 # --- notifications ----------------------------------------------------------------------------------------------
 
 AWS = {"Records": [{
@@ -124,6 +137,26 @@ SNS = {"Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf32
        "Timestamp": "2024-06-13T12:00:00.100Z", "SignatureVersion": "1"}
 
 
+NOTIFICATIONS = ("apiVersion: v1\nkind: Secret\nmetadata: {name: hook}\nstringData: {token: n0tify}\n---\n"
+                 "apiVersion: ripple.dev/v1alpha1\nkind: EventSource\nmetadata: {name: uploads}\nspec:\n"
+                 "  sink: {ref: {kind: Broker, name: default}}\n"
+                 "  storage: {endpoint: 'http://unused.example', bucket: uploads, prefix: incoming/, "
+                 "mode: notifications, events: [created, deleted], "
+                 "signature: {scheme: token, secretRef: {name: hook, key: token}}}\n")
+
+
+async def test_a_malformed_notification_is_answered_400_naming_the_record(serve_sources):
+    broken = {"eventName": "ObjectCreated:Put", "s3": {"bucket": "uploads", "object": []}}
+    body = {"Records": [AWS["Records"][0], broken]}
+    async with serve_sources(NOTIFICATIONS) as served:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{served.url}/sources/default/uploads", json=body,
+                                    headers={"Authorization": "Bearer n0tify"}) as answer:
+                assert answer.status == 400
+                assert "Records[1]" in (await answer.json())["error"]
+        assert await served.events() == []
+
+
 @pytest.mark.parametrize(("body", "expected"), [
     (AWS, [("created", "incoming/report 2024.csv")]),
     (SNS, [("created", "incoming/report 2024.csv")]),
@@ -131,13 +164,7 @@ SNS = {"Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf32
     ({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "uploads"}, []),
 ], ids=["aws", "sns", "minio", "test-event"])
 async def test_notifications_in_each_format(serve_sources, body, expected):
-    notifications = ("apiVersion: v1\nkind: Secret\nmetadata: {name: hook}\nstringData: {token: n0tify}\n---\n"
-                     "apiVersion: ripple.dev/v1alpha1\nkind: EventSource\nmetadata: {name: uploads}\nspec:\n"
-                     "  sink: {ref: {kind: Broker, name: default}}\n"
-                     "  storage: {endpoint: 'http://unused.example', bucket: uploads, prefix: incoming/, "
-                     "mode: notifications, events: [created, deleted], "
-                     "signature: {scheme: token, secretRef: {name: hook, key: token}}}\n")
-    async with serve_sources(notifications) as served:
+    async with serve_sources(NOTIFICATIONS) as served:
         url = f"{served.url}/sources/default/uploads"
         async with aiohttp.ClientSession() as session:
             async with session.post(url, json=body) as unsigned:

@@ -20,7 +20,6 @@ from ripple.api.models import (
     Function,
     Parallel,
     Resource,
-    SecretKeyRef,
     Sequence,
     Trigger,
     default_broker,
@@ -208,25 +207,10 @@ def _check_references(found: Manifests) -> None:
             raise ManifestError(f"{where}: spec.{exc}") from None
 
 
-def _secret_refs(source: EventSource) -> list[tuple[str, SecretKeyRef]]:
-    spec, refs = source.spec, []
-    if spec.webhook is not None and spec.webhook.signature is not None:
-        refs.append(("spec.webhook.signature.secretRef", spec.webhook.signature.secret_ref))
-    if spec.postgres is not None:
-        refs.append(("spec.postgres.connectionSecretRef", spec.postgres.connection_secret_ref))
-    if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
-        refs.append(("spec.storage.credentialsSecretRef", spec.storage.credentials_secret_ref))
-    if spec.storage is not None and spec.storage.signature is not None:
-        refs.append(("spec.storage.signature.secretRef", spec.storage.signature.secret_ref))
-    if spec.nats is not None and spec.nats.credentials_secret_ref is not None:
-        refs.append(("spec.nats.credentialsSecretRef", spec.nats.credentials_secret_ref))
-    return refs
-
-
 def _check_secret_refs(found: Manifests, source: EventSource) -> None:
     """Every Secret a source names must be declared, with the key it names (in its own namespace)."""
     where = f"{found.origin(source)} (EventSource '{source.namespace}/{source.name}')"
-    for field_name, ref in _secret_refs(source):
+    for field_name, ref in source.spec.secret_refs():
         secret = found.secrets.get((source.namespace, ref.name))
         if secret is None:
             raise ManifestError(f"{where}: {field_name}: no Secret '{ref.name}' in namespace {source.namespace}")

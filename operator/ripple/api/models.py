@@ -540,6 +540,26 @@ class EventSourceSpec(Model):
     nats: NatsSource | None = None
     """Events from messages on a NATS subject."""
 
+    @property
+    def kind(self) -> str:
+        """Which kind of source this is: ``webhook``, ``ping``, ``kubernetes``, ``postgres``, ``storage``, ``nats``."""
+        return next(kind for kind in SOURCE_KINDS if getattr(self, kind) is not None)
+
+    def secret_refs(self) -> list[tuple[str, SecretKeyRef]]:
+        """Every Secret key the source names, with its field path."""
+        refs: list[tuple[str, SecretKeyRef | None]] = []
+        if self.webhook is not None and self.webhook.signature is not None:
+            refs.append(("spec.webhook.signature.secretRef", self.webhook.signature.secret_ref))
+        if self.postgres is not None:
+            refs.append(("spec.postgres.connectionSecretRef", self.postgres.connection_secret_ref))
+        if self.storage is not None:
+            refs.append(("spec.storage.credentialsSecretRef", self.storage.credentials_secret_ref))
+            if self.storage.signature is not None:
+                refs.append(("spec.storage.signature.secretRef", self.storage.signature.secret_ref))
+        if self.nats is not None:
+            refs.append(("spec.nats.credentialsSecretRef", self.nats.credentials_secret_ref))
+        return [(path, ref) for path, ref in refs if ref is not None]
+
     @model_validator(mode="after")
     def _one_kind(self) -> EventSourceSpec:
         given = [k for k in SOURCE_KINDS if getattr(self, k) is not None]

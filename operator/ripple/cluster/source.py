@@ -13,23 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from kubernetes_asyncio import client
 
 from ripple._aio import wait_for_signal
 from ripple.api.durations import seconds
-from ripple.api.models import EventSource, SecretKeyRef
-from ripple.events.model import CloudEvent
+from ripple.api.models import GROUP, VERSION, EventSource, SecretKeyRef
 from ripple.ingress.app import error
 from ripple.kube.client import load_kube_config
 from ripple.metrics import serve_metrics
 from ripple.serving import start_site
-from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, dead_letter_name
+from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, endpoint_path, stream_keeper
 from ripple.sources.sink import HttpSink
 from ripple.sources.storage import checkpoint_bucket
 from ripple.store import EventStore
@@ -37,8 +36,6 @@ from ripple.supervision import Supervisor
 
 __all__ = ["PROGRESS_EVERY", "READY", "SECRETS_DIR", "AdapterOptions", "file_secrets", "report_progress",
            "run_source_adapter"]
-
-log = logging.getLogger(__name__)
 
 SECRETS_DIR = Path("/var/run/ripple/secrets")
 READY = "source adapter listening on "
@@ -79,10 +76,6 @@ async def run_source_adapter(options: AdapterOptions) -> int:
     """NATS, connected the first time a dead letter needs the stream (most adapters never do)."""
     supervisor = Supervisor()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        ref = source.spec.sink.ref
-        broker = ref.key(source.namespace) if ref is not None and ref.kind == "Broker" \
-            else (source.namespace, "default")
-
         async def nats_store() -> EventStore:
             if options.nats_url is None:
                 raise SecretMissing("this source needs NATS (--nats) for its checkpoint")
@@ -93,22 +86,11 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         async def checkpoints() -> object:
             return await checkpoint_bucket((await nats_store()).js)
 
-        async def keep(letter: CloudEvent) -> bool:
-            if options.nats_url is None:
-                return False
-            try:
-                await (await nats_store()).store_dead_letter(broker[0], broker[1], dead_letter_name(source), letter,
-                                                  delivery_id=letter.id)
-            except Exception as exc:  # the last stop of an event: the delivery keeps trying
-                log.warning("source %s/%s: dead-letter stream unavailable: %s", source.namespace, source.name, exc)
-                return False
-            return True
-
         dead_sink = None
         if options.dead_letter_sink_url is not None:
             dead_sink = HttpSink(session, options.dead_letter_sink_url, timeout=timeout, structured=structured)
         adapter = Adapter(source, HttpSink(session, options.sink_url, timeout=timeout, structured=structured),
-                          dead_letter_sink=dead_sink, keep=keep,
+                          dead_letter_sink=dead_sink, keep=stream_keeper(source, nats_store),
                           secrets=file_secrets(options.secrets_dir),
                           kube_api=load_kube_config, checkpoints=checkpoints)
 
@@ -120,8 +102,7 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         app.router.add_get("/-/health", health)
         app.router.add_get("/metrics", serve_metrics)
         if adapter.serves_http:
-            path = source.spec.webhook.path if source.spec.webhook is not None else "/"
-            app.router.add_route("*", path, adapter.endpoint(options.max_body).handle)
+            app.router.add_route("*", endpoint_path(source), adapter.endpoint(options.max_body).handle)
         app.router.add_route("*", "/{path:.*}", _not_found)
         runner = await start_site(app, options.host, options.port, name="source")
         print(f"{READY}{options.host}:{options.port} ({source.namespace}/{source.name} {adapter.kind})", flush=True)
@@ -151,10 +132,6 @@ PROGRESS_FIELDS = ("slot", "confirmedLsn", "lagBytes", "objects", "lastCheckpoin
 
 async def report_progress(adapter: Adapter, every: float = PROGRESS_EVERY) -> None:
     """Patch ``status.progress`` of the adapter's own EventSource (its Role allows that one object only)."""
-    from kubernetes_asyncio import client
-
-    from ripple.api.models import GROUP, VERSION
-
     source = adapter.source
     api = await load_kube_config()
     try:

@@ -8,7 +8,6 @@ namespace's ``default`` broker when the sink is not a broker), as ``_source-<nam
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,24 +19,21 @@ from ripple.api.loading import Manifests
 from ripple.api.models import Destination, EventSource, SecretKeyRef
 from ripple.api.models import Sink as SinkSpec
 from ripple.dispatch.resolve import Resolver
-from ripple.events.model import CloudEvent
 from ripple.kube.client import load_kube_config
-from ripple.sources.adapter import Adapter, SecretMissing, dead_letter_name
+from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, endpoint_path, stream_keeper
 from ripple.sources.sink import HttpSink, Sink, StoreSink
 from ripple.sources.storage import checkpoint_bucket
-from ripple.store import EventStore, StoreUnavailable
+from ripple.store import EventStore
 from ripple.supervision import Supervisor
 
 __all__ = ["LocalSources", "webhook_path"]
-
-log = logging.getLogger(__name__)
 
 
 
 def webhook_path(source: EventSource) -> str:
     """Where local mode serves a webhook (or storage notifications): ``/sources/<namespace>/<name>``, plus
     ``spec.webhook.path``."""
-    path = source.spec.webhook.path if source.spec.webhook is not None else "/"
+    path = endpoint_path(source)
     suffix = "" if path == "/" else path
     return f"/sources/{source.namespace}/{source.name}{suffix}"
 
@@ -56,7 +52,7 @@ class LocalSources:
         for key, source in sorted(manifests.event_sources.items()):
             self.adapters[key] = self._adapter(source)
 
-    def _secret(self, namespace: str) -> Any:
+    def _secret(self, namespace: str) -> SecretLookup:
         def lookup(ref: SecretKeyRef) -> bytes:
             secret = self.manifests.secrets.get((namespace, ref.name))
             if secret is None or ref.key not in secret.data:
@@ -86,24 +82,14 @@ class LocalSources:
         sink = self._sink(source.spec.sink, source.namespace, timeout, structured)
         dead = delivery.dead_letter_sink
         dead_sink = None if dead is None else self._sink(dead, source.namespace, timeout, structured)
-        ref = source.spec.sink.ref
-        broker = ref.key(source.namespace) if ref is not None and ref.kind == "Broker" \
-            else (source.namespace, "default")
-
-        async def keep(letter: CloudEvent) -> bool:
-            try:
-                await self.store.store_dead_letter(broker[0], broker[1], dead_letter_name(source), letter,
-                                                   delivery_id=letter.id)
-            except StoreUnavailable as exc:
-                log.warning("source %s/%s: dead-letter stream unavailable: %s", source.namespace, source.name, exc)
-                return False
-            return True
+        async def store() -> EventStore:
+            return self.store
 
         async def checkpoints() -> object:
             return await checkpoint_bucket(self.store.js)
 
-        return Adapter(source, sink, dead_letter_sink=dead_sink, keep=keep, secrets=self._secret(source.namespace),
-                       kube_api=load_kube_config, checkpoints=checkpoints)
+        return Adapter(source, sink, dead_letter_sink=dead_sink, keep=stream_keeper(source, store),
+                       secrets=self._secret(source.namespace), kube_api=load_kube_config, checkpoints=checkpoints)
 
     def routes(self) -> list[web.RouteDef]:
         """The webhook endpoints, for the ingress's server (a missing Secret refuses the start, naming it)."""

@@ -7,6 +7,7 @@ a URL), and whether a Kubernetes API client is at hand.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,15 +28,20 @@ from ripple.sources.postgres import PostgresStatus, run_postgres
 from ripple.sources.signatures import Verifier
 from ripple.sources.sink import Sink
 from ripple.sources.storage import StorageStatus, notification_events, run_storage_poll
+from ripple.store import EventStore
 
 __all__ = [
     "DEAD_LETTER_NAME_PREFIX",
     "Adapter",
     "SecretLookup",
     "SecretMissing",
+    "dead_letter_broker",
     "dead_letter_name",
-    "source_kind",
+    "endpoint_path",
+    "stream_keeper",
 ]
+
+log = logging.getLogger(__name__)
 
 DEAD_LETTER_NAME_PREFIX = "_source-"
 """A source's dead letters are kept in a broker's dead-letter stream under ``_source-<name>``: no trigger can
@@ -53,10 +59,34 @@ def dead_letter_name(source: EventSource) -> str:
     return f"{DEAD_LETTER_NAME_PREFIX}{source.name}"
 
 
-def source_kind(source: EventSource) -> str:
-    spec = source.spec
-    return next(kind for kind in ("webhook", "ping", "kubernetes", "postgres", "storage", "nats")
-                if getattr(spec, kind) is not None)
+def dead_letter_broker(source: EventSource) -> tuple[str, str]:
+    """The broker whose dead-letter stream keeps the source's dead letters: its sink broker, else the namespace's
+    ``default`` broker."""
+    ref = source.spec.sink.ref
+    if ref is not None and ref.kind == "Broker":
+        return ref.key(source.namespace)
+    return source.namespace, "default"
+
+
+def stream_keeper(source: EventSource, store: Callable[[], Awaitable[EventStore]]) -> DeadLetterKeeper:
+    """Keeps the source's dead letters in :func:`dead_letter_broker`'s dead-letter stream."""
+    namespace, broker = dead_letter_broker(source)
+
+    async def keep(letter: CloudEvent) -> bool:
+        try:
+            await (await store()).store_dead_letter(namespace, broker, dead_letter_name(source), letter,
+                                                    delivery_id=letter.id)
+        except Exception as exc:  # the last stop of an event: the delivery keeps trying
+            log.warning("source %s/%s: dead-letter stream unavailable: %s", source.namespace, source.name, exc)
+            return False
+        return True
+
+    return keep
+
+
+def endpoint_path(source: EventSource) -> str:
+    """The path of a webhook's (or storage notifications') endpoint below the adapter's root."""
+    return source.spec.webhook.path if source.spec.webhook is not None else "/"
 
 
 @dataclass
@@ -78,7 +108,7 @@ class Adapter:
 
     def __post_init__(self) -> None:
         self.name = f"{self.source.namespace}/{self.source.name}"
-        self.kind = source_kind(self.source)
+        self.kind = self.source.spec.kind
         self.delivery = SourceDelivery(self.name, self.sink, DeliveryPolicy.from_spec(self.source.spec.delivery),
                                        dead_letter_sink=self.dead_letter_sink, keep=self.keep, stats=self.stats)
 
@@ -96,7 +126,8 @@ class Adapter:
     def endpoint(self, max_body: int) -> WebhookEndpoint:
         spec = self.source.spec
         assert self.serves_http, "only webhooks and storage notifications have an endpoint"
-        signature = spec.webhook.signature if spec.webhook is not None else spec.storage.signature  # type: ignore[union-attr]
+        signature = (spec.webhook.signature if spec.webhook is not None
+                     else spec.storage.signature if spec.storage is not None else None)
         verifier = None
         if signature is not None:
             verifier = Verifier(signature.scheme, self._secret(signature.secret_ref), signature.header,

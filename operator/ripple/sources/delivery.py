@@ -24,7 +24,7 @@ from ripple.events.model import CloudEvent
 from ripple.metrics import SOURCE_EVENTS, child
 from ripple.sources.sink import Sink
 
-__all__ = ["MAX_KEEP_WAIT", "MAX_UNDECODABLE", "DeadLetterKeeper", "SourceDelivery", "SourceStats"]
+__all__ = ["MAX_KEEP_WAIT", "MAX_UNDECODABLE", "DeadLetterKeeper", "Sending", "SourceDelivery", "SourceStats"]
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,33 @@ class SourceDelivery:
         except Exception as exc:  # the last stop of an event: nothing may escape from it
             log.warning("source %s: dead-letter stream failed (%s: %s)", self.name, type(exc).__name__, exc)
             return False
+
+
+class Sending:
+    """Sends running in the background, at most ``limit`` at once: :meth:`submit` waits for room, which holds the
+    reader back. :meth:`close` cancels what is still being sent; ids are stable, so what a restarted reader sends
+    again is stored once."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    async def submit(self, send: Callable[[], Awaitable[object]], name: str | None = None) -> None:
+        await self._slots.acquire()
+        task = asyncio.ensure_future(send())
+        if name is not None:
+            task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _describe(result: DeliveryResult) -> str:

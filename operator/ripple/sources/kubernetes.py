@@ -209,15 +209,7 @@ class _Watch:
                                          ("allowWatchBookmarks", "true"), ("timeoutSeconds", WATCH_SECONDS)]
         if self.selector:
             params.append(("labelSelector", self.selector))
-        try:
-            response = await self.api.call_api(
-                self.path, "GET", query_params=params, auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True, _request_timeout=WATCH_SECONDS + REQUEST_TIMEOUT,
-            )
-        except ApiException as exc:
-            if exc.status == 410:
-                raise _Gone() from None
-            raise
+        response = await _get(self.api, self.path, params, WATCH_SECONDS + REQUEST_TIMEOUT)
         async with response:
             if response.status == 410:
                 raise _Gone()
@@ -245,13 +237,18 @@ class _Gone(Exception):
 
 
 async def _get_json(api: client.ApiClient, path: str, params: list[tuple[str, Any]]) -> dict[str, Any]:
-    response = await api.call_api(path, "GET", query_params=params, auth_settings=["BearerToken"],
-                                  _preload_content=False, _return_http_data_only=True,
-                                  _request_timeout=REQUEST_TIMEOUT)
+    response = await _get(api, path, params, REQUEST_TIMEOUT)
     async with response:
         await _raise_for_status(response, path)
         body: dict[str, Any] = orjson.loads(await response.read())
         return body
+
+
+async def _get(api: client.ApiClient, path: str, params: list[tuple[str, Any]], timeout: float) -> Any:
+    """The API server's raw answer (an aiohttp response, streamed): the client neither reads nor checks it, so
+    every caller goes through :func:`_raise_for_status`."""
+    return await api.call_api(path, "GET", query_params=params, auth_settings=["BearerToken"],
+                              _preload_content=False, _return_http_data_only=True, _request_timeout=timeout)
 
 
 async def _raise_for_status(response: Any, path: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from nats.aio.msg import Msg
 from ripple.api.models import EventSource
 from ripple.events.http import carries_cloudevents, decode_message
 from ripple.events.model import CloudEvent, EventError, try_json
-from ripple.sources.delivery import SourceDelivery
+from ripple.sources.delivery import Sending, SourceDelivery
 from ripple.sources.webhook import source_path
 
 __all__ = ["ACK_WAIT", "MESSAGE_TYPE", "nats_event", "run_nats"]
@@ -113,30 +114,23 @@ async def run_nats(source: EventSource, delivery: SourceDelivery, *, credentials
 async def _core(nc: Client, source: EventSource, delivery: SourceDelivery) -> None:
     spec = source.spec.nats
     assert spec is not None
-    slots = asyncio.Semaphore(source.spec.delivery.concurrency)
-    sending: set[asyncio.Task[None]] = set()
+    sending = Sending(source.spec.delivery.concurrency)
     subscription = await nc.subscribe(spec.subject, queue=spec.queue_group or "")
 
     async def send(msg: Msg) -> None:
+        ident = msg.headers.get(MSG_ID) if msg.headers else None
         try:
             event = nats_event(source, msg.subject, msg.headers, msg.data, fallback_id=str(uuid.uuid4()))
-        except EventError as exc:
-            delivery.count("rejected")
-            log.warning("source %s: message on %s is not a usable CloudEvent: %s", delivery.name, msg.subject, exc)
+        except EventError as exc:  # no event can be made of it (a subject too long for one): kept, not dropped
+            await delivery.keep_undecodable(msg.data, str(exc), ident=ident or str(uuid.uuid4()))
             return
         await delivery.deliver(event)
 
     try:
         async for msg in subscription.messages:
-            await slots.acquire()
-            task = asyncio.create_task(send(msg))
-            sending.add(task)
-            task.add_done_callback(sending.discard)
-            task.add_done_callback(lambda _: slots.release())
+            await sending.submit(functools.partial(send, msg))
     finally:
-        for task in sending:
-            task.cancel()
-        await asyncio.gather(*sending, return_exceptions=True)
+        await sending.close()
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
 

@@ -17,7 +17,7 @@ from ripple.api.durations import seconds
 from ripple.api.models import EventSource, PingSource
 from ripple.api.schedules import Schedule, tick_id
 from ripple.events.model import CloudEvent
-from ripple.sources.delivery import SourceDelivery
+from ripple.sources.delivery import Sending, SourceDelivery
 from ripple.sources.webhook import source_path
 
 __all__ = ["MAX_SLEEP", "PING_TYPE", "ping_event", "run_ping"]
@@ -54,20 +54,11 @@ async def run_ping(source: EventSource, delivery: SourceDelivery, *, clock: Cloc
     assert spec is not None, "run_ping runs a ping source"
     schedule = Schedule(spec.schedule, spec.timezone)
     extensions = source.spec.ce_overrides.extensions if source.spec.ce_overrides is not None else {}
-    slots = asyncio.Semaphore(source.spec.delivery.concurrency)
-    sending: set[asyncio.Task[bool]] = set()
+    sending = Sending(source.spec.delivery.concurrency)
 
     async def fire(tick: datetime) -> None:
-        await slots.acquire()
         event = ping_event(spec, source.namespace, source.name, tick, extensions)
-        task = asyncio.create_task(delivery.deliver(event), name=f"ping {delivery.name} {event.id}")
-        sending.add(task)
-
-        def done(finished: asyncio.Task[bool]) -> None:
-            sending.discard(finished)
-            slots.release()
-
-        task.add_done_callback(done)
+        await sending.submit(lambda: delivery.deliver(event), name=f"ping {delivery.name} {event.id}")
 
     try:
         now = clock()
@@ -82,8 +73,4 @@ async def run_ping(source: EventSource, delivery: SourceDelivery, *, clock: Cloc
             await fire(tick)
             last = tick
     finally:
-        # Cancelled (the adapter stops): the ticks being sent are cancelled too; their ids are stable, so a
-        # catch-up or another replica that fires them again is absorbed by the broker's dedup window.
-        for task in sending:
-            task.cancel()
-        await asyncio.gather(*sending, return_exceptions=True)
+        await sending.close()  # a catch-up or another replica firing those ticks again is absorbed by dedup

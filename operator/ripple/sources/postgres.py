@@ -31,15 +31,16 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from ripple.api.models import EventSource
-from ripple.events.model import CloudEvent
+from ripple.events.model import CloudEvent, EventError
 from ripple.sources.delivery import SourceDelivery
-from ripple.sources.pgoutput import Begin, Change, Commit, Relation, decode, format_lsn
+from ripple.sources.pgoutput import Begin, Change, Commit, DecodeError, Relation, decode, format_lsn
 from ripple.sources.webhook import source_path
 
 __all__ = [
     "EVENT_TYPES",
     "FEEDBACK_EVERY",
     "PostgresStatus",
+    "Transactions",
     "default_names",
     "drop_slot",
     "postgres_event",
@@ -188,12 +189,51 @@ async def run_postgres(source: EventSource, delivery: SourceDelivery, dsn: str, 
         conn.close()
 
 
+class Transactions:
+    """Turns the replication stream's messages into events, in order, and says which LSN may be confirmed.
+
+    A message no event can be made of (a decoding failure, a change that breaks an event's limits) is kept as a
+    dead letter with its bytes, and the stream goes on: one bad change never holds the slot back for ever.
+    """
+
+    def __init__(self, source: EventSource, delivery: SourceDelivery) -> None:
+        self.source = source
+        self.delivery = delivery
+        self.relations: dict[int, Relation] = {}
+        self.begin: Begin | None = None
+        self.position = 0
+
+    async def handle(self, payload: bytes, data_start: int) -> int | None:
+        """Send what ``payload`` carries; the end LSN to confirm once it is a commit, else ``None``."""
+        try:
+            decoded = decode(payload, self.relations)
+            if isinstance(decoded, Change):
+                if self.begin is None:
+                    raise DecodeError("a change outside a transaction")
+                relation = self.relations[decoded.relation_oid]
+                event = postgres_event(self.source, relation, decoded, self.begin, self.position, data_start)
+        except (DecodeError, EventError, ValueError) as exc:
+            ident = f"{format_lsn(self.begin.final_lsn) if self.begin else 'none'}-{self.position}-{data_start}"
+            self.position += 1
+            await self.delivery.keep_undecodable(payload, f"replication message at {format_lsn(data_start)}: {exc}",
+                                                 ident=ident)
+            return None
+        if isinstance(decoded, Begin):
+            self.begin, self.position = decoded, 0
+        elif isinstance(decoded, Change):
+            self.position += 1
+            await self.delivery.deliver(event)  # in order: a row's changes must reach the sink as they were made
+        elif isinstance(decoded, Commit):
+            # Every change of the transaction is kept (accepted or dead-lettered): the server may forget it.
+            self.begin = None
+            return decoded.end_lsn
+        return None
+
+
 async def _stream(source: EventSource, delivery: SourceDelivery, conn: Any, cursor: Any, dsn: str,
                   status: PostgresStatus) -> None:
     loop = asyncio.get_running_loop()
-    relations: dict[int, Relation] = {}
-    begin: Begin | None = None
-    position = 0
+    transactions = Transactions(source, delivery)
     confirmed = [0]
     """The end LSN of the last transaction whose every change was kept."""
 
@@ -213,20 +253,10 @@ async def _stream(source: EventSource, delivery: SourceDelivery, conn: Any, curs
             if message is None:
                 await _io_ready(loop, conn.fileno(), FEEDBACK_EVERY)
                 continue
-            decoded = decode(message.payload, relations)
-            if isinstance(decoded, Begin):
-                begin, position = decoded, 0
-            elif isinstance(decoded, Change):
-                assert begin is not None, "a change outside a transaction"
-                event = postgres_event(source, relations[decoded.relation_oid], decoded, begin, position,
-                                       message.data_start)
-                position += 1
-                await delivery.deliver(event)  # in order: a row's changes must reach the sink as they were made
-            elif isinstance(decoded, Commit):
-                # Every change of the transaction is kept (accepted or dead-lettered): the server may forget it.
-                confirmed[0] = decoded.end_lsn
-                cursor.send_feedback(flush_lsn=decoded.end_lsn)
-                begin = None
+            end_lsn = await transactions.handle(message.payload, message.data_start)
+            if end_lsn is not None:
+                confirmed[0] = end_lsn
+                cursor.send_feedback(flush_lsn=end_lsn)
     finally:
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)

@@ -44,6 +44,7 @@ __all__ = [
     "list_objects",
     "notification_events",
     "object_event",
+    "object_id",
     "poll_once",
     "run_storage_poll",
 ]
@@ -76,9 +77,15 @@ class StorageStatus:
     """When the checkpoint was last written (RFC 3339)."""
 
 
+def object_id(bucket: str, change: str, obj: ObjectInfo) -> str:
+    """The event id of one change of one object version: the same from a poll and from a notification."""
+    etag = obj.etag.strip('"')
+    return hashlib.sha256(f"{bucket}\x1f{obj.key}\x1f{etag}\x1f{change}".encode()).hexdigest()
+
+
 def object_event(source: EventSource, bucket: str, change: str, obj: ObjectInfo) -> CloudEvent:
     etag = obj.etag.strip('"')
-    ident = hashlib.sha256(f"{bucket}\x1f{obj.key}\x1f{etag}\x1f{change}".encode()).hexdigest()
+    ident = object_id(bucket, change, obj)
     data: dict[str, Any] = {"bucket": bucket, "key": obj.key, "size": obj.size, "etag": etag}
     if obj.content_type:
         data["contentType"] = obj.content_type
@@ -132,14 +139,17 @@ def notification_events(source: EventSource, headers: Mapping[str, str], body: b
     if document is None:
         raise EventError("an S3 event notification must be JSON")
     events = []
-    for record in _records(document):
+    for index, record in enumerate(_records(document)):
         change = _change(str(record.get("eventName", "")))
-        s3 = record.get("s3")
-        if change is None or change not in spec.events or not isinstance(s3, dict):
+        if change is None or change not in spec.events:
             continue
-        bucket = (s3.get("bucket") or {}).get("name")
-        obj = s3.get("object") or {}
-        if bucket != spec.bucket or not isinstance(obj.get("key"), str):
+        s3 = record.get("s3")
+        bucket_info = s3.get("bucket") if isinstance(s3, dict) else None
+        obj = s3.get("object") if isinstance(s3, dict) else None
+        if not isinstance(bucket_info, dict) or not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
+            raise EventError(f"Records[{index}]: an object notification needs s3.bucket.name and s3.object.key")
+        bucket = bucket_info.get("name")
+        if bucket != spec.bucket:
             continue
         key = unquote_plus(obj["key"])  # S3 notifications URL-encode the key
         if not key.startswith(spec.prefix):
@@ -200,20 +210,24 @@ async def poll_once(source: EventSource, delivery: SourceDelivery, client: Any, 
         status.objects, status.last_checkpoint = len(current), now_rfc3339()
         return 0
     previous = previous or {}
-    events = []
+    changes: list[tuple[str, ObjectInfo]] = []
     if "created" in spec.events:
-        events += [object_event(source, spec.bucket, "created", obj) for name, obj in current.items()
-                   if previous.get(name) != obj.etag]
+        changes += [("created", obj) for name, obj in current.items() if previous.get(name) != obj.etag]
     if "deleted" in spec.events:
-        events += [object_event(source, spec.bucket, "deleted", ObjectInfo(name, etag))
-                   for name, etag in previous.items() if name not in current]
-    for event in events:
+        changes += [("deleted", ObjectInfo(name, etag)) for name, etag in previous.items() if name not in current]
+    for change, obj in changes:
+        try:
+            event = object_event(source, spec.bucket, change, obj)
+        except EventError as exc:  # a key no event can carry (control characters): kept, so the poll goes on
+            await delivery.keep_undecodable(obj.key.encode(errors="replace"), f"object {change}: {exc}",
+                                            ident=object_id(spec.bucket, change, obj))
+            continue
         await delivery.deliver(event)
-    if events or previous.keys() != current.keys():
+    if changes or previous.keys() != current.keys():
         await _save(kv, key, current)
     status.objects = len(current)
     status.last_checkpoint = now_rfc3339()
-    return len(events)
+    return len(changes)
 
 
 async def checkpoint_bucket(js: Any) -> Checkpoints:

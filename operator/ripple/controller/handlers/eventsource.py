@@ -25,7 +25,6 @@ from ripple.kube.client import Kube
 from ripple.kube.names import broker_url, function_url
 from ripple.kube.objects import InvalidSpec, parse
 from ripple.kube.resources import custom_object
-from ripple.sources.adapter import source_kind
 from ripple.sources.kubernetes import KindNotFound, discover
 from ripple.sources.postgres import drop_slot
 
@@ -89,7 +88,7 @@ async def reconcile_eventsource(body: kopf.Body, status: kopf.Status, patch: kop
         invalid = Condition("SinkResolved", False, "InvalidSpec", str(exc))
         write_conditions(body, status, patch, [invalid, Condition("Deployed", False, "InvalidSpec", str(exc))])
         return
-    kind = source_kind(source)
+    kind = source.spec.kind
     patch.status["sourceKind"] = kind
     if source.spec.webhook is not None:
         patch.status["verification"] = (source.spec.webhook.signature.scheme
@@ -113,7 +112,7 @@ async def reconcile_eventsource(body: kopf.Body, status: kopf.Status, patch: kop
 
 async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.Patch, source: EventSource,
                   kind: str, sink_url: str | None) -> Condition:
-    for ref in build.secret_refs(source):
+    for _, ref in source.spec.secret_refs():
         if not await kube.secret_exists(source.namespace, ref.name):
             return Condition("Deployed", False, "SecretNotFound",
                              f"no Secret '{ref.name}' in namespace {source.namespace}")

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ripple.api.models import GROUP, EventSource, SecretKeyRef
+from ripple.api.models import GROUP, EventSource
 from ripple.kube.names import PART_OF, RUNTIME_PORT, RUNTIME_PORT_NAME
+from ripple.sources.adapter import endpoint_path
 
 __all__ = [
     "ADAPTER_LABEL",
@@ -26,7 +27,6 @@ __all__ = [
     "deployment",
     "rbac",
     "reports_progress",
-    "secret_refs",
     "service",
     "service_account",
     "talks_to_api",
@@ -67,21 +67,6 @@ def adapter_labels(source: EventSource) -> dict[str, str]:
 def _meta(source: EventSource, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:
     return {"name": name or adapter_name(source.name), "namespace": namespace or source.namespace,
             "labels": adapter_labels(source)}
-
-
-def secret_refs(source: EventSource) -> list[SecretKeyRef]:
-    spec, refs = source.spec, []
-    if spec.webhook is not None and spec.webhook.signature is not None:
-        refs.append(spec.webhook.signature.secret_ref)
-    if spec.nats is not None and spec.nats.credentials_secret_ref is not None:
-        refs.append(spec.nats.credentials_secret_ref)
-    if spec.postgres is not None:
-        refs.append(spec.postgres.connection_secret_ref)
-    if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
-        refs.append(spec.storage.credentials_secret_ref)
-    if spec.storage is not None and spec.storage.signature is not None:
-        refs.append(spec.storage.signature.secret_ref)
-    return refs
 
 
 def talks_to_api(source: EventSource) -> bool:
@@ -158,7 +143,7 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     keys: dict[str, set[str]] = {}
-    for ref in secret_refs(source):
+    for _, ref in source.spec.secret_refs():
         keys.setdefault(ref.name, set()).add(ref.key)
     for index, (secret, secret_keys) in enumerate(sorted(keys.items())):
         volume = f"secret-{index}"
@@ -218,6 +203,6 @@ def service(source: EventSource) -> dict[str, Any]:
 
 def webhook_url(source: EventSource, cluster_domain: str = "cluster.local") -> str:
     """The address of a webhook (or of a storage source's notification endpoint)."""
-    path = source.spec.webhook.path if source.spec.webhook is not None else "/"
+    path = endpoint_path(source)
     path = "" if path == "/" else path
     return f"http://{adapter_name(source.name)}.{source.namespace}.svc.{cluster_domain}{path}"
