@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 MAX_KEEP_WAIT = 30.0
 """Longest wait between attempts to keep a dead letter that nothing has taken yet."""
 MAX_UNDECODABLE = 256 * 1024
-"""Bytes of an unusable upstream message kept in its dead letter."""
+"""Bytes of an unusable upstream message (or of a too-large event's data) kept in its dead letter."""
+TOO_LARGE = 413
 DeadLetterKeeper = Callable[[CloudEvent], Awaitable[bool]]
 """Keeps a dead letter somewhere durable (a broker's dead-letter stream); ``False`` when it could not."""
 
@@ -117,6 +118,11 @@ class SourceDelivery:
         await self._keep(event, DeliveryResult(CONNECTION_ERROR, error=reason), reason)
 
     async def _keep(self, event: CloudEvent, result: DeliveryResult, reason: str) -> None:
+        if result.status == TOO_LARGE and event.data is not None and len(event.data) > MAX_UNDECODABLE:
+            # Refused for its size, it would be refused as a dead letter too and be retried for ever: its data
+            # is cut to what a dead letter can hold, and the reason says so.
+            reason = f"{reason}; data cut to {MAX_UNDECODABLE} of {len(event.data)} bytes"
+            event = CloudEvent.create(event.attributes, event.data[:MAX_UNDECODABLE])
         letter = dead_letter_event(event, result, destination=self.sink.name, trigger=self.name, reason=reason)
         wait = self.policy.backoff_delay or 0.1
         while True:
