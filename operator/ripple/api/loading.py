@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,5 +227,9 @@ def _check_destination(found: Manifests, referrer: Resource, dest: Destination, 
     if dest.ref is None:
         return
     namespace, _ = key = dest.ref.key(referrer.namespace)
-    if key not in found.functions:
-        raise ManifestError(f"{where}: {field_name}.ref: no Function '{dest.ref.name}' in namespace {namespace}")
+    tables: dict[str, Mapping[tuple[str, str], Resource]] = {
+        "Function": found.functions, "Sequence": found.sequences, "Parallel": found.parallels}
+    table = tables[dest.ref.kind]
+    if key not in table:
+        raise ManifestError(f"{where}: {field_name}.ref: no {dest.ref.kind} '{dest.ref.name}' in namespace "
+                            f"{namespace}")

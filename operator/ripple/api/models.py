@@ -18,6 +18,7 @@ from ripple.api.schedules import Schedule, ScheduleError
 from ripple.filters import Filter, compile_filter
 
 __all__ = [
+    "ADDRESSABLE_KINDS",
     "API_VERSION",
     "GROUP",
     "KINDS",
@@ -171,9 +172,13 @@ class FunctionSpec(Model):
 # --- Trigger --------------------------------------------------------------------------------------------------
 
 
+ADDRESSABLE_KINDS = ("Sequence", "Parallel")
+"""Kinds besides Function a destination can name: delivering to one stores the event at its address."""
+
+
 class Reference(Model):
-    kind: Literal["Function"]
-    """Kind of the referenced object."""
+    kind: Literal["Function", "Sequence", "Parallel"]
+    """Kind of the referenced object: a Function, or a Sequence or Parallel (the event enters it)."""
     name: Name
     """Name of the referenced object."""
     namespace: Name | None = None

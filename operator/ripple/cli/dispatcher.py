@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
+from ripple.api.models import Parallel, Sequence
 from ripple.cli.health import run_component
 from ripple.cli.logs import configure_logging
 from ripple.cli.parser import namespaced
@@ -48,8 +49,10 @@ async def run_dispatcher(nats_url: str, manifests: Manifests, function_urls: Map
     store = await EventStore.connect(nats_url, name="ripple-dispatcher")
     await store.ensure_brokers(manifests.brokers)
     dispatcher = Dispatcher(store, static_resolver(function_urls))
-    await dispatcher.apply(manifests.triggers.values())
-    print(f"dispatcher running {len(dispatcher.workers)} triggers", flush=True)
+    flows: list[Sequence | Parallel] = [*manifests.sequences.values(), *manifests.parallels.values()]
+    await dispatcher.apply(manifests.triggers.values(), flows)
+    print(f"dispatcher running {len(dispatcher.stats())} triggers and {len(flows)} sequences and parallels",
+          flush=True)
     try:
         await wait_for_signal()
     finally:

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_crds(commands)
     _add_status(commands)
     _add_dlq(commands)
+    _add_events(commands)
     _add_source(commands)
     return parser
 
@@ -147,6 +148,16 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
+
+
+def _add_events(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = commands.add_parser("events", help="where an event went through Sequences and Parallels")
+    actions = events.add_subparsers(dest="events_command", required=True)
+    trace = actions.add_parser("trace", help="every hop an event and what it caused went through, with attempts")
+    trace.add_argument("id", help="the id of the event that entered the first Sequence or Parallel")
+    trace.add_argument("--nats", help="NATS URL (default: the one `ripple dev` runs, from --data-dir)")
+    trace.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    trace.add_argument("--json", action="store_true", help="print the records as JSON")
 
 
 def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -24,12 +24,14 @@ from ripple.events.model import CloudEvent
 from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, EventTooLarge, subjects
 
-__all__ = ["FILTERED_OUT", "REPLICA_TRIES", "Attempt", "AttemptStats", "FanoutCounter", "Outcome"]
+__all__ = ["FILTERED_OUT", "REPLICA_TRIES", "Attempt", "AttemptStats", "FanoutCounter", "Outcome", "Stamp"]
 
 log = logging.getLogger(__name__)
 REPLICA_TRIES = 3
 FanoutCounter = Callable[[CloudEvent], int]
 """How many triggers of the broker an event matched: the replies to it share its fan-out budget."""
+Stamp = Callable[[CloudEvent, CloudEvent], StampedReply | None]
+"""(parent, reply) → the reply as it will be stored, ``None`` when nothing takes it; may raise InvalidReply."""
 
 
 @dataclass
@@ -58,8 +60,10 @@ class Attempt:
     """How one trigger attempts an event; :meth:`run` never raises for anything the event or its subscriber did."""
 
     def __init__(self, trigger: Trigger, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver,
-                 policy: DeliveryPolicy, fanout: FanoutCounter, stats: AttemptStats) -> None:
+                 policy: DeliveryPolicy, fanout: FanoutCounter, stats: AttemptStats,
+                 stamp: Stamp | None = None) -> None:
         self.trigger = trigger
+        self.stamp: Stamp = stamp or (lambda parent, reply: stamp_reply(parent, reply, siblings=fanout(parent)))
         self.store = store
         self.session = session
         self.resolve = resolve
@@ -88,7 +92,7 @@ class Attempt:
             stage = "reply"
             try:
                 reply = read_reply(result)
-                stamped = None if reply is None else stamp_reply(event, reply, siblings=self.fanout(event))
+                stamped = None if reply is None else self.stamp(event, reply)
                 if stamped is not None and stamped.event is not None:
                     stamped = replace(stamped, stored=self._stored_form(stamped.event))
             except InvalidReply as exc:

@@ -35,6 +35,9 @@ class DeliveryResult:
     latency: float = 0.0
     refused: bool = False
     """No connection could be made: nothing was sent, so trying another replica at once is safe."""
+    oversized: bool = False
+    """The answer's body was longer than :data:`MAX_RESPONSE_BODY`: ``body`` holds only its start, so it is never
+    read as a reply."""
 
 
 async def deliver(
@@ -47,8 +50,9 @@ async def deliver(
     try:
         async with session.post(_parsed(url), data=body, headers=headers, allow_redirects=False,
                                 skip_auto_headers=NO_AUTO_CONTENT_TYPE, timeout=_timeout(timeout)) as response:
-            content = await response.content.read(MAX_RESPONSE_BODY)
-            return DeliveryResult(response.status, content, response.headers, latency=time.monotonic() - started)
+            content = await _read_body(response.content)
+            return DeliveryResult(response.status, content[:MAX_RESPONSE_BODY], response.headers,
+                                  latency=time.monotonic() - started, oversized=len(content) > MAX_RESPONSE_BODY)
     except TimeoutError:
         error, refused = f"timed out after {timeout:g}s", False
     except aiohttp.ClientConnectorError as exc:
@@ -56,6 +60,17 @@ async def deliver(
     except aiohttp.ClientError as exc:
         error, refused = f"{type(exc).__name__}: {exc}", False
     return DeliveryResult(CONNECTION_ERROR, error=error, latency=time.monotonic() - started, refused=refused)
+
+
+async def _read_body(content: aiohttp.StreamReader) -> bytes:
+    """The answer's body up to one byte past the limit (``read(n)`` returns what has arrived, maybe one chunk)."""
+    chunks, size = [], 0
+    async for chunk in content.iter_any():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_RESPONSE_BODY:
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 # Parsed once per subscriber URL and per timeout: aiohttp would parse the URL of every request (profiled), and

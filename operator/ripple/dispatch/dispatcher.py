@@ -20,17 +20,19 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
-from ripple.api.models import Trigger
+from ripple.api.models import Parallel, Sequence, Trigger
 from ripple.dispatch.client import DeliveryResult
 from ripple.dispatch.dead_letter import keep_message, read_stored
+from ripple.dispatch.hops import Hop, flow_hops
 from ripple.dispatch.policy import CONNECTION_ERROR
 from ripple.dispatch.resolve import Resolver
-from ripple.dispatch.router import ROUTER_TRIGGER, BrokerRouter
+from ripple.dispatch.router import ROUTER_TRIGGER, BrokerRouter, ParallelRouter
 from ripple.dispatch.worker import ACK_WAIT, TriggerWorker
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.store import EventStore, subjects
 from ripple.store.fetching import Handlers, Slots, fetch_forever
+from ripple.store.records import ensure_records_stream
 from ripple.supervision import Supervisor
 
 __all__ = ["BACKSTOP_BATCH", "BACKSTOP_RETRY_DELAY", "PER_TRIGGER_TASKS", "Dispatcher", "TriggersNotStarted"]
@@ -61,10 +63,12 @@ class Dispatcher:
         self.supervisor = supervisor or Supervisor()
         self.workers: dict[tuple[str, str], TriggerWorker] = {}
         self.routers: dict[tuple[str, str], BrokerRouter] = {}
+        self.parallels: dict[tuple[str, str], ParallelRouter] = {}
         self.backstop_dead_letters = 0
         self._pinned: dict[tuple[str, str, str], list[TriggerWorker]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._advisories = False
+        self._records = False
         self._advisory_slots = Slots(BACKSTOP_BATCH)
         self._advisory_handlers = Handlers(self._on_advisory, self._advisory_slots)
 
@@ -83,39 +87,76 @@ class Dispatcher:
                                                   timeout=aiohttp.ClientTimeout(total=None))
         return self._session
 
-    async def apply(self, triggers: Iterable[Trigger]) -> None:
-        """Start workers for new triggers, restart those whose spec changed, stop those that are gone.
+    async def apply(self, triggers: Iterable[Trigger], flows: Iterable[Sequence | Parallel] = ()) -> None:
+        """Start workers for new triggers and for the hops of new Sequences and Parallels, restart those whose
+        spec changed, stop those that are gone.
 
-        A trigger's consumer exists before the router copies events to it, so nothing routed is missed.
+        A trigger's (or hop's) consumer exists before anything is copied or handed to it, so nothing is missed.
         """
         if not self._advisories:
             self.supervisor.start("max-deliveries advisories", self._watch_advisories, kind="advisories")
             self._advisories = True
-        wanted = {t.key: t for t in triggers}
+        flows = list(flows)
+        if flows and not self._records:
+            try:
+                await ensure_records_stream(self.store)
+                self._records = True
+            except Exception as exc:  # records are observations: the flows run without them, and it is retried
+                log.warning("cannot keep Sequence and Parallel records yet: %s: %s", type(exc).__name__, exc)
+        wanted: dict[tuple[str, str], tuple[Trigger, Hop | None]] = {t.key: (t, None) for t in triggers}
+        wanted.update({hop.trigger.key: (hop.trigger, hop) for hop in flow_hops(flows)})
         for key in list(self.workers):
-            if key not in wanted or self.workers[key].trigger != wanted[key]:
+            worker = self.workers[key]
+            if key not in wanted or (worker.trigger, worker.hop) != wanted[key]:
                 await self.workers.pop(key).stop()
         failed = []
-        for key, trigger in wanted.items():
+        for key, (trigger, hop) in wanted.items():
             if key not in self.workers:
                 worker = TriggerWorker(trigger, self.store, self.session, self.resolve, ack_wait=self.ack_wait,
-                                       supervisor=self.supervisor, fanout=self._counter(trigger))
+                                       supervisor=self.supervisor, fanout=self._counter(trigger), hop=hop)
                 try:
                     await worker.start()
                 except Exception as exc:  # its broker's stream may not exist yet: the others go on
                     failed.append(f"{key[0]}/{key[1]}: {type(exc).__name__}: {exc}")
                     continue
                 self.workers[key] = worker
-                log.info("trigger %s/%s: delivering to %s", *key, trigger.spec.subscriber.model_dump(exclude_none=True))
+                log.info("%s %s/%s: delivering to %s", "hop" if hop else "trigger", *key,
+                         trigger.spec.subscriber.model_dump(exclude_none=True))
         await self._apply_routes()
+        failed += await self._apply_parallels([f for f in flows if isinstance(f, Parallel)])
         if failed:
             raise TriggersNotStarted(failed)
+
+    async def _apply_parallels(self, parallels: list[Parallel]) -> list[str]:
+        """One router per Parallel, started once its branches' consumers exist."""
+        wanted = {p.key: p for p in parallels}
+        for key in list(self.parallels):
+            if key not in wanted or self.parallels[key].parallel != wanted[key]:
+                await self.parallels.pop(key).stop()
+        failed = []
+        for key, parallel in wanted.items():
+            if key in self.parallels:
+                continue
+            branches = [(key[0], subjects.parallel_branch(key[1], i)) for i in range(len(parallel.spec.branches))]
+            if not all(branch in self.workers for branch in branches):
+                failed.append(f"Parallel {key[0]}/{key[1]}: not every branch started")
+                continue
+            router = ParallelRouter(self.store, parallel, ack_wait=self.ack_wait, supervisor=self.supervisor)
+            try:
+                await router.start()
+            except Exception as exc:
+                failed.append(f"Parallel {key[0]}/{key[1]}: {type(exc).__name__}: {exc}")
+                continue
+            self.parallels[key] = router
+        return failed
 
     async def _apply_routes(self) -> None:
         """One router per broker that has triggers whose filter does not pin ``type``."""
         routes: dict[tuple[str, str], dict[str, Filter]] = defaultdict(dict)
         pinned: dict[tuple[str, str, str], list[TriggerWorker]] = defaultdict(list)
         for (namespace, name), worker in self.workers.items():
+            if worker.hop is not None:
+                continue  # a hop's input is handed to it, never routed from the log
             types = worker.filter.pinned_types()
             if types is None:
                 routes[(namespace, worker.trigger.spec.broker)][name] = worker.filter
@@ -135,8 +176,9 @@ class Dispatcher:
                 self.routers[key].set_triggers(filters)
 
     async def close(self) -> None:
-        await asyncio.gather(*(r.stop() for r in self.routers.values()))
+        await asyncio.gather(*(r.stop() for r in [*self.routers.values(), *self.parallels.values()]))
         self.routers.clear()
+        self.parallels.clear()
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
         self.workers.clear()
         await self.supervisor.close()
@@ -147,7 +189,11 @@ class Dispatcher:
             self._session = None
 
     def stats(self) -> dict[str, dict[str, int]]:
-        return {f"{ns}/{name}": worker.stats.as_dict() for (ns, name), worker in self.workers.items()}
+        """Each trigger's counts (the hops of Sequences and Parallels are in :meth:`hops`)."""
+        return {f"{ns}/{name}": w.stats.as_dict() for (ns, name), w in self.workers.items() if w.hop is None}
+
+    def hops(self) -> list[TriggerWorker]:
+        return [worker for worker in self.workers.values() if worker.hop is not None]
 
     # --- fan-out ---------------------------------------------------------------------------------------------
     def _counter(self, trigger: Trigger) -> Callable[[CloudEvent], int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ripple.api.models import Trigger
-from ripple.dispatch.client import DeliveryResult
+from ripple.dispatch.client import MAX_RESPONSE_BODY, DeliveryResult
 from ripple.events.extensions import FANOUT, fanout_of, hops_of, stamp_arrival
 from ripple.events.http import UnsupportedFormat, decode_message
 from ripple.events.model import CloudEvent, EventError
@@ -34,6 +34,8 @@ def read_reply(result: DeliveryResult) -> CloudEvent | None:
     """The event a ``200`` answer carries, ``None`` when it carries none; :class:`InvalidReply` when it is bad."""
     if result.status != 200:
         return None
+    if result.oversized:
+        raise InvalidReply(f"the answer's body is over {MAX_RESPONSE_BODY} bytes, the largest reply Ripple reads")
     try:
         return decode_message(result.headers, result.body)
     except (EventError, UnsupportedFormat) as exc:

@@ -20,18 +20,21 @@ from collections.abc import Mapping
 
 from nats.aio.msg import Msg
 
+from ripple.api.models import Parallel
 from ripple.dispatch.dead_letter import keep_message
+from ripple.dispatch.hops import parallel_filters
+from ripple.events.extensions import BRANCH, FANOUT, fanout_of
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.filters.index import TriggerIndex
 from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, StoreUnavailable, subjects
-from ripple.store.consumers import ROUTER_ATTEMPTS
+from ripple.store.consumers import ROUTER_ATTEMPTS, hop_consumer_config
 from ripple.store.fetching import Handlers, Slots, fetch_forever
 from ripple.store.jetstream import MSG_ID_HEADER, until_stored
 from ripple.supervision import Supervisor
 
-__all__ = ["RETRY_DELAY", "ROUTER_IN_FLIGHT", "ROUTER_TRIGGER", "BrokerRouter"]
+__all__ = ["RETRY_DELAY", "ROUTER_IN_FLIGHT", "ROUTER_TRIGGER", "BrokerRouter", "ParallelRouter"]
 
 log = logging.getLogger(__name__)
 ROUTER_IN_FLIGHT = 256
@@ -58,6 +61,7 @@ class BrokerRouter:
         self.filters: dict[str, Filter] = {}
         self.routed = 0
         self.dead_lettered = 0
+        self.dead_letter_name = ROUTER_TRIGGER
         self._slots = Slots(ROUTER_IN_FLIGHT)
         self._handlers = Handlers(self._route, self._slots)
 
@@ -96,12 +100,18 @@ class BrokerRouter:
             return
         sequence = msg.metadata.sequence.stream
 
+        try:
+            copies = [(name, self._copy(name, event, msg.data, len(targets))) for name in targets]
+        except Exception as exc:
+            await self._poisoned(msg, event, f"router copy failed: {type(exc).__name__}: {exc}", "copy")
+            return
+
         async def copy_once() -> bool:
             try:
                 await asyncio.gather(*(
-                    self.store.publish_stored(subjects.routed_subject(self.namespace, self.broker, name), msg.data,
+                    self.store.publish_stored(subjects.routed_subject(self.namespace, self.broker, name), payload,
                                               {MSG_ID_HEADER: f"route:{sequence}:{name}"})
-                    for name in targets
+                    for name, payload in copies
                 ))  # fmt: skip
             except StoreUnavailable as exc:
                 log.warning("router %s/%s: could not route event %s yet: %s", self.namespace, self.broker,
@@ -112,6 +122,10 @@ class BrokerRouter:
         await until_stored(copy_once, msg.in_progress)
         self.routed += 1
         await msg.ack()
+
+    def _copy(self, name: str, event: CloudEvent, stored: bytes, copies: int) -> bytes:
+        """What the trigger ``name`` gets: the event as stored (a Parallel's router says which branch it is)."""
+        return stored
 
     async def _poisoned(self, msg: Msg, event: CloudEvent | None, reason: str, stage: str) -> None:
         attempt = msg.metadata.num_delivered or 1
@@ -127,7 +141,30 @@ class BrokerRouter:
 
     async def dead_letter(self, payload: bytes, sequence: int, reason: str, event: CloudEvent | None = None) -> bool:
         """Keep an event the router could not route in the broker's dead-letter stream; ``False`` if that failed."""
-        kept = await keep_message(self.store, self.namespace, self.broker, ROUTER_TRIGGER, payload, sequence, reason,
-                                  event)
+        kept = await keep_message(self.store, self.namespace, self.broker, self.dead_letter_name, payload, sequence,
+                                  reason, event)
         self.dead_lettered += kept
         return kept
+
+
+class ParallelRouter(BrokerRouter):
+    """A Parallel's entry: each event sent to it is stored once and copied to every branch whose filter it
+    passes, stamped with the branch's index and its share of the event's fan-out budget."""
+
+    def __init__(self, store: EventStore, parallel: Parallel, *, ack_wait: float,
+                 supervisor: Supervisor | None = None) -> None:
+        super().__init__(store, parallel.namespace, parallel.spec.broker, ack_wait=ack_wait, supervisor=supervisor)
+        self.parallel = parallel
+        self.entry = subjects.parallel_entry(parallel.name)
+        self.task_name = f"parallel {parallel.namespace}/{parallel.name}"
+        self.dead_letter_name = self.entry
+        self.branches = {subjects.parallel_branch(parallel.name, i): i for i in range(len(parallel.spec.branches))}
+        self.set_triggers(parallel_filters(parallel))
+
+    async def _ensure_consumer(self) -> str:
+        config = hop_consumer_config(self.namespace, self.broker, self.entry, ack_wait=self.ack_wait)
+        return await self.store.ensure_consumer(self.namespace, self.broker, config)
+
+    def _copy(self, name: str, event: CloudEvent, stored: bytes, copies: int) -> bytes:
+        share = fanout_of(event) // max(1, copies)
+        return event.with_attributes(**{BRANCH: self.branches[name], FANOUT: share}).to_json_bytes()

@@ -25,18 +25,21 @@ from nats.aio.msg import Msg
 from ripple.api.models import Trigger
 from ripple.dispatch.attempt import FILTERED_OUT, Attempt, FanoutCounter, Outcome
 from ripple.dispatch.client import DeliveryResult
-from ripple.dispatch.dead_letter import DeadLetterSink
+from ripple.dispatch.dead_letter import DeadLetterSink, dead_letter_event
+from ripple.dispatch.hops import Hop
 from ripple.dispatch.policy import Action, Decision, DeliveryPolicy, decide, parse_retry_after
 from ripple.dispatch.reply import StampedReply, publish_reply
 from ripple.dispatch.resolve import Resolver
-from ripple.events.extensions import age_seconds
+from ripple.events.extensions import age_seconds, now_rfc3339
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES, child
-from ripple.store import EventStore, subjects
+from ripple.store import EventStore, StoreUnavailable, subjects
 from ripple.store.consumers import ACK_WAIT
 from ripple.store.fetching import Handlers, Slots, fetch_forever
-from ripple.store.jetstream import until_stored
+from ripple.store.flows import hop_msg_id, root_of
+from ripple.store.jetstream import MSG_ID_HEADER, until_stored
+from ripple.store.records import publish_record
 from ripple.supervision import Supervisor
 
 __all__ = ["ACK_WAIT", "TriggerStats", "TriggerWorker"]
@@ -58,6 +61,10 @@ class TriggerStats:
     replies_dropped: int = 0
     poison: int = 0
     """Events whose handling raised; each was settled as a failed attempt."""
+    error_routed: int = 0
+    """Events a Sequence step failed on that went to its onError hop instead of the dead letter."""
+    ended: int = 0
+    """Events a Sequence or Parallel hop delivered that ended there (2xx without a reply)."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -76,8 +83,10 @@ class TriggerWorker:
         ack_wait: float = ACK_WAIT,
         supervisor: Supervisor | None = None,
         fanout: FanoutCounter = lambda event: 1,
+        hop: Hop | None = None,
     ) -> None:
         self.trigger = trigger
+        self.hop = hop
         self.store = store
         self.session = session
         self.resolve = resolve
@@ -90,7 +99,8 @@ class TriggerWorker:
         self.stats = TriggerStats()
         self.filter: Filter = trigger.spec.compiled_filter
         self.stream = subjects.stream_name(trigger.namespace, trigger.spec.broker)
-        self.attempt = Attempt(trigger, store, session, resolve, self.policy, fanout, self.stats)
+        self.attempt = Attempt(trigger, store, session, resolve, self.policy, fanout, self.stats,
+                               stamp=None if hop is None else hop.stamp)
         self.dead_letters = DeadLetterSink(store, session, resolve, trigger, timeout=self.policy.timeout)
         self._slots = Slots(self.policy.concurrency)
         self._handlers = Handlers(self._handle, self._slots)
@@ -167,18 +177,31 @@ class TriggerWorker:
         if decision.action is Action.RETRY:
             self.stats.retried += 1
             await msg.nak(delay=decision.delay)
+            if self.hop is not None:
+                await self._keep_record(event, result, attempt, "retry")
             return
+        sequence = msg.metadata.sequence.stream
         if decision.action is Action.ACK:
-            await until_stored(lambda: self._store_reply(event, outcome.reply), msg.in_progress)
+            if self.hop is None:
+                await until_stored(lambda: self._store_reply(event, outcome.reply), msg.in_progress)
+            else:
+                await until_stored(lambda: self._hand_off(event, outcome.reply, sequence), msg.in_progress)
             self.stats.delivered += 1
+        elif self.hop is not None and self.hop.error_hop is not None:
+            error_hop, reason = self.hop.error_hop, outcome.reason or decision.reason
+            letter = dead_letter_event(event, result, destination=outcome.url, trigger=self.name, reason=reason)
+            await until_stored(lambda: self._store_hop_input(error_hop, letter, sequence), msg.in_progress)
+            self.stats.error_routed += 1
         else:
-            sequence, reason = msg.metadata.sequence.stream, outcome.reason or decision.reason
+            reason = outcome.reason or decision.reason
             await until_stored(
                 lambda: self.dead_letters.keep(event, result, url=outcome.url, sequence=sequence, reason=reason),
                 msg.in_progress,
             )
             self.stats.dead_lettered += 1
         await msg.ack()
+        if self.hop is not None:
+            await self._keep_record(event, result, attempt, self._hop_outcome(decision, outcome))
 
     def _decide(self, outcome: Outcome, attempt: int) -> Decision:
         if outcome.stage == "decode":  # no rule can make an unreadable message deliverable: keep it at once
@@ -224,6 +247,57 @@ class TriggerWorker:
             self.stats.replies_dropped += 1
             log.warning("trigger %s: dropped a reply to %s: %s (reply loop guard)", self.name, event.id, outcome)
         return True
+
+    # --- Sequence and Parallel hops ---------------------------------------------------------------------------
+    async def _hand_off(self, event: CloudEvent, stamped: StampedReply | None, sequence: int) -> bool:
+        """Store what a hop hands on: its reply as the next hop's input, or back in the broker; ``False`` only
+        when storing failed (the delivery is retried, and the hand-off's message id stores it once)."""
+        assert self.hop is not None
+        if stamped is None or stamped.event is None:
+            if stamped is not None:
+                self.stats.replies_dropped += 1
+                log.warning("%s: dropped a reply to %s: %s budget spent", self.name, event.id, stamped.dropped)
+            elif self.hop.next_hop is not None or self.hop.to_broker:
+                self.stats.ended += 1
+            return True
+        if self.hop.next_hop is not None:
+            stored = await self._store_hop_input(self.hop.next_hop, stamped.event, sequence, stamped.stored)
+        else:
+            stored = await self._store_reply(event, stamped)
+        if stored and self.hop.next_hop is not None:
+            self.stats.replies += 1
+        return stored
+
+    async def _store_hop_input(self, hop: str, event: CloudEvent, cause: int, stored: bytes | None = None) -> bool:
+        subject = subjects.hop_subject(self.trigger.namespace, self.trigger.spec.broker, hop)
+        payload = event.to_json_bytes() if stored is None else stored
+        headers = {MSG_ID_HEADER: hop_msg_id(hop, f"{self.stream}:{cause}")}
+        try:
+            await self.store.publish_stored(subject, payload, headers)
+        except StoreUnavailable as exc:
+            log.warning("%s: could not hand %s on to %s yet: %s", self.name, event.id, hop, exc)
+            return False
+        return True
+
+    def _hop_outcome(self, decision: Decision, outcome: Outcome) -> str:
+        assert self.hop is not None
+        if decision.action is Action.DEAD_LETTER:
+            return "failed: to onError" if self.hop.error_hop is not None else "failed: dead-lettered"
+        if outcome.reply is None:
+            return "delivered" if self.hop.next_hop is None and not self.hop.to_broker else "ended (no reply)"
+        if outcome.reply.event is None:
+            return f"reply dropped ({outcome.reply.dropped} budget spent)"
+        return f"to {self.hop.next_label}"
+
+    async def _keep_record(self, event: CloudEvent, result: DeliveryResult, attempt: int, what: str) -> None:
+        assert self.hop is not None
+        hop = self.hop
+        await publish_record(self.store, root_of(event), {
+            "time": now_rfc3339(), "flow": f"{hop.flow_kind} {hop.flow_key}", "hop": hop.name, "role": hop.role,
+            "step": hop.label, "index": hop.index, "id": event.id, "type": event.type, "attempt": attempt,
+            "status": result.status, "outcome": what, "latencyMs": round(result.latency * 1000, 2),
+            "error": result.error[:200] or None,
+        })
 
     async def dead_letter(
         self, event: CloudEvent, result: DeliveryResult, url: str, sequence: int, *, reason: str = ""

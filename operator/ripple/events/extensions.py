@@ -16,6 +16,7 @@ from ripple.events.model import (
 
 __all__ = [
     "ARRIVAL_TIME",
+    "BRANCH",
     "DEFAULT_FANOUT",
     "DEFAULT_HOPS",
     "ERROR_CODE",
@@ -25,10 +26,15 @@ __all__ = [
     "ERROR_REASON",
     "ERROR_TRIGGER",
     "FANOUT",
+    "FLOW_EXTENSIONS",
     "HOPS",
     "MAX_PRODUCER_ATTRIBUTES",
     "MAX_PRODUCER_ATTRIBUTES_BYTES",
+    "PARALLEL",
     "RESERVED_ATTRIBUTES",
+    "ROOT",
+    "SEQUENCE",
+    "STEP",
     "age_seconds",
     "check_room",
     "fanout_of",
@@ -58,13 +64,25 @@ ERROR_REASON = "rippleerrorreason"
 """Why the event was dead-lettered, in words (e.g. ``retries exhausted after 4 attempts``, or the exception an
 undeliverable event raised)."""
 ERROR_EXTENSIONS = (ERROR_CODE, ERROR_DEST, ERROR_DATA, ERROR_TRIGGER, ERROR_REASON)
-BROKER_EXTENSIONS = (ARRIVAL_TIME, HOPS, FANOUT)
+SEQUENCE = "ripplesequence"
+"""The Sequence (``namespace/name``) whose step the event is the input of."""
+STEP = "ripplestep"
+"""The 0-based index of that step."""
+PARALLEL = "rippleparallel"
+"""The Parallel (``namespace/name``) whose branch the event is the input of."""
+BRANCH = "ripplebranch"
+"""The 0-based index of that branch."""
+ROOT = "rippleroot"
+"""The id of the event that entered the first Sequence or Parallel on its way: every hand-off after it keeps it,
+so one id finds everything it caused."""
+FLOW_EXTENSIONS = (SEQUENCE, STEP, PARALLEL, BRANCH, ROOT)
+BROKER_EXTENSIONS = (ARRIVAL_TIME, HOPS, FANOUT, *FLOW_EXTENSIONS)
 RESERVED_ATTRIBUTES = len(BROKER_EXTENSIONS) + len(ERROR_EXTENSIONS)
-RESERVED_BYTES = 3 * 1024
-"""Room kept within the attribute limits for what Ripple adds: the broker's extensions (about 35 bytes) and a dead
-letter's context (the URL cut to 1,024 bytes, the trigger, 512 bytes of answer as base64, a 256-byte reason), so
-that every event the broker accepted can still be delivered, and dead-lettered, to a receiver that checks the
-same limits."""
+RESERVED_BYTES = 3 * 1024 + 512
+"""Room kept within the attribute limits for what Ripple adds: the broker's extensions (about 35 bytes), a
+Sequence's or Parallel's (two names and a root id, up to about 400) and a dead letter's context (the URL cut to
+1,024 bytes, the trigger, 512 bytes of answer as base64, a 256-byte reason), so that every event the broker
+accepted can still be delivered, and dead-lettered, to a receiver that checks the same limits."""
 _RIPPLE_NAMES = frozenset(BROKER_EXTENSIONS + ERROR_EXTENSIONS)
 MAX_PRODUCER_ATTRIBUTES = MAX_ATTRIBUTES - RESERVED_ATTRIBUTES
 MAX_PRODUCER_ATTRIBUTES_BYTES = MAX_ATTRIBUTES_BYTES - RESERVED_BYTES

@@ -13,7 +13,7 @@ Every input is hostile until checked: a request the ingress cannot use is answer
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -21,9 +21,11 @@ from aiohttp import web
 from ripple.defaults import MAX_BODY
 from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import now_rfc3339, stamp_arrival
+from ripple.events.model import CloudEvent
 from ripple.ingress.body import BodyRefused, read_body
 from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, child, serve_metrics
 from ripple.store import EventStore, EventTooLarge, StoreUnavailable
+from ripple.store.flows import Entry, FlowKind, store_entries
 
 __all__ = [
     "UNKNOWN_BROKER",
@@ -35,11 +37,13 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "receive",
+    "receive_flow",
 ]
 
 log = logging.getLogger(__name__)
 
 BrokerLookup = Callable[[str, str], bool]
+FlowLookup = Callable[[FlowKind, str, str], Entry | None]
 DEFAULT_MAX_BODY = MAX_BODY
 UNKNOWN_BROKER = "_unknown"
 """The ``namespace`` and ``broker`` labels of requests to brokers that do not exist: one series whatever the path,
@@ -56,6 +60,8 @@ class IngressSettings:
     """Seconds a producer is told to wait when JetStream cannot store."""
     healthy: Callable[[], bool] = lambda: True
     """Whether the ingress's background work (the cluster's broker watch, local mode's dispatcher) can go on."""
+    flows: FlowLookup = lambda kind, namespace, name: None
+    """Where events sent to a Sequence or Parallel go; ``None`` (answered 404) for one that is not ready."""
 
 
 SETTINGS_KEY = web.AppKey("settings", IngressSettings)
@@ -74,12 +80,31 @@ async def method_not_allowed(request: web.Request) -> web.Response:
 
 
 async def receive(request: web.Request) -> web.Response:
-    """One POST: read, decode, stamp, store, answer; every known failure answered by its status, in JSON."""
+    """One POST to a broker: read, decode, stamp, store, answer; every known failure answered by its status."""
     namespace, broker = request.match_info["namespace"], request.match_info["broker"]
     settings = request.app[SETTINGS_KEY]
     if not settings.brokers(namespace, broker):
         child(INGRESS_REQUESTS, UNKNOWN_BROKER, UNKNOWN_BROKER, "404").inc()
         return error(404, f"no broker '{broker}' in namespace '{namespace}'")
+    store = request.app[STORE_KEY]
+    return await _accept(request, namespace, broker, lambda events: store.publish_events(namespace, broker, events))
+
+
+async def receive_flow(request: web.Request) -> web.Response:
+    """One POST to a Sequence's or Parallel's address: stored on its first hop, in its broker, as for a broker."""
+    namespace, plural, name = request.match_info["namespace"], request.match_info["kind"], request.match_info["name"]
+    kind: FlowKind = "Sequence" if plural == "sequences" else "Parallel"
+    entry = request.app[SETTINGS_KEY].flows(kind, namespace, name)
+    if entry is None:
+        child(INGRESS_REQUESTS, UNKNOWN_BROKER, UNKNOWN_BROKER, "404").inc()
+        return error(404, f"no {kind} '{name}' ready in namespace '{namespace}'")
+    store = request.app[STORE_KEY]
+    return await _accept(request, namespace, entry.broker, lambda events: store_entries(store, entry, events))
+
+
+async def _accept(request: web.Request, namespace: str, broker: str,
+                  store: Callable[[list[CloudEvent]], Awaitable[object]]) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
     try:
         body = await read_body(request, settings.max_body)
     except BodyRefused as exc:
@@ -98,7 +123,7 @@ async def receive(request: web.Request) -> web.Response:
     except UnsupportedFormat as exc:
         return _counted(error(415, str(exc)), namespace, broker)
     try:
-        await request.app[STORE_KEY].publish_events(namespace, broker, events)
+        await store(events)
     except EventTooLarge as exc:
         return _counted(error(413, str(exc)), namespace, broker)
     except StoreUnavailable as exc:
@@ -148,6 +173,9 @@ def create_ingress_app(
     app.router.add_get("/-/health", health)
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_routes(routes)
+    app.router.add_post("/{namespace}/{kind:sequences|parallels}/{name}", receive_flow)
+    app.router.add_route("OPTIONS", "/{namespace}/{kind:sequences|parallels}/{name}", handshake)
+    app.router.add_route("*", "/{namespace}/{kind:sequences|parallels}/{name}", method_not_allowed)
     app.router.add_post("/{namespace}/{broker}", receive)
     app.router.add_route("OPTIONS", "/{namespace}/{broker}", handshake)
     app.router.add_route("*", "/{namespace}/{broker}", method_not_allowed)

@@ -14,8 +14,11 @@ from aiohttp import web
 
 from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
+from ripple.api.models import Parallel, Sequence
 from ripple.defaults import DATA_DIR, MAX_BODY, SCALE_DOWN_DELAY
 from ripple.dispatch import Dispatcher
+from ripple.dispatch.hops import flow_hops
+from ripple.dispatch.resolve import with_addresses
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.local.functions import LocalModeError, launch_specs
 from ripple.local.nats_server import NatsServer
@@ -26,6 +29,7 @@ from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.local import LocalProcessBackend
 from ripple.serving import start_site
 from ripple.store import EventStore
+from ripple.store.flows import Entry, FlowKind
 
 __all__ = ["DevOptions", "LocalRipple", "SourceRefused", "kubeconfig_found", "run_dev"]
 
@@ -81,33 +85,53 @@ class LocalRipple:
     def broker_urls(self) -> list[str]:
         return [f"{self.ingress_url}/{ns}/{name}" for ns, name in sorted(self.manifests.brokers)]
 
+    def flows(self) -> list[Sequence | Parallel]:
+        return [*self.manifests.sequences.values(), *self.manifests.parallels.values()]
+
+    def entry(self, kind: FlowKind, namespace: str, name: str) -> Entry | None:
+        """Where events sent to a Sequence or Parallel of the manifests are stored."""
+        table = self.manifests.sequences if kind == "Sequence" else self.manifests.parallels
+        flow = table.get((namespace, name))
+        return None if flow is None else Entry(kind, namespace, name, flow.spec.broker)
+
+    def address(self, kind: str, namespace: str, name: str) -> str | None:
+        """The URL a Sequence or Parallel of the manifests is served at."""
+        table = self.manifests.sequences if kind == "Sequence" else self.manifests.parallels
+        if (namespace, name) not in table:
+            return None
+        return f"{self.ingress_url}/{namespace}/{kind.lower()}s/{name}"
+
     async def start(self) -> None:
         await self.nats.start()
         self.store = store = await EventStore.connect(self.nats.url, name="ripple-dev")
         await store.ensure_brokers(self.manifests.brokers)
         await self.backend.start()
+        flows = self.flows()
+        hops = [hop.trigger for hop in flow_hops(flows)]
         self.autoscaler = autoscaler = Autoscaler(
             store,
             self.backend,
             self.manifests.functions,
-            self.manifests.triggers.values(),
+            [*self.manifests.triggers.values(), *hops],
             scale_down_delay=self.options.scale_down_delay,
         )
         activator = Activator(
             self.backend, autoscaler.activate, set(self.manifests.functions), timeout=self.options.activation_timeout
         )
-        self.dispatcher = dispatcher = Dispatcher(store, activator.resolve)
-        await dispatcher.apply(self.manifests.triggers.values())
+        resolve = with_addresses(activator.resolve, self.address)
+        self.dispatcher = dispatcher = Dispatcher(store, resolve)
+        await dispatcher.apply(self.manifests.triggers.values(), flows)
         await autoscaler.start()
         self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        self.sources = sources = LocalSources(self.manifests, store, self.session, activator.resolve,
+        self.sources = sources = LocalSources(self.manifests, store, self.session, resolve,
                                               max_body=self.options.max_body, kubeconfig_available=kubeconfig_found())
         refusals = sources.refusals()
         if refusals:
             raise SourceRefused("; ".join(refusals))
         brokers = self.manifests.brokers
         settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body,
-                                   healthy=lambda: dispatcher.healthy() and sources.supervisor.healthy())
+                                   healthy=lambda: dispatcher.healthy() and sources.supervisor.healthy(),
+                                   flows=self.entry)
 
         async def status(request: web.Request) -> web.Response:
             found = await collect_status(store, dispatcher, autoscaler, self.backend)
@@ -152,10 +176,9 @@ async def run_dev(options: DevOptions) -> int:
         assert local.sources is not None
         for line in local.sources.ready_lines(local.ingress_url):
             print(line, flush=True)
-        for kind, table in (("sequence", manifests.sequences), ("parallel", manifests.parallels)):
+        for kind, table in (("Sequence", manifests.sequences), ("Parallel", manifests.parallels)):
             for namespace, name in sorted(table):
-                print(f"{kind} not started: {namespace}/{name} (validated; this release does not run {kind}s yet)",
-                      flush=True)
+                print(f"{kind.lower()} ready: {local.address(kind, namespace, name)}", flush=True)
         await wait_for_signal()
         print("ripple dev: stopping", flush=True)
     finally:

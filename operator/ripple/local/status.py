@@ -32,19 +32,12 @@ async def collect_status(
             "coldStarts": cold.count,
             "lastColdStartSeconds": None if cold.last_latency is None else round(cold.last_latency, 4),
         }
-    triggers = {}
+    triggers: dict[str, Any] = {}
+    flows: dict[str, Any] = {}
     for (namespace, name), worker in dispatcher.workers.items():
         stats = worker.stats
-        pending: int | None = None
-        try:
-            info = await store.js.consumer_info(
-                subjects.stream_name(namespace, worker.trigger.spec.broker), subjects.consumer_name(name)
-            )
-            pending = info.num_pending
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
-            pass
-        triggers[f"{namespace}/{name}"] = {
-            "pending": pending,
+        counts = {
+            "pending": await _pending(store, namespace, worker.trigger.spec.broker, name),
             "inFlight": stats.in_flight,
             "delivered": stats.delivered,
             "retried": stats.retried,
@@ -52,7 +45,22 @@ async def collect_status(
             "filtered": stats.filtered,
             "replies": stats.replies,
         }
-    return {"functions": functions, "triggers": triggers}
+        hop = worker.hop
+        if hop is None:
+            triggers[f"{namespace}/{name}"] = counts
+            continue
+        flow = flows.setdefault(f"{hop.flow_kind} {hop.flow_key}", {"kind": hop.flow_kind, "hops": []})
+        flow["hops"].append({"hop": name, "role": hop.role, "step": hop.label, **counts,
+                             "errorRouted": stats.error_routed, "ended": stats.ended})
+    return {"functions": functions, "triggers": triggers, "flows": flows}
+
+
+async def _pending(store: EventStore, namespace: str, broker: str, trigger: str) -> int | None:
+    try:
+        info = await store.js.consumer_info(subjects.stream_name(namespace, broker), subjects.consumer_name(trigger))
+    except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
+        return None
+    return int(info.num_pending)
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -69,6 +77,18 @@ def format_status(status: dict[str, Any]) -> str:
         pending = "-" if trig["pending"] is None else trig["pending"]
         lines.append(f"{name:<32} {pending:>7} {trig['inFlight']:>9} {trig['delivered']:>9} {trig['retried']:>7} "
                      f"{trig['deadLettered']:>13}")
+    flows = status.get("flows") or {}
+    if flows:
+        lines.append("")
+        lines.append(f"{'SEQUENCE / PARALLEL':<32} {'STEP':<20} {'PENDING':>7} {'IN-FLIGHT':>9} {'DELIVERED':>9} "
+                     f"{'RETRIED':>7} {'DEAD-LETTERED':>13} {'ERROR-ROUTED':>12} {'ENDED':>5}")
+        for name, flow in flows.items():
+            for hop in flow["hops"]:
+                step = hop["step"] if hop["role"] in ("step", "branch") else f"{hop['step']} ({hop['role']})"
+                pending = "-" if hop["pending"] is None else hop["pending"]
+                lines.append(f"{name:<32} {step:<20} {pending:>7} {hop['inFlight']:>9} {hop['delivered']:>9} "
+                             f"{hop['retried']:>7} {hop['deadLettered']:>13} {hop['errorRouted']:>12} "
+                             f"{hop['ended']:>5}")
     sources = status.get("sources") or {}
     if sources:
         lines.append("")

@@ -35,7 +35,7 @@ def targets_by_function(triggers: Iterable[Trigger]) -> dict[FunctionKey, list[T
     found: dict[FunctionKey, list[Target]] = {}
     for trigger in triggers:
         ref = trigger.spec.subscriber.ref
-        if ref is not None:
+        if ref is not None and ref.kind == "Function":
             key = ref.key(trigger.namespace)
             found.setdefault(key, []).append(Target(trigger.namespace, trigger.spec.broker, trigger.name))
     return found

@@ -15,6 +15,7 @@ __all__ = [
     "ROUTER_MAX_DELIVER",
     "ROUTER_MAX_PENDING",
     "backstop_consumer_config",
+    "hop_consumer_config",
     "router_consumer_config",
     "trigger_consumer_config",
 ]
@@ -75,4 +76,19 @@ def router_consumer_config(namespace: str, broker: str, *, ack_wait: float = ACK
         max_deliver=ROUTER_MAX_DELIVER,
         max_ack_pending=ROUTER_MAX_PENDING,
         filter_subject=subjects.all_events_subject(namespace, broker),
+    )
+
+
+def hop_consumer_config(namespace: str, broker: str, hop: str, *, ack_wait: float = ACK_WAIT) -> ConsumerConfig:
+    """The consumer of a Parallel's entry hop, read by its router as a broker's router reads the log."""
+    return ConsumerConfig(
+        durable_name=subjects.consumer_name(hop),
+        description=f"Ripple router of {namespace}/{hop}",
+        deliver_policy=DeliverPolicy.NEW,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=ROUTER_MAX_DELIVER,
+        max_ack_pending=ROUTER_MAX_PENDING,
+        filter_subjects=[subjects.hop_subject(namespace, broker, hop),
+                         subjects.redrive_subject(namespace, broker, hop)],
     )

@@ -18,6 +18,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
+    ConsumerConfig,
     DiscardPolicy,
     PubAck,
     StorageType,
@@ -312,6 +313,11 @@ class EventStore:
         """Create or update the trigger's durable pull consumer (:func:`trigger_consumer_config`); return its name."""
         config = trigger_consumer_config(trigger, ack_wait=ack_wait)
         await self.js.add_consumer(subjects.stream_name(trigger.namespace, trigger.spec.broker), config)
+        return config.durable_name or ""
+
+    async def ensure_consumer(self, namespace: str, broker: str, config: ConsumerConfig) -> str:
+        """Create or update a consumer of the broker's stream; return its name."""
+        await self.js.add_consumer(subjects.stream_name(namespace, broker), config)
         return config.durable_name or ""
 
     async def ensure_router_consumer(self, namespace: str, broker: str, *, ack_wait: float = ACK_WAIT) -> str:

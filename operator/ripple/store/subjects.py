@@ -10,6 +10,11 @@ broker's router puts a copy of each event its filter matches (the router tests e
 of such triggers, so the cost stays flat as they multiply). Events redriven to a single trigger use
 ``ripple.<ns>.<broker>.r.<trigger>``. Dead letters live in a second stream per broker, on
 ``rippledlq.<ns>.<broker>.<trigger>``, so that their retention is separate from the live log.
+
+A Sequence or Parallel runs as hops, each read like a trigger from ``...t.<hop>`` by its own durable consumer.
+A hop's name starts with ``_`` (no Kubernetes name can), so it never meets a Trigger's: ``_seq_<name>_<i>`` is
+step *i*'s input, ``_seq_<name>_<i>_err`` its error route, ``_seq_<name>_reply`` the Sequence's reply,
+``_par_<name>`` a Parallel's input (copied to each matching branch) and ``_par_<name>_<i>`` branch *i*.
 """
 
 from __future__ import annotations
@@ -28,9 +33,17 @@ __all__ = [
     "dead_letter_subject",
     "dead_letter_subjects",
     "event_subject",
+    "hop_subject",
+    "is_hop",
+    "parallel_branch",
+    "parallel_entry",
+    "parallel_reply",
     "parse_stream_name",
     "redrive_subject",
     "routed_subject",
+    "sequence_error",
+    "sequence_reply",
+    "sequence_step",
     "stream_name",
     "trigger_subjects",
     "type_token",
@@ -104,6 +117,40 @@ def trigger_subjects(namespace: str, broker: str, trigger: str, types: frozenset
     else:
         events = sorted(event_subject(namespace, broker, t) for t in types)
     return [*events, redrive_subject(namespace, broker, trigger)]
+
+
+def sequence_step(sequence: str, index: int) -> str:
+    return f"_seq_{sequence}_{index}"
+
+
+def sequence_error(sequence: str, index: int) -> str:
+    return f"_seq_{sequence}_{index}_err"
+
+
+def sequence_reply(sequence: str) -> str:
+    return f"_seq_{sequence}_reply"
+
+
+def parallel_entry(parallel: str) -> str:
+    return f"_par_{parallel}"
+
+
+def parallel_branch(parallel: str, index: int) -> str:
+    return f"_par_{parallel}_{index}"
+
+
+def parallel_reply(parallel: str, index: int) -> str:
+    return f"_par_{parallel}_{index}_reply"
+
+
+def is_hop(name: str) -> bool:
+    """Whether a trigger name is one of a Sequence's or Parallel's hops."""
+    return name.startswith("_")
+
+
+def hop_subject(namespace: str, broker: str, hop: str) -> str:
+    """Where a hop's input is stored: the subject its consumer reads, as a routed trigger's."""
+    return routed_subject(namespace, broker, hop)
 
 
 CONSUMER_PREFIX = "trigger-"
