@@ -38,7 +38,7 @@ PACKAGE_API: dict[str, set[str]] = {
     "ripple.sources": set(),
     # Packages with a facade.
     "ripple.cli": {"main"},
-    "ripple.cluster": {"ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "run_supervised"},
+    "ripple.cluster": {"ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "ClusterFlows", "run_supervised"},
     "ripple.controller.handlers": {"broker", "eventsource", "function", "lifecycle", "orchestration", "trigger"},
     "ripple.dispatch": {"Dispatcher", "Resolver", "TriggerWorker", "Unresolvable"},
     "ripple.events": {

@@ -73,8 +73,12 @@ spec:
     (lambda t: t.replace("metadata: {name: fulfil}", "metadata: {name: fulfil}\nspec0: {}"), "spec0"),
     (lambda t: t.replace("  steps:", "  broker: elsewhere\n  steps:"), "spec.broker: no Broker 'elsewhere'"),
     (lambda t: t.replace("kind: Sequence", "kind: Sequense"), "kind: unknown kind 'Sequense'"),
+    (lambda t: t.replace("ref: {kind: Function, name: pay}", "ref: {kind: Broker, name: pay}"),
+     "spec.steps.0.ref.kind"),
+    (lambda t: t.replace("ref: {kind: Function, name: pay}", "ref: {kind: Sequence, name: absent}"),
+     "spec.steps[0].ref: no Sequence 'absent'"),
 ], ids=["empty-steps", "duplicate-names", "unknown-on-error", "no-target", "unknown-field", "unknown-broker",
-        "unknown-kind"])
+        "unknown-kind", "step-ref-of-unknown-kind", "step-ref-to-missing-sequence"])
 def test_invalid_sequences_are_refused_naming_the_field(tmp_path: Path, change, field):
     with pytest.raises(ManifestError) as refused:
         load(tmp_path, change(SEQUENCE))

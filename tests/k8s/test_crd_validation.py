@@ -295,7 +295,7 @@ INVALID = [
     case("seq-empty-steps", changed(SEQUENCE, spec__steps=[]), "spec.steps", "should have at least 1 items"),
     case("seq-step-without-target", changed(SEQUENCE, spec__steps=[{"name": "pay"}]), "spec.steps[0]",
          "exactly one of ref, uri must be set"),
-    case("seq-step-unknown-kind", changed(SEQUENCE, spec__steps=[{"ref": {"kind": "Sequence", "name": "x"}}]),
+    case("seq-step-unknown-kind", changed(SEQUENCE, spec__steps=[{"ref": {"kind": "Broker", "name": "x"}}]),
          "spec.steps[0].ref.kind", "Unsupported value"),
     case("par-no-branches", changed(PARALLEL, spec__branches=[]), "spec.branches", "should have at least 1 items"),
     case("par-branch-without-subscriber", changed(PARALLEL, spec__branches=[{"filter": {"attributes": {}}}]),

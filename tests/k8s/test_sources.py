@@ -214,26 +214,3 @@ def _slots(pg, database: str) -> list[str]:  # type: ignore[no-untyped-def]
         found = [row[0] for row in cur.fetchall()]
     conn.close()
     return found
-
-
-async def test_sequences_report_their_steps_and_that_they_do_not_run_yet(crds_installed, operator,  # noqa: F811
-                                                                         namespace):
-    plane = crds_installed
-    apply(plane, namespace, """
-    kind: Sequence
-    metadata: {name: fulfil}
-    spec:
-      steps:
-        - {name: pay, ref: {kind: Function, name: pay}}
-        - {uri: "http://127.0.0.1:9/ship"}
-    """)
-    await eventually(lambda: conditions(plane, namespace, "sequence", "fulfil").get("StepsResolved")
-                     == ("False", "FunctionNotFound"), timeout=30)
-    apply(plane, namespace, """
-    kind: Function
-    metadata: {name: pay}
-    spec: {handler: pay:handle, source: {inline: "def handle(e): pass"}}
-    """)
-    await eventually(lambda: conditions(plane, namespace, "sequence", "fulfil").get("StepsResolved")
-                     == ("True", "Resolved"), timeout=30, interval=0.5)
-    assert conditions(plane, namespace, "sequence", "fulfil")["Ready"] == ("False", "ExecutionNotAvailable")

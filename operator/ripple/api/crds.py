@@ -77,6 +77,18 @@ ADDRESS = {
     "properties": {"url": _url("URL that accepts CloudEvents.")},
 }
 
+
+def _hops(what: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "description": f"Each {what} and the hop that runs it (its JetStream consumer is trigger-<hop>).",
+        "items": {"type": "object", "properties": {
+            "index": {"type": "integer", "description": f"0-based index of the {what}."},
+            "name": {"type": "string", "description": f"The {what}'s name, else its index."},
+            "hop": {"type": "string", "description": "The hop's name in the broker's stream."},
+        }},
+    }
+
 KINDS: tuple[KindInfo, ...] = (
     KindInfo(Broker, "brokers", ("brk",), (("URL", "string", ".status.address.url"),), _status(address=ADDRESS)),
     KindInfo(
@@ -105,12 +117,12 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo(
         Sequence, "sequences", ("seq",),
         (("Broker", "string", ".spec.broker"), ("URL", "string", ".status.address.url")),
-        _status(address=ADDRESS),
+        _status(address=ADDRESS, steps=_hops("step")),
     ),
     KindInfo(
         Parallel, "parallels", ("par",),
         (("Broker", "string", ".spec.broker"), ("URL", "string", ".status.address.url")),
-        _status(address=ADDRESS),
+        _status(address=ADDRESS, branches=_hops("branch")),
     ),
 )
 

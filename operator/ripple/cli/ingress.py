@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
-from ripple.ingress.app import IngressSettings, create_ingress_app
+from ripple.ingress.app import FlowLookup, IngressSettings, create_ingress_app
 from ripple.serving import start_site
 from ripple.store import EventStore
+from ripple.store.flows import Entry, FlowKind
 from ripple.supervision import Supervisor
 
 __all__ = ["run", "run_ingress"]
@@ -30,18 +31,25 @@ async def run_ingress(
     store = await EventStore.connect(nats_url, name="ripple-ingress")
     supervisor = Supervisor()
     brokers: Callable[[str, str], bool]
+    flows: FlowLookup
     if manifests is None:
-        from ripple.cluster import ClusterBrokers
+        from ripple.cluster import ClusterBrokers, ClusterFlows
         from ripple.kube.client import load_kube_config
 
-        cluster_brokers = ClusterBrokers(await load_kube_config())
+        api = await load_kube_config()
+        cluster_brokers, cluster_flows = ClusterBrokers(api), ClusterFlows(api)
         supervisor.start("watch brokers", cluster_brokers.run, kind="watch")
-        brokers = cluster_brokers
+        supervisor.start("watch sequences and parallels", cluster_flows.run, kind="watch")
+        brokers, flows = cluster_brokers, cluster_flows
     else:
         await store.ensure_brokers(manifests.brokers)
-        known = manifests.brokers
+        known, sequences, parallels = manifests.brokers, manifests.sequences, manifests.parallels
         brokers = lambda ns, b: (ns, b) in known  # noqa: E731
-    settings = IngressSettings(brokers=brokers, max_body=max_body, healthy=supervisor.healthy)
+
+        def flows(kind: FlowKind, namespace: str, name: str) -> Entry | None:
+            flow = (sequences if kind == "Sequence" else parallels).get((namespace, name))
+            return None if flow is None else Entry(kind, namespace, name, flow.spec.broker)
+    settings = IngressSettings(brokers=brokers, max_body=max_body, healthy=supervisor.healthy, flows=flows)
     app = create_ingress_app(store, settings)
     runner = await start_site(app, host, port, name="ingress")
     print(f"ingress listening on http://{host}:{port}", flush=True)

@@ -15,10 +15,12 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from kubernetes_asyncio import client
 
-from ripple.api.models import Broker, Function, Trigger
+from ripple.api.models import Broker, Function, Parallel, Sequence, Trigger
 from ripple.defaults import ACTIVATION_TIMEOUT
 from ripple.dispatch import Dispatcher
 from ripple.dispatch.dispatcher import TriggersNotStarted
+from ripple.dispatch.hops import flow_hops
+from ripple.dispatch.resolve import with_addresses
 from ripple.kube.conditions import is_ready
 from ripple.kube.names import FUNCTION_LABEL
 from ripple.kube.objects import Key, RippleObjects, watch_forever
@@ -26,9 +28,10 @@ from ripple.scaling.activator import Activator
 from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.kubernetes import KubernetesBackend
 from ripple.store import EventStore
+from ripple.store.flows import Entry, FlowKind
 from ripple.supervision import Supervisor
 
-__all__ = ["ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "run_supervised"]
+__all__ = ["ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "ClusterFlows", "run_supervised"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class ClusterDispatcher:
         self.triggers = RippleObjects(api, Trigger, self._changed.set,
                                       wanted=lambda obj: is_ready(obj.get("status")))
         self.functions = RippleObjects(api, Function, self._changed.set)
+        self.sequences = RippleObjects(api, Sequence, self._changed.set, wanted=lambda obj: is_ready(obj.get("status")))
+        self.parallels = RippleObjects(api, Parallel, self._changed.set, wanted=lambda obj: is_ready(obj.get("status")))
         self._http = aiohttp.ClientSession()
         self.backend = KubernetesBackend(client.AppsV1Api(api), [],
                                          probe=self._probe if readiness == "pods" else None)
@@ -68,7 +73,14 @@ class ClusterDispatcher:
         # With the autoscaler in another process (`ripple autoscaler`), waking from zero is this process's job.
         activate = self.autoscaler.activate if autoscale else self.backend.wake
         self.activator = Activator(self.backend, activate, self.function_keys, timeout=activation_timeout)
-        self.dispatcher = Dispatcher(store, self.activator.resolve)
+        self.dispatcher = Dispatcher(store, with_addresses(self.activator.resolve, self._address))
+
+    def _address(self, kind: str, namespace: str, name: str) -> str | None:
+        return (self.sequences if kind == "Sequence" else self.parallels).addresses.get((namespace, name))
+
+    def flows(self) -> list[Sequence | Parallel]:
+        found = [*self.sequences.items.values(), *self.parallels.items.values()]
+        return [flow for flow in found if isinstance(flow, Sequence | Parallel)]
 
     def healthy(self) -> bool:
         return self.dispatcher.healthy()
@@ -95,10 +107,11 @@ class ClusterDispatcher:
             self.function_keys.update(functions)
             self.backend.functions = set(functions)
             triggers = [t for t in self.triggers.items.values() if isinstance(t, Trigger)]
+            flows = self.flows()
             if self.autoscale:
-                await self.autoscaler.set_functions(functions, triggers)
+                await self.autoscaler.set_functions(functions, [*triggers, *(h.trigger for h in flow_hops(flows))])
             try:
-                await self.dispatcher.apply(triggers)
+                await self.dispatcher.apply(triggers, flows)
             except TriggersNotStarted as exc:
                 log.warning("triggers not started yet, retrying: %s", exc)
                 await asyncio.sleep(2)
@@ -120,6 +133,7 @@ class ClusterDispatcher:
         try:
             await run_supervised(self.dispatcher.supervisor, {
                 "watch triggers": self.triggers.run, "watch functions": self.functions.run,
+                "watch sequences": self.sequences.run, "watch parallels": self.parallels.run,
                 "apply triggers": self._apply_loop, "watch readiness": self._watch_readiness,
             })
         finally:
@@ -135,6 +149,8 @@ class ClusterAutoscaler:
         self._changed = asyncio.Event()
         self.triggers = RippleObjects(api, Trigger, self._changed.set)
         self.functions = RippleObjects(api, Function, self._changed.set)
+        self.sequences = RippleObjects(api, Sequence, self._changed.set)
+        self.parallels = RippleObjects(api, Parallel, self._changed.set)
         self.backend = KubernetesBackend(client.AppsV1Api(api), [])
         self.autoscaler = Autoscaler(store, self.backend, {}, [])
         self.supervisor = Supervisor()
@@ -151,13 +167,16 @@ class ClusterAutoscaler:
             functions: dict[Key, Function] = dict(self.functions.items)  # type: ignore[arg-type]
             self.backend.functions = set(functions)
             triggers = [t for t in self.triggers.items.values() if isinstance(t, Trigger)]
-            await self.autoscaler.set_functions(functions, triggers)
+            flows = [f for f in [*self.sequences.items.values(), *self.parallels.items.values()]
+                     if isinstance(f, Sequence | Parallel)]
+            await self.autoscaler.set_functions(functions, [*triggers, *(h.trigger for h in flow_hops(flows))])
 
     async def run(self) -> None:
         await self.autoscaler.start()
         try:
             await run_supervised(self.supervisor, {
                 "watch triggers": self.triggers.run, "watch functions": self.functions.run,
+                "watch sequences": self.sequences.run, "watch parallels": self.parallels.run,
                 "apply functions": self._apply_loop,
             })
         finally:
@@ -175,3 +194,21 @@ class ClusterBrokers:
 
     async def run(self) -> None:
         await self.objects.run()
+
+
+class ClusterFlows:
+    """The Sequences and Parallels of the cluster that are Ready, for the ingress to store what is sent to them."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        ready = lambda obj: is_ready(obj.get("status"))  # noqa: E731
+        self.sequences = RippleObjects(api, Sequence, wanted=ready)
+        self.parallels = RippleObjects(api, Parallel, wanted=ready)
+
+    def __call__(self, kind: FlowKind, namespace: str, name: str) -> Entry | None:
+        flow = (self.sequences if kind == "Sequence" else self.parallels).items.get((namespace, name))
+        if not isinstance(flow, Sequence | Parallel):
+            return None
+        return Entry(kind, namespace, name, flow.spec.broker)
+
+    async def run(self) -> None:
+        await asyncio.gather(self.sequences.run(), self.parallels.run())

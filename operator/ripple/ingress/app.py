@@ -29,6 +29,7 @@ from ripple.store.flows import Entry, FlowKind, store_entries
 
 __all__ = [
     "UNKNOWN_BROKER",
+    "FlowLookup",
     "IngressSettings",
     "create_ingress_app",
     "error",

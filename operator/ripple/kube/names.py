@@ -12,6 +12,7 @@ __all__ = [
     "broker_url",
     "code_configmap_name",
     "deployment_name",
+    "flow_url",
     "function_labels",
     "function_selector",
     "function_url",
@@ -50,3 +51,8 @@ def function_url(namespace: str, name: str, cluster_domain: str = "cluster.local
 
 def broker_url(ingress_url: str, namespace: str, name: str) -> str:
     return f"{ingress_url.rstrip('/')}/{namespace}/{name}"
+
+
+def flow_url(ingress_url: str, kind: str, namespace: str, name: str) -> str:
+    """A Sequence's or Parallel's address on the ingress: ``/<namespace>/sequences/<name>``."""
+    return f"{ingress_url.rstrip('/')}/{namespace}/{kind.lower()}s/{name}"

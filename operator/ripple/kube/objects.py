@@ -80,15 +80,21 @@ class RippleObjects:
         self.wanted = wanted
         self.model = model
         self.items: dict[Key, Resource] = {}
+        self.addresses: dict[Key, str] = {}
+        """``status.address.url`` of the objects that have one (Brokers, Sequences, Parallels)."""
         self.on_change = on_change
 
     async def _event(self, event_type: str, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata") or {}
         key = (metadata.get("namespace"), metadata.get("name"))
         if event_type == "DELETED" or not self.wanted(obj):
+            self.addresses.pop(key, None)  # type: ignore[arg-type]
             if self.items.pop(key, None) is None:  # type: ignore[arg-type]
                 return
         else:
+            url = ((obj.get("status") or {}).get("address") or {}).get("url")
+            if isinstance(url, str):
+                self.addresses[key] = url  # type: ignore[index]
             resource = as_resource(self.model, obj)
             if resource is None or self.items.get(key) == resource:  # type: ignore[arg-type]
                 return

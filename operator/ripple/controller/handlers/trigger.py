@@ -7,22 +7,32 @@ handler) that removes it before the Trigger goes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
-from ripple.api.models import Broker, Function, Trigger
+from ripple.api.models import Broker, Destination, Function, Parallel, Sequence, Trigger
 from ripple.controller.config import OperatorConfig
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.trigger import trigger_status
 from ripple.controller.status import write_conditions
 from ripple.filters import FilterError, from_trigger_spec
 from ripple.kube.conditions import is_ready
+from ripple.kube.names import flow_url
 from ripple.kube.objects import InvalidSpec, parse
 from ripple.kube.resources import custom_object
 from ripple.store import EventStore, StoreUnavailable
 
-__all__ = ["delete_trigger", "ensure_consumer", "recheck_trigger", "reconcile", "reconcile_trigger", "validate_filters"]
+__all__ = [
+    "delete_trigger",
+    "ensure_consumer",
+    "flow_addresses",
+    "recheck_trigger",
+    "reconcile",
+    "reconcile_trigger",
+    "validate_filters",
+]
 
 RESOURCE = custom_object(Trigger)
 RECHECK_SECONDS = 3.0
@@ -59,6 +69,7 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
     for other_namespace, name in referenced:
         if await kube.ripple_object(Function, other_namespace, name) is not None:
             functions.add((other_namespace, name))
+    flows = await flow_addresses(cfg, namespace, [trigger.spec.subscriber, trigger.spec.delivery.dead_letter_sink])
     broker_exists = await kube.ripple_object(Broker, namespace, trigger.spec.broker) is not None
     try:
         trigger_filter = trigger.spec.compiled_filter
@@ -67,7 +78,7 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
         trigger_filter, filter_error = None, str(exc)
     found = trigger_status(
         trigger, broker_exists=broker_exists, function_exists=lambda ns, n: (ns, n) in functions,
-        filter_error=filter_error,
+        filter_error=filter_error, address=lambda kind, ns, n: flows.get((kind, ns, n)),
     )
     parts = found.parts
     if found.ready and trigger_filter is not None:
@@ -75,6 +86,22 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
     patch.status["subscriberUri"] = found.subscriber_uri
     patch.status["deadLetterSinkUri"] = found.dead_letter_sink_uri
     write_conditions(body, status, patch, parts)
+
+
+async def flow_addresses(cfg: OperatorConfig, namespace: str,
+                         destinations: Iterable[Destination | None]) -> dict[tuple[str, str, str], str]:
+    """The addresses of the Sequences and Parallels ``destinations`` name that exist, by (kind, namespace, name)."""
+    assert cfg.kube is not None
+    found: dict[tuple[str, str, str], str] = {}
+    for destination in destinations:
+        ref = destination.ref if destination is not None else None
+        if ref is None or ref.kind == "Function":
+            continue
+        ref_namespace, name = ref.key(namespace)
+        model = Sequence if ref.kind == "Sequence" else Parallel
+        if await cfg.kube.ripple_object(model, ref_namespace, name) is not None:
+            found[(ref.kind, ref_namespace, name)] = flow_url(cfg.ingress_url, ref.kind, ref_namespace, name)
+    return found
 
 
 async def ensure_consumer(store: EventStore, trigger: Trigger) -> Condition:

@@ -9,9 +9,11 @@ from ripple.api.models import Destination, Trigger
 from ripple.controller.resources.conditions import Condition, ready_from
 from ripple.kube.names import function_url
 
-__all__ = ["Resolution", "TriggerStatus", "resolve", "trigger_status"]
+__all__ = ["AddressLookup", "Resolution", "TriggerStatus", "resolve", "trigger_status"]
 
 FunctionExists = Callable[[str, str], bool]
+AddressLookup = Callable[[str, str, str], str | None]
+"""(kind, namespace, name) of a Sequence or Parallel → its address, ``None`` when there is none."""
 
 
 @dataclass(frozen=True)
@@ -21,11 +23,20 @@ class Resolution:
     message: str = ""
 
 
-def resolve(destination: Destination, namespace: str, function_exists: FunctionExists) -> Resolution:
-    """A destination's URL: a URI as given, a Function's Service address when the Function exists."""
+def resolve(destination: Destination, namespace: str, function_exists: FunctionExists,
+            address: AddressLookup = lambda kind, namespace, name: None) -> Resolution:
+    """A destination's URL: a URI as given, a Function's Service address when the Function exists, a Sequence's
+    or Parallel's address (``address``) when it exists."""
     key = destination.target(namespace)
     if isinstance(key, str):
         return Resolution(key, "Resolved")
+    assert destination.ref is not None
+    kind = destination.ref.kind
+    if kind != "Function":
+        url = address(kind, *key)
+        if url is None:
+            return Resolution(None, f"{kind}NotFound", f"{kind} {key[0]}/{key[1]} does not exist")
+        return Resolution(url, "Resolved")
     if not function_exists(*key):
         return Resolution(None, "FunctionNotFound", f"Function {key[0]}/{key[1]} does not exist")
     return Resolution(function_url(*key), "Resolved")
@@ -48,7 +59,8 @@ class TriggerStatus:
 
 
 def trigger_status(
-    trigger: Trigger, *, broker_exists: bool, function_exists: FunctionExists, filter_error: str | None
+    trigger: Trigger, *, broker_exists: bool, function_exists: FunctionExists, filter_error: str | None,
+    address: AddressLookup = lambda kind, namespace, name: None,
 ) -> TriggerStatus:
     namespace, spec = trigger.namespace, trigger.spec
     broker = (
@@ -56,7 +68,7 @@ def trigger_status(
         if broker_exists
         else Condition("BrokerReady", False, "BrokerNotFound", f"Broker {namespace}/{spec.broker} does not exist")
     )
-    subscriber = resolve(spec.subscriber, namespace, function_exists)
+    subscriber = resolve(spec.subscriber, namespace, function_exists, address)
     subscriber_condition = Condition("SubscriberResolved", subscriber.url is not None, subscriber.reason,
                                      subscriber.message)
     sink = spec.delivery.dead_letter_sink
@@ -64,7 +76,7 @@ def trigger_status(
         dead_letter = Resolution(None, "DeadLetterSinkNotConfigured", "events that fail go to the broker's stream")
         sink_condition = Condition("DeadLetterSinkResolved", True, dead_letter.reason, dead_letter.message)
     else:
-        dead_letter = resolve(sink, namespace, function_exists)
+        dead_letter = resolve(sink, namespace, function_exists, address)
         sink_condition = Condition("DeadLetterSinkResolved", dead_letter.url is not None, dead_letter.reason,
                                    dead_letter.message)
     filter_condition = (
