@@ -313,15 +313,15 @@ class Child:
             await process.wait()
 
 
-async def wait_ready(store: EventStore, child: Child, consumers: Sequence[str]) -> None:
-    """Until every consumer exists with a pull request of the child's waiting (its fetch loop runs)."""
+async def wait_ready(store: EventStore, child: Child, consumers: Sequence[str], stream: str = STREAM) -> None:
+    """Until every consumer of ``stream`` exists with a pull request of the child's waiting (its fetch loop runs)."""
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         child.check_alive()
         waiting = []
         for consumer in consumers:
             try:
-                waiting.append((await store.js.consumer_info(STREAM, consumer)).num_waiting)
+                waiting.append((await store.js.consumer_info(stream, consumer)).num_waiting)
             except nats.js.errors.NotFoundError:
                 waiting.append(0)
         if all(waiting):

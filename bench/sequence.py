@@ -42,7 +42,7 @@ import yaml
 from aiohttp import web
 from common import HOST, emit_json, free_port, load_average, machine, nats_server, num, percentile, table
 
-from dispatch import Child, wait_http
+from dispatch import Child, wait_http, wait_ready
 from ripple.events.extensions import stamp_arrival
 from ripple.events.http import decode_request, encode_binary
 from ripple.events.model import CloudEvent
@@ -146,24 +146,6 @@ async def send(store: EventStore, path: str, rate: float, seconds: float, measur
     await asyncio.gather(*pending)
 
 
-async def consumers_fetching(store: EventStore, names: list[str], child: Child) -> None:
-    stream = subjects.stream_name(NAMESPACE, "default")
-    deadline = time.monotonic() + 60
-    while True:
-        child.check_alive()
-        waiting = []
-        for name in names:
-            try:
-                waiting.append((await store.js.consumer_info(stream, subjects.consumer_name(name))).num_waiting)
-            except Exception:
-                waiting.append(0)
-        if all(waiting):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"dispatcher not fetching:\n{child.log_tail()}")
-        await asyncio.sleep(0.1)
-
-
 async def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ripple-bench-sequence-") as tmp:
@@ -180,8 +162,10 @@ async def run(args: argparse.Namespace) -> int:
             store = await EventStore.connect(nats.url, name="bench-sender")
             try:
                 await wait_http(steps, f"{functions_url}/results")
-                await consumers_fetching(store, ["_seq_chain_0", "_seq_chain_1", "_seq_chain_2", "sequence-done",
-                                                 "hop-1", "hop-2", "hop-3", "triggers-done"], dispatcher)
+                hops = ["_seq_chain_0", "_seq_chain_1", "_seq_chain_2", "sequence-done", "hop-1", "hop-2", "hop-3",
+                        "triggers-done"]
+                await wait_ready(store, dispatcher, [subjects.consumer_name(h) for h in hops],
+                                 subjects.stream_name(NAMESPACE, "default"))
                 sent = [0]
                 per_segment = args.duration / args.segments
                 for _ in range(args.segments):

@@ -22,15 +22,7 @@ python3 -m ripple dev "$example" --port "$port" --data-dir "$data_dir" > >(tee "
 dev=$!
 trap 'kill -INT "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true' EXIT
 
-wait_for() {  # wait_for TEXT: until the dev log has a line with TEXT
-  for _ in $(seq 600); do
-    grep -qF -- "$1" "$log" && return 0
-    kill -0 "$dev" 2>/dev/null || { echo "ripple dev exited" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "timed out waiting for: $1" >&2
-  exit 1
-}
+. hack/lib.sh
 
 send_order() {  # send_order N CARD SKU QUANTITY
   python3 -m ripple send --to "$broker" --type order.placed --source /shop --id "order-$1" \

@@ -17,15 +17,7 @@ python3 -m ripple dev functions/order-flow --port "$port" --data-dir "$data_dir"
 dev=$!
 trap 'kill -INT "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true' EXIT
 
-wait_for() {  # wait_for TEXT: until the dev log has a line with TEXT
-  for _ in $(seq 300); do
-    grep -qF -- "$1" "$log" && return 0
-    kill -0 "$dev" 2>/dev/null || { echo "ripple dev exited" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "timed out waiting for: $1" >&2
-  exit 1
-}
+. hack/lib.sh
 
 wait_for "broker ready: $broker"
 echo "--- sending order 1 (valid): placed → validated (reply) → shipped"
