@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -67,12 +68,14 @@ class Subscriber:
     received: list[Received] = field(default_factory=list)
     url: str = ""
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _attempts: Counter[str] = field(default_factory=Counter)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         (ev,) = decode_request(request.headers.items(), body)
         self.received.append(Received(ev, time.monotonic(), dict(request.headers)))
-        attempt = sum(1 for r in self.received if r.event.id == ev.id)
+        self._attempts[ev.id] += 1
+        attempt = self._attempts[ev.id]
         async with self._changed:
             self._changed.notify_all()
         if self.respond is None:

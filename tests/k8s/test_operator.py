@@ -328,6 +328,8 @@ async def test_deleting_a_broker_removes_its_streams(crds_installed, operator, n
     plane = crds_installed
     apply(plane, namespace, "kind: Broker\nmetadata: {name: default}\n")
     await eventually(lambda: ready_reason(plane, namespace, "broker", "default") == ("True", "Ready"), timeout=30)
+    stream = plane.get_json("broker", "default", "-n", namespace)["status"]["stream"]
+    assert stream["replicas"] == 1 and stream["currentReplicas"] == 1 and stream["leader"]
     names = {subjects.stream_name(namespace, "default"), subjects.dead_letter_stream_name(namespace, "default")}
 
     async def streams() -> set[str]:

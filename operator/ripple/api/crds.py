@@ -90,7 +90,15 @@ def _hops(what: str) -> dict[str, Any]:
     }
 
 KINDS: tuple[KindInfo, ...] = (
-    KindInfo(Broker, "brokers", ("brk",), (("URL", "string", ".status.address.url"),), _status(address=ADDRESS)),
+    KindInfo(Broker, "brokers", ("brk",),
+             (("URL", "string", ".status.address.url"), ("Replicas", "integer", ".status.stream.currentReplicas")),
+             _status(address=ADDRESS, stream={
+                 "type": "object", "description": "The broker's stream as JetStream reports it.",
+                 "properties": {
+                     "replicas": {"type": "integer", "description": "Replicas asked for (spec.replicas)."},
+                     "currentReplicas": {"type": "integer", "description": "Replicas in step with the leader."},
+                     "leader": {"type": "string", "description": "The server leading the stream, when clustered."},
+                 }})),
     KindInfo(
         Function, "functions", ("fn",), (("URL", "string", ".status.address.url"),),
         _status(address=ADDRESS, replicas={"type": "integer", "description": "Replicas asked for."},

@@ -43,6 +43,7 @@ __all__ = [
     "ParallelBranch",
     "ParallelSpec",
     "PingSource",
+    "Placement",
     "PostgresSource",
     "Reference",
     "Resource",
@@ -281,11 +282,21 @@ class Retention(Model):
     """Size cap of the broker's log in bytes; -1 for no cap (oldest removed first when set)."""
 
 
+class Placement(Model):
+    tags: list[str] = Field(min_length=1, max_length=16)
+    """Server tags (nats-server ``server_tags``) every replica's server must have."""
+
+
 class BrokerSpec(Model):
     retention: Retention = Field(default_factory=Retention)
     """How long and how much the broker keeps."""
     duplicate_window: Duration = "PT2M"
     """A re-sent event with the same source and id inside this window is stored once."""
+    replicas: Literal[1, 3, 5] = 1
+    """Copies JetStream keeps of the broker's events, dead letters and consumers (Raft-replicated: 3 survive the
+    loss of one server, 5 of two). Changing it on a live broker moves the stream to the new count."""
+    placement: Placement | None = None
+    """Where the replicas may go: only servers with every one of these tags."""
 
 
 # --- Resources ------------------------------------------------------------------------------------------------

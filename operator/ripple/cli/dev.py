@@ -15,7 +15,7 @@ __all__ = ["run"]
 async def run(args: argparse.Namespace) -> int:
     configure_logging(every_delivery=True)
     options = DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body, args.pool_size,
-                         args.activation_timeout)
+                         args.activation_timeout, nats_cluster=args.nats_cluster)
     try:
         return await run_dev(options)
     except LocalModeError as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY
 
-__all__ = ["DEFAULT_DATA_DIR", "build_parser", "key_value", "namespaced"]
+__all__ = ["DEFAULT_DATA_DIR", "NATS_HELP", "build_parser", "key_value", "namespaced"]
 
 DEFAULT_DATA_DIR = DATA_DIR
 
@@ -23,6 +23,9 @@ def key_value(text: str) -> tuple[str, str]:
 def namespaced(text: str) -> tuple[str, str]:
     namespace, sep, name = text.rpartition("/")
     return (namespace if sep else "default"), name
+
+
+NATS_HELP = "NATS URL, or a cluster's URLs separated by commas (the client fails over between them)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +57,9 @@ def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev.add_argument("--pool-size", type=int, default=1, help="warm-pool runtime processes (0: none)")
     dev.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT,
                      help="seconds a delivery waits for a function to wake before it counts as failed")
+    dev.add_argument("--nats-cluster", type=int, default=1, choices=(1, 3, 5), metavar="N",
+                     help="run N nats-servers as one JetStream cluster (1, 3 or 5), so that brokers with "
+                          "replicas: 3 survive a server's loss")
 
 
 
@@ -88,7 +94,7 @@ def _add_ingress(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ingress = commands.add_parser("ingress", help="run the broker ingress")
     ingress.add_argument("paths", nargs="*", type=Path, help="manifest files or directories (brokers)")
     ingress.add_argument("--kubernetes", action="store_true", help="learn brokers from the API server")
-    ingress.add_argument("--nats", required=True, help="NATS URL")
+    ingress.add_argument("--nats", required=True, help=NATS_HELP)
     ingress.add_argument("--host", default="0.0.0.0")
     ingress.add_argument("--port", type=int, default=8080)
     ingress.add_argument("--max-body", type=int, default=MAX_BODY)
@@ -108,7 +114,7 @@ def _add_dispatcher(commands: argparse._SubParsersAction[argparse.ArgumentParser
     dispatcher.add_argument("--health-port", type=int, help="serve GET /-/health on this port (cluster mode)")
     dispatcher.add_argument("--no-autoscaler", action="store_true",
                             help="cluster mode: leave scaling to a separate `ripple autoscaler` (wake from zero only)")
-    dispatcher.add_argument("--nats", required=True, help="NATS URL")
+    dispatcher.add_argument("--nats", required=True, help=NATS_HELP)
     dispatcher.add_argument("--function-url", action="append", type=key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
 
@@ -116,13 +122,13 @@ def _add_dispatcher(commands: argparse._SubParsersAction[argparse.ArgumentParser
 def _add_autoscaler(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     autoscaler = commands.add_parser("autoscaler", help="scale Functions' Deployments with their triggers' backlog")
     autoscaler.add_argument("--kubernetes", action="store_true", required=True, help="the cluster's functions")
-    autoscaler.add_argument("--nats", required=True, help="NATS URL")
+    autoscaler.add_argument("--nats", required=True, help=NATS_HELP)
     autoscaler.add_argument("--health-port", type=int, help="serve GET /-/health and /metrics on this port")
 
 
 def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = commands.add_parser("operator", help="run the Kubernetes operator")
-    operator.add_argument("--nats", required=True, help="NATS URL the brokers' streams live in")
+    operator.add_argument("--nats", required=True, help=NATS_HELP + " (where the brokers' streams live)")
     operator.add_argument("--ingress-url", required=True, help="base URL of the ingress, for Broker addresses")
     operator.add_argument("--runtime-image", default=None, help="image of Functions without spec.image")
     operator.add_argument("--namespace", action="append", default=[], help="watch only these (default: all)")

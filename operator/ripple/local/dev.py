@@ -21,7 +21,7 @@ from ripple.dispatch.hops import flow_hops
 from ripple.dispatch.resolve import with_addresses
 from ripple.ingress.app import IngressSettings, create_ingress_app
 from ripple.local.functions import LocalModeError, launch_specs
-from ripple.local.nats_server import NatsServer
+from ripple.local.nats_server import NatsCluster, NatsServer
 from ripple.local.sources import LocalSources
 from ripple.local.status import collect_status
 from ripple.scaling.activator import DEFAULT_ACTIVATION_TIMEOUT, Activator
@@ -59,6 +59,8 @@ class DevOptions:
     """Warm-pool processes kept ready to become any function (0 disables the pool)."""
     activation_timeout: float = DEFAULT_ACTIVATION_TIMEOUT
     scale_down_delay: float = SCALE_DOWN_DELAY
+    nats_cluster: int = 1
+    """nats-servers to run as one JetStream cluster (1: a single server)."""
 
 
 class LocalRipple:
@@ -67,7 +69,14 @@ class LocalRipple:
     def __init__(self, manifests: Manifests, options: DevOptions) -> None:
         self.manifests = manifests
         self.options = options
-        self.nats = NatsServer(options.data_dir / "nats")
+        self.nats: NatsServer | NatsCluster = (
+            NatsServer(options.data_dir / "nats") if options.nats_cluster == 1
+            else NatsCluster(options.data_dir / "nats-cluster", options.nats_cluster))
+        too_many = [f"Broker '{ns}/{name}': spec.replicas is {b.spec.replicas}, more than the {options.nats_cluster} "
+                    f"nats-server(s) of local mode (run ripple dev --nats-cluster {b.spec.replicas})"
+                    for (ns, name), b in sorted(manifests.brokers.items()) if b.spec.replicas > options.nats_cluster]
+        if too_many:
+            raise LocalModeError("; ".join(too_many))
         self.backend = LocalProcessBackend(
             launch_specs(manifests, options.data_dir, self.nats.url), host=options.host, pool_size=options.pool_size
         )

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sysconfig
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import nats
@@ -14,9 +15,10 @@ import nats.errors
 
 from ripple._aio import free_port
 
-__all__ = ["NatsServer", "nats_server_binary"]
+__all__ = ["CLUSTER_NAME", "NatsCluster", "NatsServer", "nats_server_binary"]
 
 MAX_PAYLOAD = 8 * 1024 * 1024  # room for a 1 MiB event after base64 and attributes
+CLUSTER_NAME = "ripple"
 
 
 def nats_server_binary() -> str:
@@ -40,10 +42,16 @@ class NatsServer:
     The port is kept across :meth:`stop` and :meth:`start` so that clients reconnect to the same address.
     """
 
-    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
+                 name: str | None = None, cluster_port: int | None = None, routes: Sequence[str] = ()) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
+        self.name = name
+        """The server's name (a cluster's servers need one each; JetStream reports leaders by it)."""
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
+        """``nats-route://`` URLs of the other servers of its cluster."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,11 +61,18 @@ class NatsServer:
     def _config(self) -> Path:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = self.store_dir / "nats-server.conf"
-        config.write_text(
+        text = (
             f'listen: "{self.host}:{self.port}"\n'
             f"max_payload: {MAX_PAYLOAD}\n"
             f'jetstream {{ store_dir: "{self.store_dir / "jetstream"}" }}\n'
         )
+        if self.name is not None:
+            text += f'server_name: "{self.name}"\n'
+        if self.cluster_port is not None:
+            routes = ", ".join(f'"{route}"' for route in self.routes)
+            text += (f'cluster {{ name: "{CLUSTER_NAME}", listen: "{self.host}:{self.cluster_port}", '
+                     f"routes: [{routes}] }}\n")
+        config.write_text(text)
         return config
 
     def start_process(self) -> None:
@@ -103,3 +118,35 @@ class NatsServer:
         except TimeoutError:
             process.kill()
             await asyncio.to_thread(process.wait)
+
+
+class NatsCluster:
+    """Several nats-servers with JetStream, joined by routes into one cluster on loopback ports: what
+    ``ripple dev --nats-cluster N`` runs so that a broker with ``replicas: 3`` survives the loss of a server."""
+
+    def __init__(self, store_dir: Path, size: int = 3, *, host: str = "127.0.0.1") -> None:
+        if size < 1:
+            raise ValueError("a cluster has at least one server")
+        cluster_ports = [free_port(host) for _ in range(size)]
+        self.servers = [
+            NatsServer(Path(store_dir) / f"n{i}", host=host, name=f"n{i}", cluster_port=cluster_ports[i],
+                       routes=[f"nats-route://{host}:{port}" for j, port in enumerate(cluster_ports) if j != i])
+            for i in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        """Every server's URL, comma-separated: what ``--nats`` takes."""
+        return ",".join(server.url for server in self.servers)
+
+    def server(self, name: str) -> NatsServer:
+        return next(server for server in self.servers if server.name == name)
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start every server, then return once each answers JetStream (a meta leader was elected)."""
+        for server in self.servers:
+            await asyncio.to_thread(server.start_process)
+        await asyncio.gather(*(server.wait_ready(timeout) for server in self.servers))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(server.stop() for server in self.servers))

@@ -36,6 +36,7 @@ import orjson
 from ripple.api.durations import seconds
 from ripple.runtime.errors import RetryLater
 from ripple.runtime.event import reply_event
+from ripple.store.jetstream import server_urls
 
 __all__ = [
     "BUCKET",
@@ -111,7 +112,7 @@ class KvLedger:
             url = self.url or os.environ.get(NATS_URL_ENV)
             if not url:
                 raise IdempotencyError(f"no NATS for the idempotency ledger: ${NATS_URL_ENV} is not set")
-            self._nc = await nats.connect(url, name="ripple-idempotency", connect_timeout=5,
+            self._nc = await nats.connect(servers=server_urls(url), name="ripple-idempotency", connect_timeout=5,
                                           max_reconnect_attempts=-1)
             js = self._js = self._nc.jetstream(timeout=5)
             try:

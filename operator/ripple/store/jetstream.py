@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     ConsumerConfig,
     DiscardPolicy,
+    Placement,
     PubAck,
     StorageType,
     StreamConfig,
@@ -40,6 +41,7 @@ __all__ = [
     "EventTooLarge",
     "StoreUnavailable",
     "dedup_id",
+    "server_urls",
     "until_stored",
 ]
 
@@ -98,6 +100,15 @@ async def until_stored(store_once: Callable[[], Awaitable[bool]], keep_alive: Ca
         delay = min(delay * 2, STORE_RETRY_DELAY_MAX)
 
 
+def server_urls(urls: str) -> list[str]:
+    """The servers of a ``--nats`` value: one URL, or several separated by commas (a cluster's, any of which the
+    client may use; it learns the others from the servers too and fails over between them)."""
+    found = [url.strip() for url in urls.split(",") if url.strip()]
+    if not found:
+        raise ValueError("no NATS URL given")
+    return found
+
+
 class EventStore:
     """A JetStream connection with the operations Ripple needs, named in Ripple's terms.
 
@@ -117,6 +128,8 @@ class EventStore:
         self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
         self.publisher = Publisher(self.nc, publish_timeout)
         self._replacing: asyncio.Task[None] | None = None
+        self.internal_replicas = 1
+        """Replicas of Ripple's own streams (advisories, records): the most any broker of this store asked for."""
 
     @classmethod
     async def connect(cls, url: str, *, name: str = "ripple", publish_timeout: float = 5.0) -> EventStore:
@@ -142,7 +155,7 @@ class EventStore:
             log.info("nats: reconnected to %s", url)
 
         nc = await nats.connect(
-            url,
+            servers=server_urls(url),
             name=self.name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_DELAY,
@@ -194,8 +207,10 @@ class EventStore:
 
     # --- streams --------------------------------------------------------------------------------------------
     async def ensure_broker(self, namespace: str, broker: str, spec: BrokerSpec) -> None:
-        """Create or update the broker's event stream and its dead-letter stream."""
+        """Create or update the broker's event stream and its dead-letter stream, with the broker's replicas
+        (JetStream moves a live stream to a new replica count; its consumers follow it)."""
         retention = spec.retention
+        placement = Placement(tags=list(spec.placement.tags)) if spec.placement is not None else None
         await self._ensure_stream(
             StreamConfig(
                 name=subjects.stream_name(namespace, broker),
@@ -206,6 +221,8 @@ class EventStore:
                 discard=DiscardPolicy.OLD,
                 duplicate_window=seconds(spec.duplicate_window),
                 description=f"Ripple broker {namespace}/{broker}",
+                num_replicas=spec.replicas,
+                placement=placement,
             )
         )
         await self._ensure_stream(
@@ -215,13 +232,22 @@ class EventStore:
                 storage=StorageType.FILE,
                 discard=DiscardPolicy.NEW,
                 description=f"Ripple dead letters of broker {namespace}/{broker}",
+                num_replicas=spec.replicas,
+                placement=placement,
             )
         )
+        self.internal_replicas = max(self.internal_replicas, spec.replicas)
 
     async def ensure_brokers(self, brokers: Mapping[tuple[str, str], Broker]) -> None:
         """Create or update the streams of every ``(namespace, name) → Broker``."""
         for (namespace, name), broker in brokers.items():
             await self.ensure_broker(namespace, name, broker.spec)
+
+    def own_replicas(self) -> int:
+        """Replicas of Ripple's own streams (advisories, records): as many as the largest broker's, and up to 3
+        when the client knows of that many servers (a cluster), so that losing one server loses none of them."""
+        known = len({(u.hostname, u.port) for u in self.nc.servers}) if self.nc.is_connected else 1
+        return max(self.internal_replicas, min(3, known))
 
     async def ensure_advisory_stream(self) -> str:
         """The stream of max-deliveries advisories and the dispatchers' consumer of it; return the consumer."""
@@ -233,6 +259,7 @@ class EventStore:
                 max_age=ADVISORY_RETENTION,
                 discard=DiscardPolicy.OLD,
                 description="Ripple: messages JetStream stopped redelivering, to keep as dead letters",
+                num_replicas=self.own_replicas(),
             )
         )
         await self.js.add_consumer(subjects.ADVISORY_STREAM, backstop_consumer_config())

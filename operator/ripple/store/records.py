@@ -59,6 +59,7 @@ async def ensure_records_stream(store: EventStore) -> None:
         max_msgs_per_subject=RECORDS_PER_ROOT,
         discard=DiscardPolicy.OLD,
         description="Ripple: what each hop of a Sequence or Parallel did with each event",
+        num_replicas=store.own_replicas(),
     )
     try:
         await store.js.stream_info(RECORDS_STREAM)
