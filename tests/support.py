@@ -58,6 +58,8 @@ class Received:
     event: CloudEvent
     at: float
     headers: dict[str, str]
+    peer_port: int = 0
+    """The sender's TCP port: which process delivered it (see ``tests.processes.tcp_ports``)."""
 
 
 @dataclass
@@ -73,7 +75,8 @@ class Subscriber:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         (ev,) = decode_request(request.headers.items(), body)
-        self.received.append(Received(ev, time.monotonic(), dict(request.headers)))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.received.append(Received(ev, time.monotonic(), dict(request.headers), peer[1] if peer else 0))
         self._attempts[ev.id] += 1
         attempt = self._attempts[ev.id]
         async with self._changed:

@@ -491,7 +491,7 @@ def test_absent_objects_are_defaulted_as_local_mode_does(crds_installed: Control
     assert trigger["broker"] == "default"
     assert function["scale"] == {"minScale": 0, "maxScale": 10, "targetConcurrency": 10, "idleTimeout": "PT60S"}
     assert function["timeout"] == "PT30S"
-    assert broker["spec"] == {"retention": {"maxAge": "P7D", "maxBytes": -1}, "duplicateWindow": "PT2M", "replicas": 1}
+    assert broker["spec"] == {"retention": {"maxAge": "P7D", "maxBytes": -1}, "duplicateWindow": "PT2M"}
 
 
 def test_server_fills_function_broker_and_source_defaults(crds_installed: ControlPlane) -> None:
@@ -503,7 +503,7 @@ def test_server_fills_function_broker_and_source_defaults(crds_installed: Contro
 
     assert function["scale"] == {"minScale": 0, "maxScale": 10, "targetConcurrency": 10, "idleTimeout": "PT60S"}
     assert function["env"] == [{"name": "A", "value": ""}]
-    assert broker == {"retention": {"maxAge": "P7D", "maxBytes": -1}, "duplicateWindow": "PT2M", "replicas": 1}
+    assert broker == {"retention": {"maxAge": "P7D", "maxBytes": -1}, "duplicateWindow": "PT2M"}
     assert webhook["webhook"] == {"path": "/", "eventType": "dev.ripple.webhook"}
     assert webhook["sink"]["ref"]["apiVersion"] == API_VERSION
     assert ping["ping"] == {"schedule": "*/5 * * * *", "timezone": "UTC", "data": "", "contentType": "application/json"}
@@ -560,7 +560,7 @@ def test_order_flow_example_applies(crds_installed: ControlPlane, namespace: str
         "deadLetterSink": {"ref": {"apiVersion": API_VERSION, "kind": "Function", "name": "dead-letters"}},
     }
     broker = crds_installed.get_json("broker", "default", "-n", namespace)["spec"]
-    assert broker == {"retention": {"maxAge": "P1D", "maxBytes": -1}, "duplicateWindow": "PT2M", "replicas": 1}
+    assert broker == {"retention": {"maxAge": "P1D", "maxBytes": -1}, "duplicateWindow": "PT2M"}
 
 
 def test_short_names(crds_installed: ControlPlane, shop: str) -> None:

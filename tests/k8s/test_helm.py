@@ -249,11 +249,12 @@ def test_every_pod_runs_restricted_with_resources(helm: Helm) -> None:
 
 def test_components_are_wired_to_each_other(helm: Helm) -> None:
     docs = helm.template(release="ripple", namespace="events")
-    nats = "--nats=nats://ripple-nats.events.svc:4222"
+    nats = "--nats=" + ",".join(f"nats://ripple-nats-{i}.ripple-nats-headless.events.svc:4222" for i in range(3))
     assert container_args(docs, "ripple-operator") == [
         "operator", nats, "--ingress-url=http://ripple-ingress.events.svc",
         "--runtime-image=ghcr.io/ripple-dev/ripple:0.1.0", "--liveness=http://0.0.0.0:8081/healthz",
-        "--webhook-host=ripple-operator-webhook.events.svc", "--webhook-service=events/ripple-operator-webhook",
+        "--broker-replicas=3", "--webhook-host=ripple-operator-webhook.events.svc",
+        "--webhook-service=events/ripple-operator-webhook",
         "--webhook-port=9443", "--webhook-cert=/etc/ripple/webhook/tls.crt",
         "--webhook-key=/etc/ripple/webhook/tls.key",
     ]
@@ -281,6 +282,12 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
     assert not [d for d in external if d["kind"] == "StatefulSet" or "nats" in d["metadata"]["name"]]
     for name in ("ripple-operator", "ripple-ingress", "ripple-dispatcher"):
         assert "--nats=nats://nats.messaging:4222" in container_args(external, name)
+    assert "--broker-replicas=1" in container_args(external, "ripple-operator")
+    cluster = helm.template("nats.enabled=false", "operator.brokerReplicas=5",
+                            "nats.url=nats://a.nats:4222\\,nats://b.nats:4222\\,nats://c.nats:4222")
+    urls = "--nats=nats://a.nats:4222,nats://b.nats:4222,nats://c.nats:4222"
+    assert urls in container_args(cluster, "ripple-ingress")
+    assert "--broker-replicas=5" in container_args(cluster, "ripple-operator")
     assert not objects_of(external, "Secret")  # a certificate of one's own: the chart generates none
     volumes = objects_of(external, "Deployment")["ripple-operator"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "webhook-cert", "secret": {"secretName": "from-cert-manager", "defaultMode": 0o440}} in volumes
@@ -747,3 +754,35 @@ async def test_components_run_on_their_service_accounts_alone(
         await nats.stop()
     # On shutdown Kopf empties the webhooks (the chart's object stays, for `helm uninstall` to remove).
     assert webhooks(plane) == []
+
+
+def test_the_bundled_nats_is_a_three_server_cluster_by_default(helm: Helm) -> None:
+    docs = helm.template(release="ripple", namespace="events")
+    nats = objects_of(docs, "StatefulSet")["ripple-nats"]
+    assert nats["spec"]["replicas"] == 3 and nats["spec"]["podManagementPolicy"] == "Parallel"
+    pod = nats["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    routes = ",".join(f"nats://ripple-nats-{i}.ripple-nats-headless.events.svc:6222" for i in range(3))
+    assert container["args"] == ["-js", "-sd", "/data", "-m", "8222", "--server_name", "$(POD_NAME)",
+                                 "--cluster_name", "ripple-nats", "--cluster", "nats://0.0.0.0:6222",
+                                 "--routes", routes]
+    assert container["env"] == [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    assert {"name": "cluster", "containerPort": 6222, "protocol": "TCP"} in container["ports"]
+    assert nats["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"  # a PVC per server
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert spread["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    budget = objects_of(docs, "PodDisruptionBudget")["ripple-nats"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == nats["spec"]["selector"]["matchLabels"]
+    headless = objects_of(docs, "Service")["ripple-nats-headless"]["spec"]["ports"]
+    assert {"name": "cluster", "port": 6222, "targetPort": "cluster", "protocol": "TCP"} in headless
+
+    single = helm.template("nats.cluster.replicas=1", release="ripple", namespace="events")
+    one = objects_of(single, "StatefulSet")["ripple-nats"]
+    assert one["spec"]["replicas"] == 1 and one["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "-js", "-sd", "/data", "-m", "8222"]
+    assert not objects_of(single, "PodDisruptionBudget")
+    assert "--nats=nats://ripple-nats.events.svc:4222" in container_args(single, "ripple-dispatcher")
+    assert "--broker-replicas=1" in container_args(single, "ripple-operator")
+    refused = helm.run("template", "ripple", str(CHART), "--set", "nats.cluster.replicas=2", check=False)
+    assert refused.returncode != 0 and "/nats/cluster/replicas" in refused.stdout + refused.stderr

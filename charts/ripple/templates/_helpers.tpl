@@ -63,7 +63,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.nats.url }}
 {{- fail "nats.url is for an external NATS server: set nats.enabled=false to use it, or leave nats.url empty to use the bundled one" }}
 {{- end }}
-{{- printf "nats://%s-nats.%s.svc:4222" (include "ripple.fullname" .) .Release.Namespace }}
+{{- $name := printf "%s-nats" (include "ripple.fullname" .) }}
+{{- if gt (int .Values.nats.cluster.replicas) 1 }}
+{{- $urls := list }}
+{{- range $i := until (int .Values.nats.cluster.replicas) }}
+{{- $urls = append $urls (printf "nats://%s-%d.%s-headless.%s.svc:4222" $name $i $name $.Release.Namespace) }}
+{{- end }}
+{{- join "," $urls }}
+{{- else }}
+{{- printf "nats://%s.%s.svc:4222" $name .Release.Namespace }}
+{{- end }}
 {{- else }}
 {{- /* fail, not required: `helm lint` only logs a missing required value */ -}}
 {{- if not .Values.nats.url }}
@@ -130,5 +139,18 @@ tolerations:
 {{- with .Values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Stream replicas of Brokers without spec.replicas: operator.brokerReplicas, else 3 on the bundled NATS cluster.
+*/}}
+{{- define "ripple.brokerReplicas" -}}
+{{- if .Values.operator.brokerReplicas }}
+{{- .Values.operator.brokerReplicas }}
+{{- else if and .Values.nats.enabled (gt (int .Values.nats.cluster.replicas) 1) }}
+{{- 3 }}
+{{- else }}
+{{- 1 }}
 {{- end }}
 {{- end }}

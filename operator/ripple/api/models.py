@@ -292,9 +292,10 @@ class BrokerSpec(Model):
     """How long and how much the broker keeps."""
     duplicate_window: Duration = "PT2M"
     """A re-sent event with the same source and id inside this window is stored once."""
-    replicas: Literal[1, 3, 5] = 1
+    replicas: Literal[1, 3, 5] | None = None
     """Copies JetStream keeps of the broker's events, dead letters and consumers (Raft-replicated: 3 survive the
-    loss of one server, 5 of two). Changing it on a live broker moves the stream to the new count."""
+    loss of one server, 5 of two); unset: the installation's default (1 in local mode; the chart's operator says
+    3 when its NATS is a cluster). Changing it on a live broker moves the stream to the new count."""
     placement: Placement | None = None
     """Where the replicas may go: only servers with every one of these tags."""
 

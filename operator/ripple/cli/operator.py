@@ -14,6 +14,6 @@ async def run(args: argparse.Namespace) -> int:
     await run_operator(OperatorOptions(
         args.nats, args.ingress_url, args.runtime_image or DEFAULT_RUNTIME_IMAGE, tuple(args.namespace),
         args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_service,
-        args.liveness,
+        args.liveness, args.broker_replicas,
     ))  # fmt: skip
     return 0

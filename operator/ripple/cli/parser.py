@@ -139,6 +139,8 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     operator.add_argument("--webhook-service", metavar="NAMESPACE/NAME",
                           help="register the webhook by this Service (in a cluster) instead of by --webhook-host URL")
     operator.add_argument("--liveness", metavar="URL", help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
+    operator.add_argument("--broker-replicas", type=int, choices=(1, 3, 5), default=1,
+                          help="stream replicas of a Broker whose spec.replicas is unset (3 on a NATS cluster)")
 
 
 

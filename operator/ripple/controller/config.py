@@ -21,5 +21,7 @@ class OperatorConfig:
     ingress_url: str
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     cluster_domain: str = "cluster.local"
+    broker_replicas: int = 1
+    """Replicas of a Broker whose spec does not say."""
     store: EventStore | None = None
     kube: Kube | None = None

@@ -54,6 +54,8 @@ class OperatorOptions:
     """``namespace/name`` of the Service in front of the webhook: registered by reference, not by URL."""
     liveness: str | None = None
     """Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz."""
+    broker_replicas: int = 1
+    """Replicas of a Broker whose spec does not say."""
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -85,7 +87,7 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
     import ripple.controller.handlers  # noqa: F401  (registers the handlers)
 
     config = OperatorConfig(nats_url=options.nats_url, ingress_url=options.ingress_url,
-                            runtime_image=options.runtime_image)
+                            runtime_image=options.runtime_image, broker_replicas=options.broker_replicas)
     if options.webhook_host is not None:
 
         @kopf.on.startup(id="admission")

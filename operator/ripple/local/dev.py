@@ -72,9 +72,10 @@ class LocalRipple:
         self.nats: NatsServer | NatsCluster = (
             NatsServer(options.data_dir / "nats") if options.nats_cluster == 1
             else NatsCluster(options.data_dir / "nats-cluster", options.nats_cluster))
-        too_many = [f"Broker '{ns}/{name}': spec.replicas is {b.spec.replicas}, more than the {options.nats_cluster} "
+        servers = options.nats_cluster
+        too_many = [f"Broker '{ns}/{name}': spec.replicas is {b.spec.replicas}, more than the {servers} "
                     f"nats-server(s) of local mode (run ripple dev --nats-cluster {b.spec.replicas})"
-                    for (ns, name), b in sorted(manifests.brokers.items()) if b.spec.replicas > options.nats_cluster]
+                    for (ns, name), b in sorted(manifests.brokers.items()) if (b.spec.replicas or 1) > servers]
         if too_many:
             raise LocalModeError("; ".join(too_many))
         self.backend = LocalProcessBackend(

@@ -128,6 +128,8 @@ class EventStore:
         self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
         self.publisher = Publisher(self.nc, publish_timeout)
         self._replacing: asyncio.Task[None] | None = None
+        self.default_replicas = 1
+        """Replicas of a broker whose spec does not say (the operator's ``--broker-replicas``)."""
         self.internal_replicas = 1
         """Replicas of Ripple's own streams (advisories, records): the most any broker of this store asked for."""
 
@@ -211,6 +213,7 @@ class EventStore:
         (JetStream moves a live stream to a new replica count; its consumers follow it)."""
         retention = spec.retention
         placement = Placement(tags=list(spec.placement.tags)) if spec.placement is not None else None
+        replicas = spec.replicas or self.default_replicas
         await self._ensure_stream(
             StreamConfig(
                 name=subjects.stream_name(namespace, broker),
@@ -221,7 +224,7 @@ class EventStore:
                 discard=DiscardPolicy.OLD,
                 duplicate_window=seconds(spec.duplicate_window),
                 description=f"Ripple broker {namespace}/{broker}",
-                num_replicas=spec.replicas,
+                num_replicas=replicas,
                 placement=placement,
             )
         )
@@ -232,11 +235,11 @@ class EventStore:
                 storage=StorageType.FILE,
                 discard=DiscardPolicy.NEW,
                 description=f"Ripple dead letters of broker {namespace}/{broker}",
-                num_replicas=spec.replicas,
+                num_replicas=replicas,
                 placement=placement,
             )
         )
-        self.internal_replicas = max(self.internal_replicas, spec.replicas)
+        self.internal_replicas = max(self.internal_replicas, replicas)
 
     async def ensure_brokers(self, brokers: Mapping[tuple[str, str], Broker]) -> None:
         """Create or update the streams of every ``(namespace, name) → Broker``."""

@@ -29,6 +29,7 @@ async def connect(memo: Any, settings: kopf.OperatorSettings, logger: kopf.Logge
         await config.load_kube_config()
     cfg.kube = Kube(client.ApiClient())
     cfg.store = await EventStore.connect(cfg.nats_url, name="ripple-operator")
+    cfg.store.default_replicas = cfg.broker_replicas
     logger.info("connected to NATS at %s", cfg.nats_url)
 
 
