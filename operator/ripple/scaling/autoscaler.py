@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import nats.errors
@@ -53,8 +53,11 @@ class Autoscaler:
         *,
         tick: float = 0.25,
         scale_down_delay: float = DEFAULT_SCALE_DOWN_DELAY,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
+        self.leading = leading
+        """Whether this replica decides now (it holds the autoscaler's lease); the others only wake functions."""
         self.backend = backend
         self.scale_down_delay = scale_down_delay
         self.bounds: dict[FunctionKey, ScaleBounds] = {}
@@ -102,6 +105,8 @@ class Autoscaler:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.tick_seconds)
+            if not self.leading():
+                continue
             try:
                 await self.tick(time.monotonic())
             except Exception:
