@@ -139,7 +139,40 @@ __all__ = [
     "MAX_BACKOFF",
     "STABLE_AFTER",
     "UNHEALTHY_AFTER",
+    "RenewedLease",
     "Supervisor",
     "SupervisorSettings",
     "TaskState",
 ]
+
+
+class RenewedLease:
+    """What every lease of Ripple's shares: held for 80 % of its ``ttl`` counted from before the write that took
+    or renewed it (so a holder that cannot renew counts itself out before anyone else can count itself in),
+    renewed every ``ttl / 3`` while held and tried every ``ttl / 5`` while not. Subclasses write the lease."""
+
+    MARGIN = 0.8
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._valid_until = 0.0
+
+    def held(self) -> bool:
+        return time.monotonic() < self._valid_until
+
+    def _confirmed(self, started: float) -> bool:
+        self._valid_until = started + self.ttl * self.MARGIN
+        return True
+
+    def _lost(self) -> bool:
+        self._valid_until = 0.0
+        return False
+
+    async def attempt(self) -> bool:
+        """Take the lease, or renew it when held; whether this process holds it afterwards."""
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        while True:
+            await self.attempt()
+            await asyncio.sleep(self.ttl / 3 if self.held() else self.ttl / 5)

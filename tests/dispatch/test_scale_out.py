@@ -30,6 +30,23 @@ spec:
 """
 
 
+async def two_dispatchers(tmp_path: Path, nats_url: str, subscriber_url: str) -> list[RippleProcess]:
+    """Two ``ripple dispatcher`` processes serving the same trigger, both fetching."""
+    (tmp_path / "trigger.yaml").write_text(MANIFEST.format(url=subscriber_url))
+    started = [await RippleProcess("dispatcher", str(tmp_path / "trigger.yaml"), "--nats", nats_url).start()
+               for _ in range(2)]
+    for dispatcher in started:
+        await dispatcher.wait_for_line("dispatcher running 1 triggers")
+    return started
+
+
+async def publish(store, count: int) -> None:  # type: ignore[no-untyped-def]
+    subject = subjects.event_subject("default", "default", "com.example.test")
+    for start in range(0, count, 500):
+        batch = [stamp_arrival(event(f"e{i}")) for i in range(start, min(count, start + 500))]
+        await store.publish_many([(subject, e.to_json_bytes(), {MSG_ID_HEADER: dedup_id(e)}) for e in batch])
+
+
 async def test_two_dispatchers_share_a_trigger_and_one_takes_over_when_the_other_dies(tmp_path: Path, nats_server,
                                                                                      store):
     async def slow(ev, attempt) -> web.StreamResponse:
@@ -37,16 +54,9 @@ async def test_two_dispatchers_share_a_trigger_and_one_takes_over_when_the_other
         return web.Response(status=202)
 
     async with subscriber(slow) as sub:
-        (tmp_path / "trigger.yaml").write_text(MANIFEST.format(url=sub.url))
-        first, second = [await RippleProcess("dispatcher", str(tmp_path / "trigger.yaml"), "--nats",
-                                             nats_server.url).start() for _ in range(2)]
+        first, second = await two_dispatchers(tmp_path, nats_server.url, sub.url)
         try:
-            for dispatcher in (first, second):
-                await dispatcher.wait_for_line("dispatcher running 1 triggers")
-            subject = subjects.event_subject("default", "default", "com.example.test")
-            for start in range(0, TOTAL, 500):
-                batch = [stamp_arrival(event(f"e{i}")) for i in range(start, start + 500)]
-                await store.publish_many([(subject, e.to_json_bytes(), {MSG_ID_HEADER: dedup_id(e)}) for e in batch])
+            await publish(store, TOTAL)
             await sub.wait_for(TOTAL // 3, timeout=60)
             assert first.process is not None and second.process is not None
             ports = {"first": tcp_ports(first.process.pid), "second": tcp_ports(second.process.pid)}
@@ -74,15 +84,9 @@ async def test_a_dispatcher_stopped_with_sigterm_finishes_what_it_holds(tmp_path
         return web.Response(status=202)
 
     async with subscriber(slow) as sub:
-        (tmp_path / "trigger.yaml").write_text(MANIFEST.format(url=sub.url))
-        first, second = [await RippleProcess("dispatcher", str(tmp_path / "trigger.yaml"), "--nats",
-                                             nats_server.url).start() for _ in range(2)]
+        first, second = await two_dispatchers(tmp_path, nats_server.url, sub.url)
         try:
-            for dispatcher in (first, second):
-                await dispatcher.wait_for_line("dispatcher running 1 triggers")
-            subject = subjects.event_subject("default", "default", "com.example.test")
-            batch = [stamp_arrival(event(f"e{i}")) for i in range(1000)]
-            await store.publish_many([(subject, e.to_json_bytes(), {MSG_ID_HEADER: dedup_id(e)}) for e in batch])
+            await publish(store, 1000)
             await sub.wait_for(300, timeout=60)
             assert first.process is not None
             first.process.terminate()

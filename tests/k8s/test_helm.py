@@ -715,7 +715,9 @@ async def test_components_run_on_their_service_accounts_alone(
                                       ).start()
         processes.append(ingress)
         dispatcher = await RippleProcess("dispatcher", "--kubernetes", "--nats", nats.url, "--activation-timeout=5",
-                                         env={"KUBECONFIG": str(release.kubeconfigs["dispatcher"])}).start()
+                                         env={"KUBECONFIG": str(release.kubeconfigs["dispatcher"]),
+                                              "POD_NAMESPACE": release.namespace,  # as the chart's pod has it
+                                              "POD_NAME": "ripple-dispatcher-test"}).start()
         processes.append(dispatcher)
         await ingress.wait_for_line("ingress listening")
         await dispatcher.wait_for_line("dispatcher watching")
@@ -786,3 +788,63 @@ def test_the_bundled_nats_is_a_three_server_cluster_by_default(helm: Helm) -> No
     assert "--broker-replicas=1" in container_args(single, "ripple-operator")
     refused = helm.run("template", "ripple", str(CHART), "--set", "nats.cluster.replicas=2", check=False)
     assert refused.returncode != 0 and "/nats/cluster/replicas" in refused.stdout + refused.stderr
+
+
+async def test_two_autoscalers_elect_one_by_a_lease_with_the_dispatchers_rbac(release: Release) -> None:
+    """Two lease holders on the dispatcher's own token, in the release's namespace: one leads at a time, the other
+    takes over once the leader stops renewing; another Lease's name is refused."""
+    from kubernetes_asyncio import client as kube_client
+    from kubernetes_asyncio import config as kube_config
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    from ripple.cluster.dataplane import AUTOSCALER_LEASE
+    from ripple.kube.lease import KubeLease
+
+    # A dispatcher of an earlier test may have left its Lease behind (killed, it did not hand it over).
+    release.plane.kubectl("delete", "lease", AUTOSCALER_LEASE, "-n", release.namespace, "--ignore-not-found")
+    path = str(release.kubeconfigs["dispatcher"])
+    apis = [await kube_config.new_client_from_config(config_file=path) for _ in range(2)]
+    first, second = (KubeLease(api, release.namespace, AUTOSCALER_LEASE, holder, ttl=2.0)
+                     for api, holder in zip(apis, ("dispatcher-a", "dispatcher-b"), strict=True))
+    try:
+        assert await first.attempt() and not await second.attempt()
+        assert await first.attempt() and not await second.attempt()  # renewed; still the only one
+        lease = await kube_client.CoordinationV1Api(apis[0]).read_namespaced_lease(AUTOSCALER_LEASE,
+                                                                                   release.namespace)
+        assert lease.spec.holder_identity == "dispatcher-a" and lease.spec.lease_duration_seconds == 2
+        await asyncio.sleep(0.5)
+        assert not await second.attempt()  # not expired yet
+        await asyncio.sleep(2.5)  # the first stops renewing (its process died): the lease runs out
+        assert not first.held()
+        assert await second.attempt() and not await first.attempt()
+        other = KubeLease(apis[0], release.namespace, "someone-elses", "dispatcher-a")
+        assert not await other.attempt()
+        with pytest.raises(ApiException) as refused:  # the Role names the autoscaler's Lease alone
+            await other.leases.read_namespaced_lease("someone-elses", release.namespace)
+        assert refused.value.status == 403
+    finally:
+        for api in apis:
+            await api.close()
+
+
+def test_scaled_out_components_get_disruption_budgets_and_the_ingress_an_autoscaler(helm: Helm) -> None:
+    docs = helm.template("dispatcher.replicaCount=2", "ingress.autoscaling.enabled=true", "ingress.replicaCount=2",
+                         "ingress.autoscaling.maxReplicas=6")
+    deployments = objects_of(docs, "Deployment")
+    assert deployments["ripple-dispatcher"]["spec"]["replicas"] == 2
+    assert "replicas" not in deployments["ripple-ingress"]["spec"]  # the HorizontalPodAutoscaler owns it
+    budgets = objects_of(docs, "PodDisruptionBudget")
+    assert set(budgets) == {"ripple-ingress", "ripple-dispatcher", "ripple-nats"}
+    for name in ("ripple-ingress", "ripple-dispatcher"):
+        assert budgets[name]["spec"]["selector"]["matchLabels"] == deployments[name]["spec"]["selector"]["matchLabels"]
+    hpa = objects_of(docs, "HorizontalPodAutoscaler")["ripple-ingress"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ripple-ingress"}
+    assert hpa["minReplicas"] == 2 and hpa["maxReplicas"] == 6
+    dispatcher = deployments["ripple-dispatcher"]["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"] for e in dispatcher["env"]} == {"POD_NAME", "POD_NAMESPACE"}
+    lease_role = objects_of(docs, "Role")["ripple-dispatcher-lease"]
+    assert lease_role["rules"][1] == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                      "resourceNames": ["ripple-autoscaler"], "verbs": ["get", "update"]}
+    single = helm.template()
+    assert set(objects_of(single, "PodDisruptionBudget")) == {"ripple-nats"}
+    assert not objects_of(single, "HorizontalPodAutoscaler")

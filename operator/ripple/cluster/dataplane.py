@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -22,6 +24,7 @@ from ripple.dispatch.dispatcher import TriggersNotStarted
 from ripple.dispatch.hops import flow_hops
 from ripple.dispatch.resolve import with_addresses
 from ripple.kube.conditions import is_ready
+from ripple.kube.lease import KubeLease
 from ripple.kube.names import FUNCTION_LABEL
 from ripple.kube.objects import Key, RippleObjects, watch_forever
 from ripple.scaling.activator import Activator
@@ -31,7 +34,15 @@ from ripple.store import EventStore
 from ripple.store.flows import Entry, FlowKind
 from ripple.supervision import Supervisor
 
-__all__ = ["ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "ClusterFlows", "run_supervised"]
+__all__ = [
+    "AUTOSCALER_LEASE",
+    "ClusterAutoscaler",
+    "ClusterBrokers",
+    "ClusterDispatcher",
+    "ClusterFlows",
+    "autoscaler_lease",
+    "run_supervised",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,17 @@ async def run_supervised(supervisor: Supervisor, loops: dict[str, Callable[[], A
     finally:
         for name in loops:
             await supervisor.stop(name)
+
+
+AUTOSCALER_LEASE = "ripple-autoscaler"
+
+
+def autoscaler_lease(api: client.ApiClient) -> KubeLease:
+    """The Lease only the deciding autoscaler holds, in the pod's namespace (``POD_NAMESPACE``, from the
+    downward API), held under the pod's name (``POD_NAME``, else host and process)."""
+    namespace = os.environ.get("POD_NAMESPACE") or "default"
+    holder = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    return KubeLease(api, namespace, AUTOSCALER_LEASE, holder)
 
 
 class ClusterDispatcher:
@@ -68,7 +90,8 @@ class ClusterDispatcher:
         self._http = aiohttp.ClientSession()
         self.backend = KubernetesBackend(client.AppsV1Api(api), [],
                                          probe=self._probe if readiness == "pods" else None)
-        self.autoscaler = Autoscaler(store, self.backend, {}, [])
+        self.lease = autoscaler_lease(api)
+        self.autoscaler = Autoscaler(store, self.backend, {}, [], leading=self.lease.held)
         self.function_keys: set[Key] = set()
         # With the autoscaler in another process (`ripple autoscaler`), waking from zero is this process's job.
         activate = self.autoscaler.activate if autoscale else self.backend.wake
@@ -135,8 +158,10 @@ class ClusterDispatcher:
                 "watch triggers": self.triggers.run, "watch functions": self.functions.run,
                 "watch sequences": self.sequences.run, "watch parallels": self.parallels.run,
                 "apply triggers": self._apply_loop, "watch readiness": self._watch_readiness,
+                **({"lease autoscaler": self.lease.run} if self.autoscale else {}),
             })
         finally:
+            await self.lease.release()
             await self.autoscaler.stop()
             await self.dispatcher.close()
             await self._http.close()
@@ -152,7 +177,8 @@ class ClusterAutoscaler:
         self.sequences = RippleObjects(api, Sequence, self._changed.set)
         self.parallels = RippleObjects(api, Parallel, self._changed.set)
         self.backend = KubernetesBackend(client.AppsV1Api(api), [])
-        self.autoscaler = Autoscaler(store, self.backend, {}, [])
+        self.lease = autoscaler_lease(api)
+        self.autoscaler = Autoscaler(store, self.backend, {}, [], leading=self.lease.held)
         self.supervisor = Supervisor()
 
     def healthy(self) -> bool:
@@ -177,9 +203,10 @@ class ClusterAutoscaler:
             await run_supervised(self.supervisor, {
                 "watch triggers": self.triggers.run, "watch functions": self.functions.run,
                 "watch sequences": self.sequences.run, "watch parallels": self.parallels.run,
-                "apply functions": self._apply_loop,
+                "apply functions": self._apply_loop, "lease autoscaler": self.lease.run,
             })
         finally:
+            await self.lease.release()
             await self.autoscaler.stop()
 
 

@@ -10,7 +10,6 @@ anyone else can count itself in, so two never lead at once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -21,6 +20,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from ripple.store.jetstream import EventStore
+from ripple.supervision import RenewedLease
 
 __all__ = ["LEASE_BUCKET", "LEASE_TTL", "KvLease"]
 
@@ -31,20 +31,19 @@ LEASE_TTL = 10.0
 """Seconds a lease lasts without renewal: how long a dead holder keeps the others waiting, at most."""
 
 
-class KvLease:
+class KvLease(RenewedLease):
     """One named lease; :meth:`run` keeps trying to take it and, once held, renews it every ``ttl / 3``."""
 
     def __init__(self, store: EventStore, name: str, holder: str, *, ttl: float = LEASE_TTL) -> None:
+        super().__init__(ttl)
         self.store = store
         self.name = name
         self.holder = holder
-        self.ttl = ttl
         self._revision: int | None = None
-        self._valid_until = 0.0
 
     def held(self) -> bool:
         """Whether this process holds the lease now (a renewal it could not confirm in time counts as lost)."""
-        return self._revision is not None and time.monotonic() < self._valid_until
+        return self._revision is not None and super().held()
 
     async def _bucket(self) -> KeyValue:
         try:
@@ -78,13 +77,7 @@ class KvLease:
                 self._revision = None
             return self.held()
         # Counted from before the write: the key expires ttl after the server stored it, never earlier.
-        self._valid_until = started + self.ttl * 0.8
-        return True
-
-    async def run(self) -> None:
-        while True:
-            await self.attempt()
-            await asyncio.sleep(self.ttl / 3 if self.held() else self.ttl / 5)
+        return self._confirmed(started)
 
     async def release(self) -> None:
         """Give the lease up (a clean stop), so the next holder need not wait for it to expire."""
