@@ -33,10 +33,9 @@ from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp import web
 from common import HOST, emit_json, free_port, load_average, machine, num, ratio, table
 
-from dispatch import Child, wait_http, wait_ready
+from dispatch import Child, receiver_main, wait_http, wait_ready
 from ripple.api.models import BrokerSpec
 from ripple.events.extensions import stamp_arrival
 from ripple.events.model import CloudEvent
@@ -53,24 +52,6 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events per phase")
     return parser.parse_args()
-
-
-def receiver_main(port: int) -> None:
-    count = 0
-
-    async def receive(request: web.Request) -> web.Response:
-        nonlocal count
-        await request.read()
-        count += 1
-        return web.Response(status=202)
-
-    async def counted(request: web.Request) -> web.Response:
-        return web.json_response({"count": count})
-
-    app = web.Application()
-    app.router.add_post("/", receive)
-    app.router.add_get("/-/count", counted)
-    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
 
 
 def events(prefix: str, count: int) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -182,7 +163,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == RECEIVER_MODE:
-        receiver_main(int(sys.argv[2]))
+        asyncio.run(receiver_main({"port": int(sys.argv[2])}))
         return 0
     return asyncio.run(run(parse_args()))
 

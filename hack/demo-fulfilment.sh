@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+. hack/lib.sh
+install_ripple
 
 port="${RIPPLE_PORT:-8080}"
 data_dir="$(mktemp -d)"
@@ -22,7 +23,6 @@ python3 -m ripple dev "$example" --port "$port" --data-dir "$data_dir" > >(tee "
 dev=$!
 trap 'kill -INT "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true' EXIT
 
-. hack/lib.sh
 
 send_order() {  # send_order N CARD SKU QUANTITY
   python3 -m ripple send --to "$broker" --type order.placed --source /shop --id "order-$1" \

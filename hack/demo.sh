@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+. hack/lib.sh
+install_ripple
 
 port="${RIPPLE_PORT:-8080}"
 data_dir="$(mktemp -d)"
@@ -16,8 +17,6 @@ broker="http://127.0.0.1:${port}/shop/default"
 python3 -m ripple dev functions/order-flow --port "$port" --data-dir "$data_dir" > >(tee "$log") 2>&1 &
 dev=$!
 trap 'kill -INT "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true' EXIT
-
-. hack/lib.sh
 
 wait_for "broker ready: $broker"
 echo "--- sending order 1 (valid): placed → validated (reply) → shipped"

@@ -1,4 +1,10 @@
-# Helpers the demo scripts source: they set $log (the dev log) and $dev (its pid) first.
+# Helpers the demo scripts source from the repository's root.
+
+install_ripple() {  # the package, as a fresh machine needs it
+  python3 -m pip install --quiet --disable-pip-version-check -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+}
+
+# wait_for needs $log (the dev log) and $dev (its pid) set first.
 
 wait_for() {  # wait_for TEXT: until the dev log has a line with TEXT
   for _ in $(seq 600); do

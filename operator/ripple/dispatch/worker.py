@@ -37,8 +37,8 @@ from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES, chil
 from ripple.store import EventStore, StoreUnavailable, subjects
 from ripple.store.consumers import ACK_WAIT
 from ripple.store.fetching import Handlers, Slots, fetch_forever
-from ripple.store.flows import hop_msg_id, root_of
-from ripple.store.jetstream import MSG_ID_HEADER, until_stored
+from ripple.store.flows import root_of, store_hand_off
+from ripple.store.jetstream import until_stored
 from ripple.store.records import publish_record
 from ripple.supervision import Supervisor
 
@@ -269,11 +269,10 @@ class TriggerWorker:
         return stored
 
     async def _store_hop_input(self, hop: str, event: CloudEvent, cause: int, stored: bytes | None = None) -> bool:
-        subject = subjects.hop_subject(self.trigger.namespace, self.trigger.spec.broker, hop)
         payload = event.to_json_bytes() if stored is None else stored
-        headers = {MSG_ID_HEADER: hop_msg_id(hop, f"{self.stream}:{cause}")}
         try:
-            await self.store.publish_stored(subject, payload, headers)
+            await store_hand_off(self.store, self.trigger.namespace, self.trigger.spec.broker, hop, payload,
+                                 f"{self.stream}:{cause}")
         except StoreUnavailable as exc:
             log.warning("%s: could not hand %s on to %s yet: %s", self.name, event.id, hop, exc)
             return False

@@ -41,6 +41,7 @@ __all__ = [
     "hop_msg_id",
     "root_of",
     "store_entries",
+    "store_hand_off",
 ]
 
 FlowKind = Literal["Sequence", "Parallel"]
@@ -115,6 +116,14 @@ def handed_off(parent: CloudEvent, child: CloudEvent, *, flow: str, position: st
 def hop_msg_id(hop: str, cause: str) -> str:
     """The message id of a hop's input: its hop and what caused it, so a re-sent hand-off is stored once."""
     return f"hop:{hop}:{cause}"
+
+
+async def store_hand_off(store: EventStore, namespace: str, broker: str, hop: str, payload: bytes,
+                         cause: str) -> PubAck:
+    """Store an event (in its stored form) as ``hop``'s input; ``cause`` names the message that led to it, so
+    that handing the same message on again stores nothing twice. Errors as for :meth:`EventStore.publish`."""
+    return await store.publish_stored(subjects.hop_subject(namespace, broker, hop), payload,
+                                      {MSG_ID_HEADER: hop_msg_id(hop, cause)})
 
 
 async def store_entries(store: EventStore, entry: Entry, events: Sequence[CloudEvent]) -> list[PubAck]:
