@@ -50,7 +50,8 @@ class RippleProcess:
                         if text in line:
                             return line
                     if self.process is not None and self.process.returncode is not None:
-                        raise AssertionError(f"process exited ({self.process.returncode}) without {text!r}")
+                        raise AssertionError(f"process exited ({self.process.returncode}) without {text!r}; "
+                                             f"output:\n{self.output()}")
                     self._new_line.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(0.5):

@@ -15,7 +15,7 @@ from ripple.events.extensions import stamp_arrival
 from ripple.store import subjects
 from ripple.store.flows import Entry, store_entries
 from tests.dispatch.test_sequences import counting_step
-from tests.processes import RippleProcess
+from tests.processes import RippleProcess, tcp_ports
 from tests.support import event, eventually, subscriber
 
 pytestmark = pytest.mark.e2e
@@ -95,3 +95,50 @@ async def _settled(store) -> bool:
         if info.num_pending or info.num_ack_pending:
             return False
     return True
+
+
+async def test_two_dispatchers_share_every_step_of_a_sequence(tmp_path: Path, nats_server, store):
+    """Two dispatcher processes on the same Sequence: each step's durable consumer spreads its events between
+    them (the hand-off from one step to the next too), and every event completes every step."""
+    def slow(type_: str):
+        step = counting_step(type_)
+
+        async def respond(ev, attempt) -> web.StreamResponse:
+            await asyncio.sleep(0.005)
+            return step(ev, attempt)
+        return respond
+
+    async with subscriber(slow("step1")) as one, subscriber(slow("step2")) as two, \
+            subscriber(slow("step3")) as three, subscriber() as done:
+        manifest = tmp_path / "sequence.yaml"
+        manifest.write_text(MANIFEST.format(one=one.url, two=two.url, three=three.url, done=done.url, c=CONCURRENCY))
+        dispatchers = [await RippleProcess("dispatcher", str(manifest), "--nats", nats_server.url).start()
+                       for _ in range(2)]
+        try:
+            for dispatcher in dispatchers:
+                await dispatcher.wait_for_line("dispatcher running 1 triggers and 1 sequences")
+            entry = Entry("Sequence", "default", "crash", "default")
+            for start in range(0, TOTAL, 100):
+                await store_entries(store, entry, [stamp_arrival(event(f"order-{i}", data={"n": 0}))
+                                                   for i in range(start, start + 100)])
+            await eventually(lambda: len(set(done.ids())) == TOTAL, timeout=120, interval=0.2)
+            ports = {}
+            for name, dispatcher in zip(("first", "second"), dispatchers, strict=True):
+                assert dispatcher.process is not None
+                ports[name] = tcp_ports(dispatcher.process.pid)  # its keep-alive connections to each step
+        finally:
+            for dispatcher in dispatchers:
+                await dispatcher.stop()
+
+    steps = {"step 1": one, "step 2": two, "step 3": three}
+    shares = {}
+    for label, step in steps.items():
+        by = Counter(next((name for name, owned in ports.items() if r.peer_port in owned), "unknown")
+                     for r in step.received)
+        shares[label] = {name: round(by[name] / len(step.received), 3) for name in ("first", "second")}
+    report = {"events": TOTAL, "shares": shares, "completed": len(set(done.ids())),
+              "repeated": {label: len(s.received) - len(set(s.ids())) for label, s in steps.items()}}
+    print(json.dumps(report))
+    assert all(r.event.json_data()["n"] == 3 for r in done.received)
+    for share in shares.values():
+        assert share["first"] > 0.3 and share["second"] > 0.3, report

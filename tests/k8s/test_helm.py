@@ -194,7 +194,7 @@ BAD_VALUES = {
     "pull-policy-enum": (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
     "nats-enabled-not-boolean": (["--set", "nats.enabled=yes"], "/nats/enabled"),
     "unknown-top-level-key": (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
-    "unknown-nested-key": (["--set", "operator.replicaCount=2"], "additional properties 'replicaCount' not allowed"),
+    "unknown-nested-key": (["--set", "operator.replicas=2"], "additional properties 'replicas' not allowed"),
     "resources-not-an-object": (["--set-json", 'dispatcher.resources="1Gi"'], "/dispatcher/resources"),
     "bad-quantity": (["--set", "nats.resources.limits.memory=lots"], "/nats/resources/limits/memory"),
     "port-out-of-range": (["--set", "ingress.service.port=70000"], "/ingress/service/port"),
@@ -253,7 +253,7 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
     assert container_args(docs, "ripple-operator") == [
         "operator", nats, "--ingress-url=http://ripple-ingress.events.svc",
         "--runtime-image=ghcr.io/ripple-dev/ripple:0.1.0", "--liveness=http://0.0.0.0:8081/healthz",
-        "--broker-replicas=3", "--webhook-host=ripple-operator-webhook.events.svc",
+        "--broker-replicas=3", "--leader-election", "--webhook-host=ripple-operator-webhook.events.svc",
         "--webhook-service=events/ripple-operator-webhook",
         "--webhook-port=9443", "--webhook-cert=/etc/ripple/webhook/tls.crt",
         "--webhook-key=/etc/ripple/webhook/tls.key",
@@ -388,7 +388,9 @@ async def test_install_upgrade_uninstall(helm: Helm, crds_installed: ControlPlan
     release = f"ripple-{namespace}"
     name = release  # the release name holds "ripple": resources are named after it
     try:
-        installed = helm.run("install", release, str(CHART), "--namespace", namespace)
+        # Scaled out as a platform team runs it: a three-server NATS (the default), two dispatchers, two operators.
+        installed = helm.run("install", release, str(CHART), "--namespace", namespace,
+                             "--set", "dispatcher.replicaCount=2", "--set", "operator.replicaCount=2")
         assert "would violate PodSecurity" not in installed.stderr, installed.stderr
         assert "port-forward" in installed.stdout  # NOTES.txt
         instance = f"app.kubernetes.io/instance={release}"
@@ -409,6 +411,13 @@ async def test_install_upgrade_uninstall(helm: Helm, crds_installed: ControlPlan
         # The pods pass admission (restricted Pod Security) and come up on the fake node; NATS waits for a volume.
         plane.kubectl("wait", "--for=condition=Available", "deployment", "-l", instance, "-n", namespace,
                       "--timeout=60s", timeout=90)
+        for component in ("dispatcher", "operator"):
+            plane.kubectl("wait", "--for=jsonpath={.status.readyReplicas}=2", f"deployment/{name}-{component}",
+                          "-n", namespace, "--timeout=60s", timeout=90)
+        assert plane.get_json("statefulset", f"{name}-nats", "-n", namespace)["spec"]["replicas"] == 3
+        budgets = plane.kubectl("get", "pdb", "-n", namespace, "-l", instance, "-o", "name").stdout.split()
+        assert sorted(budgets) == sorted(f"poddisruptionbudget.policy/{name}-{c}"
+                                         for c in ("dispatcher", "operator", "nats"))
         assert plane.get_json("pvc", f"data-{name}-nats-0", "-n", namespace)["spec"]["resources"]["requests"] == {
             "storage": "8Gi"}
         assert plane.get_json("pod", f"{name}-nats-0", "-n", namespace)["spec"]["securityContext"]["fsGroup"] == 10001
@@ -520,6 +529,9 @@ def test_service_accounts_can_do_their_work_and_nothing_more(release: Release, n
             f"watch secrets -n {own}": False, f"delete namespace/{ns}": False, "list namespaces": False,
             f"delete deployments.apps -n {ns}": False,
             f"create pods -n {ns}": False, "create clusterrolebindings.rbac.authorization.k8s.io": False,
+            f"update leases.coordination.k8s.io/ripple-operator -n {own}": True,
+            f"update leases.coordination.k8s.io/ripple-autoscaler -n {own}": False,
+            f"update leases.coordination.k8s.io/ripple-operator -n {ns}": False,
         },
         "dispatcher": {
             "list triggers.ripple.dev --all-namespaces": True, "watch functions.ripple.dev --all-namespaces": True,
@@ -829,22 +841,29 @@ async def test_two_autoscalers_elect_one_by_a_lease_with_the_dispatchers_rbac(re
 
 def test_scaled_out_components_get_disruption_budgets_and_the_ingress_an_autoscaler(helm: Helm) -> None:
     docs = helm.template("dispatcher.replicaCount=2", "ingress.autoscaling.enabled=true", "ingress.replicaCount=2",
-                         "ingress.autoscaling.maxReplicas=6")
+                         "ingress.autoscaling.maxReplicas=6", "operator.replicaCount=2")
     deployments = objects_of(docs, "Deployment")
     assert deployments["ripple-dispatcher"]["spec"]["replicas"] == 2
     assert "replicas" not in deployments["ripple-ingress"]["spec"]  # the HorizontalPodAutoscaler owns it
     budgets = objects_of(docs, "PodDisruptionBudget")
-    assert set(budgets) == {"ripple-ingress", "ripple-dispatcher", "ripple-nats"}
-    for name in ("ripple-ingress", "ripple-dispatcher"):
+    assert set(budgets) == {"ripple-ingress", "ripple-dispatcher", "ripple-operator", "ripple-nats"}
+    for name in ("ripple-ingress", "ripple-dispatcher", "ripple-operator"):
         assert budgets[name]["spec"]["selector"]["matchLabels"] == deployments[name]["spec"]["selector"]["matchLabels"]
     hpa = objects_of(docs, "HorizontalPodAutoscaler")["ripple-ingress"]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ripple-ingress"}
     assert hpa["minReplicas"] == 2 and hpa["maxReplicas"] == 6
     dispatcher = deployments["ripple-dispatcher"]["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"] for e in dispatcher["env"]} == {"POD_NAME", "POD_NAMESPACE"}
-    lease_role = objects_of(docs, "Role")["ripple-dispatcher-lease"]
-    assert lease_role["rules"][1] == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                                      "resourceNames": ["ripple-autoscaler"], "verbs": ["get", "update"]}
+    for component, lease in (("dispatcher", "ripple-autoscaler"), ("operator", "ripple-operator")):
+        lease_role = objects_of(docs, "Role")[f"ripple-{component}-lease"]
+        assert lease_role["rules"][1] == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                          "resourceNames": [lease], "verbs": ["get", "update"]}
+    operator = deployments["ripple-operator"]["spec"]
+    assert operator["replicas"] == 2 and "strategy" not in operator  # standbys make a rolling update safe
+    container = operator["template"]["spec"]["containers"][0]
+    assert "--leader-election" in container["args"]
+    assert {e["name"] for e in container["env"]} == {"POD_NAME", "POD_NAMESPACE"}
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "webhook"}  # standbys stay out of the Service
     single = helm.template()
     assert set(objects_of(single, "PodDisruptionBudget")) == {"ripple-nats"}
     assert not objects_of(single, "HorizontalPodAutoscaler")

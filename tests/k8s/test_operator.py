@@ -7,6 +7,7 @@ import json
 import os
 import textwrap
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +15,9 @@ import pytest
 import yaml
 
 from ripple._aio import free_port
+from ripple.controller.leader import OPERATOR_LEASE
 from ripple.events.extensions import stamp_arrival
+from ripple.kube.lease import LEASE_TTL
 from ripple.local.nats_server import NatsServer
 from ripple.store import EventStore, subjects
 from tests.k8s.pod_runner import PodRunner
@@ -387,3 +390,70 @@ async def test_a_separate_autoscaler_follows_the_backlog(crds_installed, operato
         await eventually(lambda: replicas() == 0, timeout=30, interval=0.5)
     finally:
         await autoscaler.stop()
+
+
+async def start_elected(plane, nats: NatsServer, ingress_port: int, namespace: str, name: str) -> RippleProcess:
+    """An operator replica with ``--leader-election``, its Lease in ``namespace`` under the pod name ``name``."""
+    return await RippleProcess(
+        "operator", "--nats", nats.url, "--ingress-url", f"http://127.0.0.1:{ingress_port}", "--leader-election",
+        "--namespace", namespace, "--liveness", f"http://127.0.0.1:{free_port()}/healthz",
+        env={"KUBECONFIG": str(plane.kubeconfig), "POD_NAME": name, "POD_NAMESPACE": namespace},
+    ).start()  # fmt: skip
+
+
+def lease_holder(plane, namespace: str) -> str | None:
+    found = plane.kubectl("get", "lease", OPERATOR_LEASE, "-n", namespace, "-o", "json", check=False)
+    return json.loads(found.stdout)["spec"].get("holderIdentity") if found.returncode == 0 else None
+
+
+async def test_two_operators_reconcile_one_at_a_time_and_the_standby_takes_over(crds_installed, k8s_nats,
+                                                                             ingress_port, namespace):
+    """Two replicas: one holds the Lease and reconciles, the other waits; kill -9 the leader and the standby
+    takes the lease once it expires, then reconciles what comes next."""
+    plane = crds_installed
+    first = await start_elected(plane, k8s_nats, ingress_port, namespace, "operator-a")
+    await first.wait_for_line("operator: leading", timeout=30)
+    second = await start_elected(plane, k8s_nats, ingress_port, namespace, "operator-b")
+    try:
+        await second.wait_for_line("operator: standby", timeout=30)
+        apply(plane, namespace, "kind: Broker\nmetadata: {name: before}\n")
+        await eventually(lambda: ready_reason(plane, namespace, "broker", "before") == ("True", "Ready"), timeout=30)
+        await asyncio.sleep(3)  # a standby that reconciled would have said so by now
+        assert lease_holder(plane, namespace) == "operator-a"
+        assert "operator: leading" not in second.output() and "before" not in second.output()
+        await first.kill()
+        killed = asyncio.get_running_loop().time()
+        await second.wait_for_line("operator: leading", timeout=LEASE_TTL + 15)
+        took_over = asyncio.get_running_loop().time() - killed
+        assert lease_holder(plane, namespace) == "operator-b"
+        apply(plane, namespace, "kind: Broker\nmetadata: {name: after}\n")
+        await eventually(lambda: ready_reason(plane, namespace, "broker", "after") == ("True", "Ready"), timeout=30)
+        print(json.dumps({"takeover_s": round(took_over, 1), "lease_ttl_s": LEASE_TTL}))
+        assert took_over < LEASE_TTL + 10
+    finally:
+        await first.stop()
+        await second.interrupt()
+        await second.stop()
+        for name in ("before", "after"):
+            plane.kubectl("delete", "broker", name, "-n", namespace, "--ignore-not-found", "--wait=false", check=False)
+
+
+async def test_an_operator_that_loses_its_lease_stops_reconciling_and_exits(crds_installed, k8s_nats, ingress_port,
+                                                                         namespace):
+    """Someone else holds the lease now (an operator that was partitioned, then came back): the former leader
+    sees it at its next renewal, stops Kopf and exits non-zero, so its pod comes back as a standby."""
+    plane = crds_installed
+    leader = await start_elected(plane, k8s_nats, ingress_port, namespace, "operator-a")
+    try:
+        await leader.wait_for_line("operator: leading", timeout=30)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        plane.kubectl("patch", "lease", OPERATOR_LEASE, "-n", namespace, "--type=merge", "-p",
+                      json.dumps({"spec": {"holderIdentity": "operator-z", "renewTime": now,
+                                           "leaseDurationSeconds": 60}}))
+        assert leader.process is not None
+        async with asyncio.timeout(LEASE_TTL + 20):
+            code = await leader.process.wait()
+        assert code == 1, leader.output()
+        await leader.wait_for_line("lost the lease")
+    finally:
+        await leader.stop()

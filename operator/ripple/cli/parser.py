@@ -141,6 +141,9 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     operator.add_argument("--liveness", metavar="URL", help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
     operator.add_argument("--broker-replicas", type=int, choices=(1, 3, 5), default=1,
                           help="stream replicas of a Broker whose spec.replicas is unset (3 on a NATS cluster)")
+    operator.add_argument("--leader-election", action="store_true",
+                          help="reconcile only while holding the Lease ripple-operator in $POD_NAMESPACE, so that "
+                               "several replicas can run (the others wait as standbys)")
 
 
 

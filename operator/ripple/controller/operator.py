@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +16,9 @@ import kopf
 
 from ripple.controller.certs import self_signed
 from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig
+from ripple.controller.leader import OPERATOR_LEASE, run_when_leading
+from ripple.kube.client import load_kube_config
+from ripple.kube.lease import KubeLease
 
 __all__ = ["OperatorOptions", "ServiceWebhookServer", "run_operator"]
 
@@ -56,6 +61,9 @@ class OperatorOptions:
     """Kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz."""
     broker_replicas: int = 1
     """Replicas of a Broker whose spec does not say."""
+    leader_election: bool = False
+    """Reconcile only while holding the Lease ``ripple-operator`` in the pod's namespace (``POD_NAMESPACE``),
+    under the pod's name (``POD_NAME``): what lets the operator run more than one replica."""
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -84,22 +92,36 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
 
 
 async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
-    import ripple.controller.handlers  # noqa: F401  (registers the handlers)
-
     config = OperatorConfig(nats_url=options.nats_url, ingress_url=options.ingress_url,
                             runtime_image=options.runtime_image, broker_replicas=options.broker_replicas)
+    from ripple.controller.handlers import trigger  # registers the handlers: only when the operator runs
+
     if options.webhook_host is not None:
+        kopf.on.validate(*trigger.RESOURCE, id="filters")(trigger.validate_filters)
 
         @kopf.on.startup(id="admission")
         async def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
             settings.admission.server = _webhook_server(options)
             settings.admission.managed = WEBHOOK_CONFIGURATION
 
-    await kopf.operator(
-        clusterwide=not options.namespaces,
-        namespaces=options.namespaces,
-        memo=kopf.Memo(config=config),
-        standalone=True,
-        stop_flag=stop,
-        liveness_endpoint=options.liveness,
-    )
+    async def reconcile(halt: asyncio.Event | None) -> None:
+        await kopf.operator(
+            clusterwide=not options.namespaces,
+            namespaces=options.namespaces,
+            memo=kopf.Memo(config=config),
+            standalone=True,  # one reconciler at a time comes from the Lease, not from Kopf's peering CRDs
+            stop_flag=halt,
+            liveness_endpoint=options.liveness,
+        )
+
+    if not options.leader_election:
+        await reconcile(stop)
+        return
+    api = await load_kube_config()
+    try:
+        namespace = os.environ.get("POD_NAMESPACE") or "default"
+        holder = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        await run_when_leading(KubeLease(api, namespace, OPERATOR_LEASE, holder), reconcile, stop=stop,
+                               liveness=options.liveness)
+    finally:
+        await api.close()

@@ -19,6 +19,8 @@ __all__ = ["CLUSTER_NAME", "NatsCluster", "NatsServer", "nats_server_binary"]
 
 MAX_PAYLOAD = 8 * 1024 * 1024  # room for a 1 MiB event after base64 and attributes
 CLUSTER_NAME = "ripple"
+CLIENT_PORT = 4222
+ROUTE_PORT = 6222
 
 
 def nats_server_binary() -> str:
@@ -43,7 +45,8 @@ class NatsServer:
     """
 
     def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
-                 name: str | None = None, cluster_port: int | None = None, routes: Sequence[str] = ()) -> None:
+                 name: str | None = None, cluster_port: int | None = None, routes: Sequence[str] = (),
+                 command_prefix: Sequence[str] = ()) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port or free_port(host)
@@ -52,6 +55,8 @@ class NatsServer:
         self.cluster_port = cluster_port
         self.routes = list(routes)
         """``nats-route://`` URLs of the other servers of its cluster."""
+        self.command_prefix = list(command_prefix)
+        """Run before the binary, e.g. ``ip netns exec <ns>`` to start it in a network namespace."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,7 +84,8 @@ class NatsServer:
         config = self._config()
         with (self.store_dir / "nats-server.log").open("ab") as log_file:  # the child keeps its own handle
             self.process = subprocess.Popen(
-                [nats_server_binary(), "-c", str(config)], stdout=log_file, stderr=subprocess.STDOUT
+                [*self.command_prefix, nats_server_binary(), "-c", str(config)],
+                stdout=log_file, stderr=subprocess.STDOUT,
             )
 
     async def start(self, timeout: float = 15.0) -> None:
@@ -109,6 +115,7 @@ class NatsServer:
         raise TimeoutError(f"nats-server at {self.url} not ready after {timeout}s: {last}")
 
     async def stop(self) -> None:
+        """SIGTERM, the way Kubernetes stops a pod: the server closes its clients and its JetStream cleanly."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -124,14 +131,23 @@ class NatsCluster:
     """Several nats-servers with JetStream, joined by routes into one cluster on loopback ports: what
     ``ripple dev --nats-cluster N`` runs so that a broker with ``replicas: 3`` survives the loss of a server."""
 
-    def __init__(self, store_dir: Path, size: int = 3, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, store_dir: Path, size: int = 3, *, host: str = "127.0.0.1",
+                 hosts: Sequence[str] = (), command_prefixes: Sequence[Sequence[str]] = ()) -> None:
+        """``size`` servers on ``host``'s free ports, or one server on each of ``hosts`` (its own address, so the
+        standard ports), each started behind its ``command_prefixes`` entry."""
+        if hosts:
+            size = len(hosts)
+            addresses = [(address, CLIENT_PORT, ROUTE_PORT) for address in hosts]
+        else:
+            addresses = [(host, free_port(host), free_port(host)) for _ in range(size)]
         if size < 1:
             raise ValueError("a cluster has at least one server")
-        cluster_ports = [free_port(host) for _ in range(size)]
+        prefixes = list(command_prefixes) or [[] for _ in range(size)]
         self.servers = [
-            NatsServer(Path(store_dir) / f"n{i}", host=host, name=f"n{i}", cluster_port=cluster_ports[i],
-                       routes=[f"nats-route://{host}:{port}" for j, port in enumerate(cluster_ports) if j != i])
-            for i in range(size)
+            NatsServer(Path(store_dir) / f"n{i}", host=address, port=port, name=f"n{i}", cluster_port=route,
+                       routes=[f"nats-route://{a}:{r}" for j, (a, _, r) in enumerate(addresses) if j != i],
+                       command_prefix=prefixes[i])
+            for i, (address, port, route) in enumerate(addresses)
         ]
 
     @property
