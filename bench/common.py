@@ -95,6 +95,11 @@ def _read_process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
 
 
+def process_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds the processes ``pids`` have spent so far (those gone count 0)."""
+    return sum(_read_process_cpu(pid) or 0.0 for pid in pids)
+
+
 def _read_machine_cpu() -> float | None:
     """CPU seconds all cores of the machine spent busy since boot (``/proc/stat``: all but idle and iowait)."""
     try:

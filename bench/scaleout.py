@@ -14,8 +14,12 @@ What runs where:
   in batches of 100, and reads the receiver's count.
 
 Phases: ``store R1`` and ``store R3`` publish ``--events`` events to a broker with 1 and with 3 replicas
-(stored events/s; the ratio is the cost of replication on ingest); ``dispatch xN`` publishes ``--events`` events
-to the R3 broker with N dispatchers running and measures delivered events/s from the first delivery to the last.
+(stored events/s; the ratio is the cost of replication on ingest); ``dispatch xN (RK)`` publishes ``--events``
+events to an RK broker with N dispatchers running and measures delivered events/s from the first delivery to the
+last, with the CPU the dispatchers and the three servers spent per delivered event (``/proc/<pid>/stat``): the
+dispatcher's figure turned round is what one core of dispatcher delivers. The NATS figure includes storing the
+events (the publisher runs alongside). The trigger has no filter, so each event also passes the broker's router
+(one more store, fetch and ack per event); the last phase pins the type, so the trigger reads the log directly.
 Every event must be delivered (exit 1 otherwise). On one 2-core machine the cluster, the dispatchers and the
 receiver share the cores, so the dispatcher ratio shows what a second process buys when CPU is scarce, not what
 a second node buys. The last line is one JSON object with every figure.
@@ -33,7 +37,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from common import HOST, emit_json, free_port, load_average, machine, num, ratio, table
+from common import HOST, emit_json, free_port, load_average, machine, num, process_cpu, ratio, table
 
 from dispatch import Child, receiver_main, wait_http, wait_ready
 from ripple.api.models import BrokerSpec
@@ -46,6 +50,8 @@ from ripple.store.jetstream import MSG_ID_HEADER, dedup_id
 NAMESPACE = "bench"
 RECEIVER_MODE = "receiver"
 BATCH = 100
+DISPATCH_PHASES = ((1, 1, False), (3, 1, False), (3, 2, False), (3, 1, True))
+"""(broker replicas, dispatcher processes, whether the trigger pins the event's type) of each delivery phase."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,18 +118,22 @@ async def run(args: argparse.Namespace) -> int:
                 await fresh_broker(store, replicas)
                 seconds = await publish(store, events(f"r{replicas}", args.events))
                 figures[f"store_r{replicas}_per_s"] = num(args.events / seconds, 0)
-                rows.append([f"store R{replicas}", args.events, num(args.events / seconds, 0)])
+                rows.append([f"store R{replicas}", args.events, num(args.events / seconds, 0), "", "", ""])
             figures["r3_vs_r1"] = ratio(figures["store_r3_per_s"], figures["store_r1_per_s"])
-            (work / "trigger.yaml").write_text(yaml.safe_dump({
-                "apiVersion": "ripple.dev/v1alpha1", "kind": "Trigger",
-                "metadata": {"name": "all", "namespace": NAMESPACE},
-                "spec": {"subscriber": {"uri": receiver_url + "/"}, "delivery": {"concurrency": 64}}}))
+            nats_pids = [server.process.pid for server in cluster.servers if server.process is not None]
             async with aiohttp.ClientSession() as http:
-                for dispatchers in (1, 2):
-                    await fresh_broker(store, 3)
+                for replicas, dispatchers, pinned in DISPATCH_PHASES:
+                    await fresh_broker(store, replicas)
+                    spec: dict[str, Any] = {"subscriber": {"uri": receiver_url + "/"}, "delivery": {"concurrency": 64}}
+                    if pinned:  # read straight from the log: the router is not involved
+                        spec["filter"] = {"attributes": {"type": "bench.order"}}
+                    (work / "trigger.yaml").write_text(yaml.safe_dump({
+                        "apiVersion": "ripple.dev/v1alpha1", "kind": "Trigger",
+                        "metadata": {"name": "all", "namespace": NAMESPACE}, "spec": spec}))
                     children = [Child(f"dispatcher-{i}", [sys.executable, "-m", "ripple", "dispatcher",
                                                           str(work / "trigger.yaml"), "--nats", cluster.url],
-                                      work / f"dispatcher-{dispatchers}-{i}.log") for i in range(dispatchers)]
+                                      work / f"dispatcher-r{replicas}-{dispatchers}-{i}.log")
+                                for i in range(dispatchers)]
                     for child in children:
                         await child.start()
                     try:
@@ -131,31 +141,44 @@ async def run(args: argparse.Namespace) -> int:
                             await wait_ready(store, child, [subjects.consumer_name("all")],
                                              subjects.stream_name(NAMESPACE, "default"))
                         before = await count(http, receiver_url)
-                        messages = events(f"d{dispatchers}", args.events)
+                        messages = events(f"d{replicas}{dispatchers}", args.events)
                         sending = asyncio.create_task(publish(store, messages))
                         first = await first_delivery(http, receiver_url, before)
+                        cpu_before = process_cpu([c.pid for c in children]), process_cpu(nats_pids)
                         deadline = first + 300
                         while (done := await count(http, receiver_url) - before) < args.events:
                             if time.monotonic() > deadline:
                                 break
                             await asyncio.sleep(0.02)
                         elapsed = time.monotonic() - first
+                        cpu_after = process_cpu([c.pid for c in children]), process_cpu(nats_pids)
                         await sending
                     finally:
                         for child in children:
                             await child.stop()
                     lost += max(0, args.events - done)
                     rate = done / elapsed
-                    figures[f"dispatch_x{dispatchers}_per_s"] = num(rate, 0)
-                    rows.append([f"dispatch x{dispatchers} (R3)", done, num(rate, 0)])
-            figures["x2_vs_x1"] = ratio(figures["dispatch_x2_per_s"], figures["dispatch_x1_per_s"])
+                    dispatcher_us = (cpu_after[0] - cpu_before[0]) / max(done, 1) * 1e6
+                    nats_us = (cpu_after[1] - cpu_before[1]) / max(done, 1) * 1e6
+                    key = f"dispatch_r{replicas}_x{dispatchers}" + ("_pinned" if pinned else "")
+                    figures[f"{key}_per_s"] = num(rate, 0)
+                    figures[f"{key}_dispatcher_cpu_us"] = num(dispatcher_us, 0)
+                    figures[f"{key}_nats_cpu_us"] = num(nats_us, 0)
+                    label = f"dispatch x{dispatchers} (R{replicas}{', type pinned' if pinned else ''})"
+                    rows.append([label, done, num(rate, 0), num(dispatcher_us, 0),
+                                 num(nats_us, 0), num(1e6 / dispatcher_us if dispatcher_us else None, 0)])
+            figures["dispatch_r3_vs_r1"] = ratio(figures["dispatch_r3_x1_per_s"], figures["dispatch_r1_x1_per_s"])
+            figures["x2_vs_x1"] = ratio(figures["dispatch_r3_x2_per_s"], figures["dispatch_r3_x1_per_s"])
+            figures["pinned_vs_routed"] = ratio(figures["dispatch_r3_x1_pinned_per_s"], figures["dispatch_r3_x1_per_s"])
         finally:
             await store.close()
             await receiver.stop()
             await cluster.stop()
-    print(table(["phase", "events", "events/s"], rows))
-    print(f"R3 against R1 on the store path: {figures['r3_vs_r1']}x; 2 dispatchers against 1: {figures['x2_vs_x1']}x;"
-          f" {lost} lost; load average {load_average()}")
+    print(table(["phase", "events", "events/s", "dispatcher CPU us/event", "NATS CPU us/event",
+                 "events/s per dispatcher core"], rows))
+    print(f"R3 against R1 on the store path: {figures['r3_vs_r1']}x, on delivery: {figures['dispatch_r3_vs_r1']}x;"
+          f" 2 dispatchers against 1: {figures['x2_vs_x1']}x; type-pinned against routed:"
+          f" {figures['pinned_vs_routed']}x; {lost} lost; load average {load_average()}")
     emit_json({"benchmark": "scaleout", "events": args.events, **figures, "lost": lost, "machine": machine(),
                "wall_seconds": num(time.monotonic() - started)})
     return 1 if lost else 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from ripple.store import subjects
 from ripple.store.flows import Entry, store_entries
 from tests.dispatch.test_sequences import counting_step
 from tests.processes import RippleProcess, tcp_ports
-from tests.support import event, eventually, subscriber
+from tests.support import Subscriber, event, eventually, subscriber
 
 pytestmark = pytest.mark.e2e
 
@@ -42,19 +44,33 @@ spec:
 """
 
 
-async def test_a_killed_dispatcher_leaves_every_event_to_complete_every_step(tmp_path: Path, nats_server, store):
-    def slow(type_: str):
-        step = counting_step(type_)
+def slow(type_: str):  # type: ignore[no-untyped-def]
+    """A step that takes 5 ms and counts ``n`` up, answering with ``type_``."""
+    step = counting_step(type_)
 
-        async def respond(ev, attempt) -> web.StreamResponse:
-            await asyncio.sleep(0.005)
-            return step(ev, attempt)
-        return respond
+    async def respond(ev, attempt) -> web.StreamResponse:
+        await asyncio.sleep(0.005)
+        return step(ev, attempt)
+    return respond
 
+
+@asynccontextmanager
+async def sequence_steps() -> AsyncIterator[tuple[Subscriber, Subscriber, Subscriber, Subscriber]]:
+    """The three steps' subscribers and the final one."""
     async with subscriber(slow("step1")) as one, subscriber(slow("step2")) as two, \
             subscriber(slow("step3")) as three, subscriber() as done:
-        manifest = tmp_path / "sequence.yaml"
-        manifest.write_text(MANIFEST.format(one=one.url, two=two.url, three=three.url, done=done.url, c=CONCURRENCY))
+        yield one, two, three, done
+
+
+def write_manifest(tmp_path: Path, one: Subscriber, two: Subscriber, three: Subscriber, done: Subscriber) -> Path:
+    manifest = tmp_path / "sequence.yaml"
+    manifest.write_text(MANIFEST.format(one=one.url, two=two.url, three=three.url, done=done.url, c=CONCURRENCY))
+    return manifest
+
+
+async def test_a_killed_dispatcher_leaves_every_event_to_complete_every_step(tmp_path: Path, nats_server, store):
+    async with sequence_steps() as (one, two, three, done):
+        manifest = write_manifest(tmp_path, one, two, three, done)
         first = await RippleProcess("dispatcher", str(manifest), "--nats", nats_server.url).start()
         try:
             await first.wait_for_line("dispatcher running 1 triggers and 1 sequences")
@@ -100,18 +116,8 @@ async def _settled(store) -> bool:
 async def test_two_dispatchers_share_every_step_of_a_sequence(tmp_path: Path, nats_server, store):
     """Two dispatcher processes on the same Sequence: each step's durable consumer spreads its events between
     them (the hand-off from one step to the next too), and every event completes every step."""
-    def slow(type_: str):
-        step = counting_step(type_)
-
-        async def respond(ev, attempt) -> web.StreamResponse:
-            await asyncio.sleep(0.005)
-            return step(ev, attempt)
-        return respond
-
-    async with subscriber(slow("step1")) as one, subscriber(slow("step2")) as two, \
-            subscriber(slow("step3")) as three, subscriber() as done:
-        manifest = tmp_path / "sequence.yaml"
-        manifest.write_text(MANIFEST.format(one=one.url, two=two.url, three=three.url, done=done.url, c=CONCURRENCY))
+    async with sequence_steps() as (one, two, three, done):
+        manifest = write_manifest(tmp_path, one, two, three, done)
         dispatchers = [await RippleProcess("dispatcher", str(manifest), "--nats", nats_server.url).start()
                        for _ in range(2)]
         try:
