@@ -195,6 +195,7 @@ BAD_VALUES = {
     "nats-enabled-not-boolean": (["--set", "nats.enabled=yes"], "/nats/enabled"),
     "unknown-top-level-key": (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
     "unknown-nested-key": (["--set", "operator.replicas=2"], "additional properties 'replicas' not allowed"),
+    "log-format": (["--set", "logFormat=xml"], "/logFormat"),
     "resources-not-an-object": (["--set-json", 'dispatcher.resources="1Gi"'], "/dispatcher/resources"),
     "bad-quantity": (["--set", "nats.resources.limits.memory=lots"], "/nats/resources/limits/memory"),
     "port-out-of-range": (["--set", "ingress.service.port=70000"], "/ingress/service/port"),
@@ -251,16 +252,18 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
     docs = helm.template(release="ripple", namespace="events")
     nats = "--nats=" + ",".join(f"nats://ripple-nats-{i}.ripple-nats-headless.events.svc:4222" for i in range(3))
     assert container_args(docs, "ripple-operator") == [
-        "operator", nats, "--ingress-url=http://ripple-ingress.events.svc",
+        "operator", nats, "--log-format=json", "--ingress-url=http://ripple-ingress.events.svc",
         "--runtime-image=ghcr.io/ripple-dev/ripple:0.1.0", "--liveness=http://0.0.0.0:8081/healthz",
         "--broker-replicas=3", "--leader-election", "--webhook-host=ripple-operator-webhook.events.svc",
         "--webhook-service=events/ripple-operator-webhook",
         "--webhook-port=9443", "--webhook-cert=/etc/ripple/webhook/tls.crt",
         "--webhook-key=/etc/ripple/webhook/tls.key",
     ]
-    assert container_args(docs, "ripple-ingress")[:5] == ["ingress", "--kubernetes", nats, "--host=0.0.0.0",
-                                                          "--port=8080"]
-    assert container_args(docs, "ripple-dispatcher")[:3] == ["dispatcher", "--kubernetes", nats]
+    assert container_args(docs, "ripple-ingress")[:6] == ["ingress", "--kubernetes", nats, "--log-format=json",
+                                                          "--host=0.0.0.0", "--port=8080"]
+    assert container_args(docs, "ripple-dispatcher")[:4] == ["dispatcher", "--kubernetes", nats, "--log-format=json"]
+    text = helm.template("logFormat=text")
+    assert all("--log-format=text" in container_args(text, f"ripple-{c}") for c in COMPONENTS)
     assert "--health-port=8081" in container_args(docs, "ripple-dispatcher")
     services = objects_of(docs, "Service")
     assert services["ripple-ingress"]["spec"]["ports"] == [

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from ripple._aio import run
 from ripple.api.errors import ManifestError
+from ripple.cli.logs import configure_root
 from ripple.cli.parser import build_parser
 
 __all__ = ["main"]
@@ -20,11 +20,7 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_root(log_format=getattr(args, "log_format", "text"), component=args.command, verbose=args.verbose)
     command = cast(Command, importlib.import_module(f"ripple.cli.{args.command}").run)
     try:
         return run(command(args))

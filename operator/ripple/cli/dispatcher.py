@@ -9,7 +9,7 @@ from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
 from ripple.api.models import Parallel, Sequence
 from ripple.cli.health import run_component
-from ripple.cli.logs import configure_logging
+from ripple.cli.logs import announce, configure_logging
 from ripple.cli.parser import namespaced
 from ripple.dispatch import Dispatcher
 from ripple.dispatch.resolve import static_resolver
@@ -51,8 +51,7 @@ async def run_dispatcher(nats_url: str, manifests: Manifests, function_urls: Map
     dispatcher = Dispatcher(store, static_resolver(function_urls))
     flows: list[Sequence | Parallel] = [*manifests.sequences.values(), *manifests.parallels.values()]
     await dispatcher.apply(manifests.triggers.values(), flows)
-    print(f"dispatcher running {len(dispatcher.stats())} triggers and {len(flows)} sequences and parallels",
-          flush=True)
+    announce(f"dispatcher running {len(dispatcher.stats())} triggers and {len(flows)} sequences and parallels")
     try:
         await wait_for_signal()
     finally:

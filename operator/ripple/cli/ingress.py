@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
+from ripple.cli.logs import announce
 from ripple.ingress.app import FlowLookup, IngressSettings, create_ingress_app
 from ripple.serving import start_site
 from ripple.store import EventStore
@@ -52,7 +53,7 @@ async def run_ingress(
     settings = IngressSettings(brokers=brokers, max_body=max_body, healthy=supervisor.healthy, flows=flows)
     app = create_ingress_app(store, settings)
     runner = await start_site(app, host, port, name="ingress")
-    print(f"ingress listening on http://{host}:{port}", flush=True)
+    announce(f"ingress listening on http://{host}:{port}")
     try:
         await wait_for_signal()
     finally:

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dlq(commands)
     _add_events(commands)
     _add_source(commands)
+    for command in commands.choices.values():
+        command.add_argument("--log-format", choices=("text", "json"), default="text",
+                             help="log lines as text (the default) or one JSON object per line")
     return parser
 
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import aiohttp
 import nats.errors
@@ -33,6 +34,7 @@ from ripple.dispatch.resolve import Resolver
 from ripple.events.extensions import age_seconds, now_rfc3339
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
+from ripple.logformat import fields, trace_id
 from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES, child
 from ripple.store import EventStore, StoreUnavailable, subjects
 from ripple.store.consumers import ACK_WAIT
@@ -214,12 +216,18 @@ class TriggerWorker:
             event_age=age_seconds(outcome.event),
         )
 
+    def _fields(self, event: CloudEvent, **more: Any) -> dict[str, Any]:
+        """``extra=`` for a log line about ``event`` on this trigger (``--log-format json``)."""
+        return fields(namespace=self.trigger.namespace, broker=self.trigger.spec.broker, trigger=self.trigger.name,
+                      event_id=event.id, trace_id=trace_id(event.get("traceparent")), **more)
+
     def _record(self, event: CloudEvent, result: DeliveryResult, attempt: int, decision: Decision) -> None:
         child(DELIVERIES, self.name, decision.action.value).inc()
         self._latency.observe(result.latency)
         level = logging.DEBUG if decision.action is Action.ACK and 200 <= result.status < 300 else logging.INFO
         if not delivery_log.isEnabledFor(level):
             return
+        error = result.error[:200] if result.error else None
         delivery_log.log(
             level,
             "%s id=%s status=%s attempt=%d latency=%.1fms %s%s",
@@ -229,7 +237,9 @@ class TriggerWorker:
             attempt,
             result.latency * 1000,
             decision.action.value,
-            f" ({result.error[:200]})" if result.error else "",
+            f" ({error})" if error else "",
+            extra=self._fields(event, attempt=attempt, outcome=decision.action.value, status=result.status or None,
+                               latency_ms=round(result.latency * 1000, 1), error=error),
         )
 
     async def _store_reply(self, event: CloudEvent, stamped: StampedReply | None) -> bool:
@@ -238,7 +248,8 @@ class TriggerWorker:
             return True
         outcome = await publish_reply(self.store, self.trigger, stamped)
         if outcome == "failed":
-            log.warning("trigger %s: could not store the reply to %s, will retry", self.name, event.id)
+            log.warning("trigger %s: could not store the reply to %s, will retry", self.name, event.id,
+                        extra=self._fields(event, outcome="reply-not-stored"))
             return False
         child(REPLIES, self.name, outcome).inc()
         if outcome == "stored":
@@ -274,7 +285,8 @@ class TriggerWorker:
             await store_hand_off(self.store, self.trigger.namespace, self.trigger.spec.broker, hop, payload,
                                  f"{self.stream}:{cause}")
         except StoreUnavailable as exc:
-            log.warning("%s: could not hand %s on to %s yet: %s", self.name, event.id, hop, exc)
+            log.warning("%s: could not hand %s on to %s yet: %s", self.name, event.id, hop, exc,
+                        extra=self._fields(event, outcome="hand-off-not-stored", error=str(exc)[:200]))
             return False
         return True
 

@@ -23,6 +23,7 @@ from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import now_rfc3339, stamp_arrival
 from ripple.events.model import CloudEvent
 from ripple.ingress.body import BodyRefused, read_body
+from ripple.logformat import fields, trace_id
 from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, child, serve_metrics
 from ripple.store import EventStore, EventTooLarge, StoreUnavailable
 from ripple.store.flows import Entry, FlowKind, store_entries
@@ -128,7 +129,10 @@ async def _accept(request: web.Request, namespace: str, broker: str,
     except EventTooLarge as exc:
         return _counted(error(413, str(exc)), namespace, broker)
     except StoreUnavailable as exc:
-        log.warning("ingress %s/%s: %s", namespace, broker, exc)
+        only = events[0] if len(events) == 1 else None  # a batch's line names no one event
+        log.warning("ingress %s/%s: %s", namespace, broker, exc,
+                    extra=fields(namespace=namespace, broker=broker, event_id=only and only.id, outcome="unavailable",
+                                 status=503, trace_id=only and trace_id(only.get("traceparent")), error=str(exc)[:200]))
         retry = str(settings.retry_after)
         response = error(503, f"the event store is unavailable, retry later: {exc}", **{"Retry-After": retry})
         return _counted(response, namespace, broker)
