@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ACTIVATION_TIMEOUT", "DATA_DIR", "MAX_BODY", "SCALE_DOWN_DELAY"]
+__all__ = ["ACTIVATION_TIMEOUT", "DATA_DIR", "MAX_BODY", "SCALE_DOWN_DELAY", "WEBHOOK_CONFIGURATION"]
 
 MAX_BODY = 1024 * 1024
 """Largest request body the ingress accepts, in bytes (after decompression)."""
@@ -17,3 +17,6 @@ SCALE_DOWN_DELAY = 2.0
 """Seconds demand must stay lower before a Function loses replicas."""
 DATA_DIR = Path(".ripple")
 """Where ``ripple dev`` keeps its NATS store and state, relative to the working directory."""
+WEBHOOK_CONFIGURATION = "validate.ripple.dev"
+"""The webhook configuration the operator registers its admission webhook into, unless told another (a second
+release of Ripple in the same cluster needs its own)."""

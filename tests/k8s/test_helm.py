@@ -196,6 +196,8 @@ BAD_VALUES = {
     "unknown-top-level-key": (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
     "unknown-nested-key": (["--set", "operator.replicas=2"], "additional properties 'replicas' not allowed"),
     "log-format": (["--set", "logFormat=xml"], "/logFormat"),
+    "webhook-configuration-name": (["--set", "operator.webhook.configurationName=Not_A_Name"],
+                                   "/operator/webhook/configurationName"),
     "resources-not-an-object": (["--set-json", 'dispatcher.resources="1Gi"'], "/dispatcher/resources"),
     "bad-quantity": (["--set", "nats.resources.limits.memory=lots"], "/nats/resources/limits/memory"),
     "port-out-of-range": (["--set", "ingress.service.port=70000"], "/ingress/service/port"),
@@ -256,7 +258,8 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
         "--runtime-image=ghcr.io/ripple-dev/ripple:0.1.0", "--liveness=http://0.0.0.0:8081/healthz",
         "--broker-replicas=3", "--leader-election", "--webhook-host=ripple-operator-webhook.events.svc",
         "--webhook-service=events/ripple-operator-webhook",
-        "--webhook-port=9443", "--webhook-cert=/etc/ripple/webhook/tls.crt",
+        "--webhook-port=9443", "--webhook-configuration=validate.ripple.dev",
+        "--webhook-cert=/etc/ripple/webhook/tls.crt",
         "--webhook-key=/etc/ripple/webhook/tls.key",
     ]
     assert container_args(docs, "ripple-ingress")[:6] == ["ingress", "--kubernetes", nats, "--log-format=json",
@@ -870,3 +873,16 @@ def test_scaled_out_components_get_disruption_budgets_and_the_ingress_an_autosca
     single = helm.template()
     assert set(objects_of(single, "PodDisruptionBudget")) == {"ripple-nats"}
     assert not objects_of(single, "HorizontalPodAutoscaler")
+
+
+WEBHOOK_KINDS_OBJECTS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+
+
+def test_a_second_release_names_its_own_webhook_configuration(helm: Helm) -> None:
+    docs = helm.template("operator.webhook.configurationName=validate.second.ripple.dev", release="second")
+    for kind in WEBHOOK_KINDS_OBJECTS:
+        assert set(objects_of(docs, kind)) == {"validate.second.ripple.dev"}
+    assert "--webhook-configuration=validate.second.ripple.dev" in container_args(docs, "second-ripple-operator")
+    named = [r for r in rules_of(docs, "operator") if r.get("resourceNames") and
+             "validatingwebhookconfigurations" in r["resources"]]
+    assert [r["resourceNames"] for r in named] == [["validate.second.ripple.dev"]]

@@ -362,6 +362,36 @@ async def test_the_webhook_can_be_registered_by_service_reference(crds_installed
         await stop_operator(process, plane)
 
 
+async def test_the_webhook_goes_into_the_configuration_it_is_told(crds_installed, k8s_nats, ingress_port, namespace):
+    """A second release's operator registers into a configuration of its own, and admission works through it."""
+    plane, name = crds_installed, "validate.second.ripple.dev"
+    process = await RippleProcess(
+        "operator", "--nats", k8s_nats.url, "--ingress-url", f"http://127.0.0.1:{ingress_port}",
+        "--webhook-host", "127.0.0.1", "--webhook-port", str(free_port()), "--webhook-configuration", name,
+        env={"KUBECONFIG": str(plane.kubeconfig)},
+    ).start()  # fmt: skip
+    try:
+        def registered() -> bool:
+            found = plane.kubectl("get", "validatingwebhookconfiguration", name, "-o", "json", check=False)
+            return found.returncode == 0 and bool(json.loads(found.stdout).get("webhooks"))
+
+        await eventually(registered, timeout=60, interval=0.5)
+        assert not webhook_ready(plane)  # nothing written under the default name
+        refused = apply(plane, namespace, """
+            kind: Trigger
+            metadata: {name: bad}
+            spec:
+              subscriber: {uri: "http://example.invalid/"}
+              filters: [{all: [{cesql: "source LIKE"}]}]
+        """, check=False)
+        assert refused.returncode != 0 and "spec.filters[0].all[0].cesql" in refused.stderr
+    finally:
+        await process.interrupt()
+        await process.stop()
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            plane.kubectl("delete", kind, name, "--ignore-not-found", check=False)
+
+
 async def test_a_separate_autoscaler_follows_the_backlog(crds_installed, operator, k8s_nats, namespace, store):
     """`ripple autoscaler` alone: events waiting for a function scale its Deployment up; none, back to zero."""
     plane = crds_installed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY
+from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY, WEBHOOK_CONFIGURATION
 
 __all__ = ["DEFAULT_DATA_DIR", "NATS_HELP", "build_parser", "key_value", "namespaced"]
 
@@ -141,6 +141,8 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     operator.add_argument("--webhook-key", type=Path)
     operator.add_argument("--webhook-service", metavar="NAMESPACE/NAME",
                           help="register the webhook by this Service (in a cluster) instead of by --webhook-host URL")
+    operator.add_argument("--webhook-configuration", metavar="NAME", default=WEBHOOK_CONFIGURATION,
+                          help="the webhook configuration Kopf registers into (default %(default)s)")
     operator.add_argument("--liveness", metavar="URL", help="serve Kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz")
     operator.add_argument("--broker-replicas", type=int, choices=(1, 3, 5), default=1,
                           help="stream replicas of a Broker whose spec.replicas is unset (3 on a NATS cluster)")

@@ -17,12 +17,12 @@ import kopf
 from ripple.controller.certs import self_signed
 from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig
 from ripple.controller.leader import OPERATOR_LEASE, run_when_leading
+from ripple.defaults import WEBHOOK_CONFIGURATION
 from ripple.kube.client import load_kube_config
 from ripple.kube.lease import KubeLease
 
 __all__ = ["OperatorOptions", "ServiceWebhookServer", "run_operator"]
 
-WEBHOOK_CONFIGURATION = "validate.ripple.dev"
 
 
 class ServiceWebhookServer(kopf.WebhookServer):
@@ -64,6 +64,8 @@ class OperatorOptions:
     leader_election: bool = False
     """Reconcile only while holding the Lease ``ripple-operator`` in the pod's namespace (``POD_NAMESPACE``),
     under the pod's name (``POD_NAME``): what lets the operator run more than one replica."""
+    webhook_configuration: str = WEBHOOK_CONFIGURATION
+    """The Validating- (and empty Mutating-) WebhookConfiguration Kopf writes the webhook into."""
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -102,7 +104,7 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
         @kopf.on.startup(id="admission")
         async def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
             settings.admission.server = _webhook_server(options)
-            settings.admission.managed = WEBHOOK_CONFIGURATION
+            settings.admission.managed = options.webhook_configuration
 
     async def reconcile(halt: asyncio.Event | None) -> None:
         await kopf.operator(
