@@ -359,7 +359,8 @@ def test_rendered_manifests_pass_server_side_dry_run(helm: Helm, crds_installed:
     the namespace enforces the restricted Pod Security Standard."""
     plane = crds_installed
     plane.kubectl("label", "namespace", namespace, *RESTRICTED)
-    for values in ([], ["nats.persistence.enabled=false", "dispatcher.readiness=pods", "ingress.replicaCount=2"]):
+    for values in ([], ["nats.persistence.enabled=false", "dispatcher.readiness=pods", "ingress.replicaCount=2",
+                        "networkPolicy.enabled=true"]):
         args = [a for v in values for a in ("--set", v)]
         rendered = helm.run("template", "ripple", str(CHART), "--namespace", namespace, *args).stdout
         applied = plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered)
@@ -886,3 +887,34 @@ def test_a_second_release_names_its_own_webhook_configuration(helm: Helm) -> Non
     named = [r for r in rules_of(docs, "operator") if r.get("resourceNames") and
              "validatingwebhookconfigurations" in r["resources"]]
     assert [r["resourceNames"] for r in named] == [["validate.second.ripple.dev"]]
+
+
+def test_the_network_policy_admits_exactly_ripples_pods_to_nats(helm: Helm) -> None:
+    """Each ``from`` of the policy selects the pods it means: the chart's own Deployments, and the Functions and
+    EventSource adapters the operator makes (labels from the operator's own builders)."""
+    from ripple.api.models import API_VERSION, EventSource
+    from ripple.controller.resources.eventsource import adapter_labels
+    from ripple.kube.names import function_labels
+
+    assert not objects_of(helm.template(), "NetworkPolicy")
+    docs = helm.template("networkPolicy.enabled=true")
+    policy = objects_of(docs, "NetworkPolicy")["ripple-nats"]["spec"]
+    nats_pod = objects_of(docs, "StatefulSet")["ripple-nats"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= nats_pod.items()
+    client, routes, monitor = policy["ingress"]
+    assert [p["port"] for r in (client, routes, monitor) for p in r["ports"]] == [4222, 6222, 8222]
+    assert "from" not in monitor  # probes and scrapers
+    assert routes["from"][0]["podSelector"]["matchLabels"].items() <= nats_pod.items()
+    source = EventSource.model_validate({
+        "apiVersion": API_VERSION, "kind": "EventSource", "metadata": {"name": "hook", "namespace": "shop"},
+        "spec": {"webhook": {}, "sink": {"uri": "http://example.invalid/"}}})
+    pods = {**{name: d["spec"]["template"]["metadata"]["labels"] for name, d in objects_of(docs, "Deployment").items()},
+            "function": function_labels("fn"), "eventsource": adapter_labels(source)}
+    admitted = set()
+    for peer in client["from"]:
+        wanted = peer["podSelector"]["matchLabels"].items()
+        selected = {name for name, labels in pods.items() if wanted <= labels.items()}
+        assert len(selected) == 1, (peer, selected)
+        assert ("namespaceSelector" in peer) == (selected <= {"function", "eventsource"})  # those live anywhere
+        admitted |= selected
+    assert admitted == {"ripple-ingress", "ripple-dispatcher", "ripple-operator", "function", "eventsource"}
