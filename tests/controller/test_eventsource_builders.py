@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ripple.api.models import EventSource
+from ripple.cli.parser import build_parser
 from ripple.controller.resources import eventsource as build
 
 
@@ -50,6 +51,12 @@ def test_the_deployment_carries_the_source_its_sink_and_only_the_secret_keys_it_
     (container,) = pod["containers"]
     assert container["args"][:4] == ["source", "run", "--sink", "http://ingress/shop/default"]
     assert "--nats" in container["args"] and "--dead-letter-sink" not in container["args"]
+    assert container["args"][container["args"].index("--log-format") + 1] == "text"
+    json_logs = build.deployment(hooks, image="ripple:test", sink_url="http://ingress/shop/default",
+                                 dead_letter_url=None, nats_url=None, log_format="json")
+    args = json_logs["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--log-format") + 1] == "json"  # the operator's own format
+    assert parse_args(args).log_format == "json"  # what `ripple source run` understands
     env = {e["name"]: e["value"] for e in container["env"]}
     assert EventSource.model_validate(json.loads(env["RIPPLE_EVENTSOURCE"])) == hooks
     (volume,) = pod["volumes"]
@@ -77,3 +84,7 @@ def test_database_and_storage_adapters_may_patch_only_their_own_status():
     deployment = build.deployment(orders, image="i", sink_url="u", dead_letter_url=None, nats_url="nats://n:4222")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is True and "--report-progress" in pod["containers"][0]["args"]
+
+
+def parse_args(args: list[str]):  # type: ignore[no-untyped-def]
+    return build_parser().parse_args(args)

@@ -21,6 +21,7 @@ async def run(args: argparse.Namespace) -> int:
             args.nats, args.ingress_url, args.runtime_image or DEFAULT_RUNTIME_IMAGE, tuple(args.namespace),
             args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_service,
             args.liveness, args.broker_replicas, args.leader_election, args.webhook_configuration,
+            args.log_format,
         ))  # fmt: skip
     except LeadershipLost as exc:
         log.error("%s; exiting so that this pod starts again as a standby", exc)

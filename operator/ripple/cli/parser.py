@@ -44,10 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dlq(commands)
     _add_events(commands)
     _add_source(commands)
-    for command in commands.choices.values():
+    for command in _leaves(commands):
         command.add_argument("--log-format", choices=("text", "json"), default="text",
                              help="log lines as text (the default) or one JSON object per line")
     return parser
+
+
+def _leaves(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
+    """The parsers that run something (``source run``, not ``source``): an option given to a parent would be
+    overwritten by its subcommand's default."""
+    found = []
+    for command in commands.choices.values():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        found += [leaf for action in nested for leaf in _leaves(action)] if nested else [command]
+    return found
 
 
 def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

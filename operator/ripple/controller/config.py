@@ -22,6 +22,8 @@ class OperatorConfig:
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
     cluster_domain: str = "cluster.local"
     broker_replicas: int = 1
+    log_format: str = "text"
+    """The log format of the EventSource adapters the operator deploys: its own (``--log-format``)."""
     """Replicas of a Broker whose spec does not say."""
     store: EventStore | None = None
     kube: Kube | None = None

@@ -66,6 +66,8 @@ class OperatorOptions:
     under the pod's name (``POD_NAME``): what lets the operator run more than one replica."""
     webhook_configuration: str = WEBHOOK_CONFIGURATION
     """The Validating- (and empty Mutating-) WebhookConfiguration Kopf writes the webhook into."""
+    log_format: str = "text"
+    """The operator's log format, passed on to the EventSource adapters it deploys."""
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -95,7 +97,8 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
 
 async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
     config = OperatorConfig(nats_url=options.nats_url, ingress_url=options.ingress_url,
-                            runtime_image=options.runtime_image, broker_replicas=options.broker_replicas)
+                            runtime_image=options.runtime_image, broker_replicas=options.broker_replicas,
+                            log_format=options.log_format)
     from ripple.controller.handlers import trigger  # registers the handlers: only when the operator runs
 
     if options.webhook_host is not None:

@@ -138,7 +138,7 @@ async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.
     else:
         patch_url = None
     owned.append(build.deployment(source, image=cfg.runtime_image, sink_url=sink_url, dead_letter_url=dead_letter,
-                                  nats_url=cfg.nats_url))
+                                  nats_url=cfg.nats_url, log_format=cfg.log_format))
     for obj in owned:
         kopf.adopt(obj, owner=body)
         try:

@@ -131,9 +131,9 @@ def _manifest(source: EventSource) -> str:
 
 
 def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_url: str | None,
-               nats_url: str | None) -> dict[str, Any]:
+               nats_url: str | None, log_format: str = "text") -> dict[str, Any]:
     args = ["source", "run", "--sink", sink_url, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
-            "--secrets-dir", SECRETS_MOUNT]
+            "--secrets-dir", SECRETS_MOUNT, "--log-format", log_format]
     if dead_letter_url is not None:
         args += ["--dead-letter-sink", dead_letter_url]
     if nats_url is not None:
