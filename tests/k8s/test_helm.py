@@ -918,3 +918,25 @@ def test_the_network_policy_admits_exactly_ripples_pods_to_nats(helm: Helm) -> N
         assert ("namespaceSelector" in peer) == (selected <= {"function", "eventsource"})  # those live anywhere
         admitted |= selected
     assert admitted == {"ripple-ingress", "ripple-dispatcher", "ripple-operator", "function", "eventsource"}
+
+
+def test_service_monitors_reach_the_metrics_ports(helm: Helm) -> None:
+    """Each ServiceMonitor selects exactly one Service, whose port it names and which leads to the container port
+    the component serves /metrics on."""
+    assert not objects_of(helm.template(), "ServiceMonitor")
+    docs = helm.template("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom",
+                         "metrics.serviceMonitor.interval=15s")
+    monitors, services = objects_of(docs, "ServiceMonitor"), objects_of(docs, "Service")
+    deployments = objects_of(docs, "Deployment")
+    assert set(monitors) == {"ripple-ingress", "ripple-dispatcher"}
+    for name, monitor in monitors.items():
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        wanted = monitor["spec"]["selector"]["matchLabels"].items()
+        (service,) = [s for s in services.values() if wanted <= s["metadata"]["labels"].items()]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s"
+        (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        assert port["targetPort"] in {p["name"] for p in container["ports"]}
+        pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
