@@ -143,14 +143,18 @@ async def test_trigger_conditions_follow_what_exists(crds_installed, operator, n
     plane.kubectl("wait", "--for=condition=Ready", "trigger/t", "-n", namespace, "--timeout=30s")
 
 
+BAD_FILTER = """
+kind: Trigger
+metadata: {name: bad}
+spec:
+  subscriber: {uri: "http://example.invalid/"}
+  filters: [{all: [{cesql: "source LIKE"}]}]
+"""
+"""A Trigger whose CESQL filter does not parse: the admission webhook refuses it."""
+
+
 async def test_a_filter_that_does_not_compile_is_refused_at_admission(crds_installed, operator, namespace):
-    refused = apply(crds_installed, namespace, """
-        kind: Trigger
-        metadata: {name: bad}
-        spec:
-          subscriber: {uri: "http://example.invalid/"}
-          filters: [{all: [{cesql: "source LIKE"}]}]
-    """, check=False)
+    refused = apply(crds_installed, namespace, BAD_FILTER, check=False)
     assert refused.returncode != 0
     assert "spec.filters[0].all[0].cesql" in refused.stderr and "parse error" in refused.stderr
 
@@ -377,13 +381,7 @@ async def test_the_webhook_goes_into_the_configuration_it_is_told(crds_installed
 
         await eventually(registered, timeout=60, interval=0.5)
         assert not webhook_ready(plane)  # nothing written under the default name
-        refused = apply(plane, namespace, """
-            kind: Trigger
-            metadata: {name: bad}
-            spec:
-              subscriber: {uri: "http://example.invalid/"}
-              filters: [{all: [{cesql: "source LIKE"}]}]
-        """, check=False)
+        refused = apply(plane, namespace, BAD_FILTER, check=False)
         assert refused.returncode != 0 and "spec.filters[0].all[0].cesql" in refused.stderr
     finally:
         await process.interrupt()
