@@ -139,7 +139,11 @@ class NatsCluster:
             size = len(hosts)
             addresses = [(address, CLIENT_PORT, ROUTE_PORT) for address in hosts]
         else:
-            addresses = [(host, free_port(host), free_port(host)) for _ in range(size)]
+            ports: list[int] = []
+            while len(ports) < 2 * size:  # a port handed out twice would make two servers bind it
+                if (port := free_port(host)) not in ports:
+                    ports.append(port)
+            addresses = [(host, ports[2 * i], ports[2 * i + 1]) for i in range(size)]
         if size < 1:
             raise ValueError("a cluster has at least one server")
         prefixes = list(command_prefixes) or [[] for _ in range(size)]
