@@ -18,15 +18,23 @@ class RippleProcess:
         self.args = args
         self.cwd = cwd
         self.env = env or {}
+        self.command: tuple[str, ...] = ("-m", "ripple")
         self.lines: list[str] = []
         self.process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._new_line = asyncio.Event()
 
+    @classmethod
+    def python(cls, *args: str, env: dict[str, str] | None = None) -> RippleProcess:
+        """``python ARGS`` (a helper process of a test, such as a receiver), read the same way."""
+        process = cls(*args, env=env)
+        process.command = ()
+        return process
+
     async def start(self) -> RippleProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ripple", *self.args, cwd=self.cwd, env=env,
+            sys.executable, *self.command, *self.args, cwd=self.cwd, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         self._reader = asyncio.create_task(self._read())

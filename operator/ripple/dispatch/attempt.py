@@ -18,11 +18,19 @@ from ripple.api.models import Trigger
 from ripple.dispatch.client import DeliveryResult, deliver
 from ripple.dispatch.dead_letter import undecodable_event
 from ripple.dispatch.policy import CONNECTION_ERROR, DeliveryPolicy
-from ripple.dispatch.reply import INVALID_REPLY_STATUS, InvalidReply, StampedReply, read_reply, stamp_reply
+from ripple.dispatch.reply import (
+    INVALID_REPLY_STATUS,
+    InvalidReply,
+    StampedReply,
+    in_trace,
+    read_reply,
+    stamp_reply,
+)
 from ripple.dispatch.resolve import Resolver, Unresolvable
 from ripple.events.model import CloudEvent
 from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, EventTooLarge, subjects
+from ripple.tracing import TRACEPARENT, TRACESTATE, span
 
 __all__ = ["FILTERED_OUT", "REPLICA_TRIES", "Attempt", "AttemptStats", "FanoutCounter", "Outcome", "Stamp"]
 
@@ -88,10 +96,20 @@ class Attempt:
             if not self._passes(msg.subject, event):
                 return FILTERED_OUT
             stage = "delivery"
-            url, result = await self._deliver(event)
+            parent, state = event.get(TRACEPARENT), event.get(TRACESTATE)
+            with span(f"deliver {self.name}", parent=parent if isinstance(parent, str) else None,
+                      tracestate=state if isinstance(state, str) else None, kind="client",
+                      attributes={"trigger": self.name, "event_id": event.id, "event_type": event.type,
+                                  "attempt": msg.metadata.num_delivered or 1}) as trace:
+                url, result = await self._deliver(event, trace.traceparent)
+                trace.set(status=result.status, error=result.error[:200] or None)
+                if not 200 <= result.status < 300:
+                    trace.fail(result.error or f"answered {result.status}")
             stage = "reply"
             try:
                 reply = read_reply(result)
+                if reply is not None:
+                    reply = in_trace(reply, trace.traceparent, trace.tracestate)
                 stamped = None if reply is None else self.stamp(event, reply)
                 if stamped is not None and stamped.event is not None:
                     stamped = replace(stamped, stored=self._stored_form(stamped.event))
@@ -130,7 +148,7 @@ class Attempt:
                                       sequence=msg.metadata.sequence.stream)
         return Outcome(event, DeliveryResult(CONNECTION_ERROR, error=reason), stage=stage, reason=reason)
 
-    async def _deliver(self, event: CloudEvent) -> tuple[str, DeliveryResult]:
+    async def _deliver(self, event: CloudEvent, traceparent: str) -> tuple[str, DeliveryResult]:
         """One delivery attempt. A Function replica that refuses the connection (it is stopping) is not the
         subscriber failing: the event goes to the next ready replica, or wakes the function, at once."""
         subscriber = self.trigger.spec.subscriber
@@ -142,7 +160,7 @@ class Attempt:
             except Unresolvable as exc:
                 return "", DeliveryResult(CONNECTION_ERROR, error=f"subscriber not resolvable: {exc}")
             result = await deliver(self.session, url, event, timeout=self.policy.timeout,
-                                   structured=self.policy.structured)
+                                   structured=self.policy.structured, traceparent=traceparent)
             if not result.refused:
                 break
         return url, result

@@ -41,11 +41,16 @@ class DeliveryResult:
 
 
 async def deliver(
-    session: aiohttp.ClientSession, url: str, event: CloudEvent, *, timeout: float, structured: bool = False
+    session: aiohttp.ClientSession, url: str, event: CloudEvent, *, timeout: float, structured: bool = False,
+    traceparent: str | None = None,
 ) -> DeliveryResult:
-    """POST the event (binary mode unless ``structured``) and read the answer, all within ``timeout``."""
+    """POST the event (binary mode unless ``structured``) and read the answer, all within ``timeout``.
+
+    ``traceparent`` is the delivery's own W3C context (the HTTP header; the event's extension is its own)."""
     headers, body = encode_structured(event) if structured else encode_binary(event)
     headers["Prefer"] = "reply"
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
     started = time.monotonic()
     try:
         async with session.post(_parsed(url), data=body, headers=headers, allow_redirects=False,

@@ -33,6 +33,7 @@ from ripple.store.consumers import ROUTER_ATTEMPTS, hop_consumer_config
 from ripple.store.fetching import Handlers, Slots, fetch_forever
 from ripple.store.jetstream import MSG_ID_HEADER, until_stored
 from ripple.supervision import Supervisor
+from ripple.tracing import TRACEPARENT, span
 
 __all__ = ["RETRY_DELAY", "ROUTER_IN_FLIGHT", "ROUTER_TRIGGER", "BrokerRouter", "ParallelRouter"]
 
@@ -119,7 +120,10 @@ class BrokerRouter:
                 return False
             return True
 
-        await until_stored(copy_once, msg.in_progress)
+        parent = event.get(TRACEPARENT)
+        with span(f"route {self.namespace}/{self.broker}", parent=parent if isinstance(parent, str) else None,
+                  kind="consumer", attributes={"event_id": event.id, "targets": len(copies)}):
+            await until_stored(copy_once, msg.in_progress)
         self.routed += 1
         await msg.ack()
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from ripple.store.flows import root_of, store_hand_off
 from ripple.store.jetstream import until_stored
 from ripple.store.records import publish_record
 from ripple.supervision import Supervisor
+from ripple.tracing import TRACEPARENT, TRACESTATE, TraceSpan, span
 
 __all__ = ["ACK_WAIT", "TriggerStats", "TriggerWorker"]
 
@@ -196,10 +198,12 @@ class TriggerWorker:
             self.stats.error_routed += 1
         else:
             reason = outcome.reason or decision.reason
-            await until_stored(
-                lambda: self.dead_letters.keep(event, result, url=outcome.url, sequence=sequence, reason=reason),
-                msg.in_progress,
-            )
+            with self._span("dead letter", event) as trace:
+                trace.set(reason=reason[:200])
+                await until_stored(
+                    lambda: self.dead_letters.keep(event, result, url=outcome.url, sequence=sequence, reason=reason),
+                    msg.in_progress,
+                )
             self.stats.dead_lettered += 1
         await msg.ack()
         if self.hop is not None:
@@ -215,6 +219,12 @@ class TriggerWorker:
             retry_after=parse_retry_after(outcome.result.headers.get("Retry-After")),
             event_age=age_seconds(outcome.event),
         )
+
+    def _span(self, name: str, event: CloudEvent) -> AbstractContextManager[TraceSpan]:
+        parent, state = event.get(TRACEPARENT), event.get(TRACESTATE)
+        return span(f"{name} {self.name}", parent=parent if isinstance(parent, str) else None,
+                    tracestate=state if isinstance(state, str) else None, kind="producer",
+                    attributes={"trigger": self.name, "event_id": event.id})
 
     def _fields(self, event: CloudEvent, **more: Any) -> dict[str, Any]:
         """``extra=`` for a log line about ``event`` on this trigger (``--log-format json``)."""
@@ -246,7 +256,9 @@ class TriggerWorker:
         """Store the reply, if there is one; ``False`` only when storing it failed (the delivery is retried)."""
         if stamped is None:
             return True
-        outcome = await publish_reply(self.store, self.trigger, stamped)
+        with self._span("reply store", stamped.event or event) as trace:
+            outcome = await publish_reply(self.store, self.trigger, stamped)
+            trace.set(outcome=outcome, reply_id=stamped.event.id if stamped.event else None)
         if outcome == "failed":
             log.warning("trigger %s: could not store the reply to %s, will retry", self.name, event.id,
                         extra=self._fields(event, outcome="reply-not-stored"))

@@ -13,6 +13,7 @@ from ripple.events.model import (
     EventError,
     attribute_text,
 )
+from ripple.tracing import MAX_TRACESTATE, TRACEPARENT, TRACESTATE, is_traceparent
 
 __all__ = [
     "ARRIVAL_TIME",
@@ -35,8 +36,10 @@ __all__ = [
     "ROOT",
     "SEQUENCE",
     "STEP",
+    "TRACE_EXTENSIONS",
     "age_seconds",
     "check_room",
+    "check_trace_context",
     "fanout_of",
     "hops_of",
     "now_rfc3339",
@@ -76,13 +79,17 @@ ROOT = "rippleroot"
 """The id of the event that entered the first Sequence or Parallel on its way: every hand-off after it keeps it,
 so one id finds everything it caused."""
 FLOW_EXTENSIONS = (SEQUENCE, STEP, PARALLEL, BRANCH, ROOT)
-BROKER_EXTENSIONS = (ARRIVAL_TIME, HOPS, FANOUT, *FLOW_EXTENSIONS)
+TRACE_EXTENSIONS = (TRACEPARENT, TRACESTATE)
+"""The distributed-tracing extension: kept from the producer, else started by the broker, and room is kept for
+it, so that every event can carry one."""
+BROKER_EXTENSIONS = (ARRIVAL_TIME, HOPS, FANOUT, *FLOW_EXTENSIONS, *TRACE_EXTENSIONS)
 RESERVED_ATTRIBUTES = len(BROKER_EXTENSIONS) + len(ERROR_EXTENSIONS)
-RESERVED_BYTES = 3 * 1024 + 512
+RESERVED_BYTES = 4 * 1024 + 128
 """Room kept within the attribute limits for what Ripple adds: the broker's extensions (about 35 bytes), a
-Sequence's or Parallel's (two names and a root id, up to about 400) and a dead letter's context (the URL cut to
-1,024 bytes, the trigger, 512 bytes of answer as base64, a 256-byte reason), so that every event the broker
-accepted can still be delivered, and dead-lettered, to a receiver that checks the same limits."""
+Sequence's or Parallel's (two names and a root id, up to about 400), the trace context (55 bytes and a
+``tracestate`` of up to 512) and a dead letter's context (the URL cut to 1,024 bytes, the trigger, 512 bytes of
+answer as base64, a 256-byte reason), so that every event the broker accepted can still be delivered, and
+dead-lettered, to a receiver that checks the same limits."""
 _RIPPLE_NAMES = frozenset(BROKER_EXTENSIONS + ERROR_EXTENSIONS)
 MAX_PRODUCER_ATTRIBUTES = MAX_ATTRIBUTES - RESERVED_ATTRIBUTES
 MAX_PRODUCER_ATTRIBUTES_BYTES = MAX_ATTRIBUTES_BYTES - RESERVED_BYTES
@@ -125,6 +132,16 @@ def check_room(event: CloudEvent) -> None:
                          f" (of {MAX_ATTRIBUTES_BYTES}, {RESERVED_BYTES} are kept for Ripple's extensions)")
 
 
+def check_trace_context(event: CloudEvent) -> None:
+    """Raise :class:`EventError` when the event's trace context is not one (W3C Trace Context, version 00)."""
+    parent, state = event.get(TRACEPARENT), event.get(TRACESTATE)
+    if parent is not None and not is_traceparent(parent):
+        raise EventError(f"attribute '{TRACEPARENT}' must be a W3C trace context "
+                         f"(00-<32 lowercase hex>-<16 lowercase hex>-<2 hex>, ids not all zero), got {parent!r:.80}")
+    if state is not None and len(attribute_text(state).encode("utf-8", "surrogatepass")) > MAX_TRACESTATE:
+        raise EventError(f"attribute '{TRACESTATE}' is over the limit of {MAX_TRACESTATE} bytes")
+
+
 def fanout_of(event: CloudEvent) -> int:
     """The event's fan-out budget: absent or not a whole number counts as the default, and nothing raises it
     above (a producer or subscriber controls the value, so it is read, never trusted)."""
@@ -136,14 +153,19 @@ def fanout_of(event: CloudEvent) -> int:
     return min(value, DEFAULT_FANOUT)
 
 
-def stamp_arrival(event: CloudEvent, *, hops: int | None = None, arrival: str | None = None) -> CloudEvent:
+def stamp_arrival(event: CloudEvent, *, hops: int | None = None, arrival: str | None = None,
+                  traceparent: str | None = None) -> CloudEvent:
     """The event as the broker stores it: arrival time set (``arrival``, or now), hops bounded by the default
-    budget; raise :class:`EventError` when it has no hops left or leaves no room for Ripple's extensions."""
+    budget, ``traceparent`` set when it has none; raise :class:`EventError` when it has no hops left, its trace
+    context is not one, or it leaves no room for Ripple's extensions."""
     check_room(event)
+    check_trace_context(event)
     remaining = min(hops_of(event) if hops is None else hops, DEFAULT_HOPS)
     if remaining <= 0:
         raise EventError(f"attribute '{HOPS}' is {remaining}: the event has no hops left (a reply loop?)")
     changes: dict[str, AttributeValue] = {ARRIVAL_TIME: arrival or now_rfc3339(), HOPS: remaining}
+    if traceparent is not None and event.get(TRACEPARENT) is None:
+        changes[TRACEPARENT] = traceparent
     return event.with_attributes(**changes)
 
 

@@ -27,6 +27,7 @@ from ripple.logformat import fields, trace_id
 from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, child, serve_metrics
 from ripple.store import EventStore, EventTooLarge, StoreUnavailable
 from ripple.store.flows import Entry, FlowKind, store_entries
+from ripple.tracing import TRACEPARENT, TRACESTATE, is_traceparent, span
 
 __all__ = [
     "UNKNOWN_BROKER",
@@ -118,24 +119,43 @@ async def _accept(request: web.Request, namespace: str, broker: str,
         response.force_close()
         return _counted(response, namespace, broker)
     try:
-        arrival = now_rfc3339()  # one clock reading for every event of the request: they arrived together
-        events = [stamp_arrival(e, arrival=arrival) for e in decode_request(request.headers.items(), body)]
+        events = decode_request(request.headers.items(), body)
     except EventError as exc:
         return _counted(error(400, str(exc)), namespace, broker)
     except UnsupportedFormat as exc:
         return _counted(error(415, str(exc)), namespace, broker)
-    try:
-        await store(events)
-    except EventTooLarge as exc:
-        return _counted(error(413, str(exc)), namespace, broker)
-    except StoreUnavailable as exc:
-        only = events[0] if len(events) == 1 else None  # a batch's line names no one event
-        log.warning("ingress %s/%s: %s", namespace, broker, exc,
-                    extra=fields(namespace=namespace, broker=broker, event_id=only and only.id, outcome="unavailable",
-                                 status=503, trace_id=only and trace_id(only.get("traceparent")), error=str(exc)[:200]))
-        retry = str(settings.retry_after)
-        response = error(503, f"the event store is unavailable, retry later: {exc}", **{"Retry-After": retry})
-        return _counted(response, namespace, broker)
+    # The request's own W3C context is the span's parent; an event's extension is its fallback (one event, or a
+    # batch sent without one). Events without a context join the request's trace.
+    header = request.headers.get(TRACEPARENT)
+    first = events[0] if events else None
+    parent, state = ((header, request.headers.get(TRACESTATE)) if is_traceparent(header) else
+                     (first.get(TRACEPARENT), first.get(TRACESTATE)) if first is not None else (None, None))
+    only = first if len(events) == 1 else None  # a batch's span and log lines name no one event
+    with span(f"ingress {namespace}/{broker}", parent=parent if isinstance(parent, str) else None,
+              tracestate=state if isinstance(state, str) else None, kind="server",
+              attributes={"namespace": namespace, "broker": broker, "events": len(events),
+                          "event_id": only.id if only else None, "event_type": only.type if only else None}) as trace:
+        try:
+            arrival = now_rfc3339()  # one clock reading for every event of the request: they arrived together
+            events = [stamp_arrival(e, arrival=arrival, traceparent=trace.traceparent) for e in events]
+            only = events[0] if only is not None else None
+        except EventError as exc:
+            trace.fail(str(exc))
+            return _counted(error(400, str(exc)), namespace, broker)
+        try:
+            await store(events)
+        except EventTooLarge as exc:
+            trace.fail(str(exc))
+            return _counted(error(413, str(exc)), namespace, broker)
+        except StoreUnavailable as exc:
+            trace.fail(str(exc))
+            log.warning("ingress %s/%s: %s", namespace, broker, exc,
+                        extra=fields(namespace=namespace, broker=broker, event_id=only and only.id,
+                                     outcome="unavailable", status=503,
+                                     trace_id=only and trace_id(only.get(TRACEPARENT)), error=str(exc)[:200]))
+            retry = str(settings.retry_after)
+            response = error(503, f"the event store is unavailable, retry later: {exc}", **{"Retry-After": retry})
+            return _counted(response, namespace, broker)
     child(INGRESS_EVENTS, namespace, broker).inc(len(events))
     child(INGRESS_REQUESTS, namespace, broker, "202").inc()
     return web.Response(status=202)

@@ -24,10 +24,11 @@ from typing import Any
 from aiohttp import web
 
 from ripple.events.http import UnsupportedFormat, decode_request, encode_binary
-from ripple.events.model import EventError
+from ripple.events.model import CloudEvent, EventError
 from ripple.runtime.errors import REJECTED, RETRY_LATER, Reject, RetryLater
 from ripple.runtime.event import FunctionEvent, reply_event
 from ripple.runtime.loader import Handler, HandlerError, is_async, load_handler
+from ripple.tracing import TRACEPARENT, TRACESTATE, is_traceparent, same_trace, span
 
 __all__ = [
     "LISTENING",
@@ -98,13 +99,28 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
     if len(events) != 1:
         return web.json_response({"error": "a function receives exactly one event per request"}, status=400)
+    event = events[0]
+    header = request.headers.get(TRACEPARENT)
+    parent, state = ((header, request.headers.get(TRACESTATE)) if is_traceparent(header)
+                     else (event.get(TRACEPARENT), event.get(TRACESTATE)))
+    with span(f"handle {slot.name or 'function'}", parent=parent if isinstance(parent, str) else None,
+              tracestate=state if isinstance(state, str) else None, kind="server",
+              attributes={"function": slot.name, "event_id": event.id, "event_type": event.type}) as trace:
+        response = await _handle(slot, event, trace.traceparent, trace.tracestate)
+        trace.set(status=response.status)
+        if response.status >= 400:
+            trace.fail(f"answered {response.status}")
+        return response
+
+
+async def _handle(slot: Slot, event: CloudEvent, traceparent: str, tracestate: str | None) -> web.Response:
     try:
         async with asyncio.timeout(slot.timeout):
-            result = await call_handler(slot.handler, FunctionEvent(events[0]))
+            result = await call_handler(slot.handler, FunctionEvent(event))  # type: ignore[arg-type]
     except TimeoutError:
         return web.json_response({"error": f"handler timed out after {slot.timeout:g}s"}, status=504)
     except Reject as exc:
-        log.warning("handler rejected event %s: %s", events[0].id, exc)
+        log.warning("handler rejected event %s: %s", event.id, exc)
         return web.json_response({"error": str(exc) or "rejected"}, status=REJECTED)
     except RetryLater as exc:
         if exc.after is not None:
@@ -112,7 +128,7 @@ async def receive(request: web.Request) -> web.Response:
                                      headers={"Retry-After": str(max(0, round(exc.after)))})
         return web.json_response({"error": str(exc)}, status=RETRY_LATER)
     except Exception as exc:
-        log.error("handler failed on event %s: %s: %s", events[0].id, type(exc).__name__, exc)
+        log.error("handler failed on event %s: %s: %s", event.id, type(exc).__name__, exc)
         log.debug("handler traceback", exc_info=True)
         return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=500)
     if result is None:
@@ -121,6 +137,8 @@ async def receive(request: web.Request) -> web.Response:
         reply = reply_event(result)
     except (TypeError, EventError) as exc:
         return web.json_response({"error": f"invalid reply: {exc}"}, status=500)
+    if not same_trace(reply.get(TRACEPARENT), traceparent):  # the reply is part of the handler's trace
+        reply = reply.with_attributes(**{TRACEPARENT: traceparent, TRACESTATE: tracestate})
     headers, payload = encode_binary(reply)
     return web.Response(status=200, body=payload, headers=headers)
 

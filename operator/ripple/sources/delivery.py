@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from ripple.dispatch.client import DeliveryResult
@@ -23,6 +24,7 @@ from ripple.dispatch.policy import CONNECTION_ERROR, Action, DeliveryPolicy, dec
 from ripple.events.model import CloudEvent
 from ripple.metrics import SOURCE_EVENTS, child
 from ripple.sources.sink import Sink
+from ripple.tracing import TRACEPARENT, TraceSpan, span
 
 __all__ = ["MAX_KEEP_WAIT", "MAX_UNDECODABLE", "DeadLetterKeeper", "Sending", "SourceDelivery", "SourceStats"]
 
@@ -74,9 +76,23 @@ class SourceDelivery:
     def count(self, outcome: str, amount: int = 1) -> None:
         child(SOURCE_EVENTS, self.name, outcome).inc(amount)
 
+    def _span(self, event: CloudEvent) -> AbstractContextManager[TraceSpan]:
+        """The span of sending ``event``; an event without a trace context starts a trace with it."""
+        parent = event.get(TRACEPARENT)
+        return span(f"source {self.name}", parent=parent if isinstance(parent, str) else None, kind="producer",
+                    attributes={"source": self.name, "event_id": event.id, "event_type": event.type})
+
+    @staticmethod
+    def _traced(event: CloudEvent, trace: TraceSpan) -> CloudEvent:
+        if event.get(TRACEPARENT) is not None:
+            return event
+        return event.with_attributes(**{TRACEPARENT: trace.traceparent})
+
     async def send_once(self, event: CloudEvent) -> DeliveryResult:
         """One attempt, counted: the caller answers its upstream by the result."""
-        result = await self.sink.send(event)
+        with self._span(event) as trace:
+            result = await self.sink.send(self._traced(event, trace))
+            trace.set(status=result.status)
         if is_success(result.status):
             self._sent.inc()
             self.stats.sent += 1
@@ -86,7 +102,13 @@ class SourceDelivery:
         return result
 
     async def deliver(self, event: CloudEvent) -> bool:
-        """Send ``event`` until the sink accepts it (``True``) or it is kept as a dead letter (``False``)."""
+        """Send ``event`` until the sink accepts it (``True``) or it is kept as a dead letter (``False``).
+
+        Every attempt carries the same trace context, so the broker's dedup keeps one event in one trace."""
+        with self._span(event) as trace:
+            return await self._deliver(self._traced(event, trace))
+
+    async def _deliver(self, event: CloudEvent) -> bool:
         attempt = 0
         first = time.monotonic()
         while True:

@@ -30,6 +30,7 @@ from ripple.events.extensions import (
 from ripple.events.model import MAX_ID_BYTES, AttributeValue, CloudEvent
 from ripple.store import subjects
 from ripple.store.jetstream import MSG_ID_HEADER, EventStore, dedup_id
+from ripple.tracing import same_trace
 
 __all__ = [
     "TRACE_CONTEXT",
@@ -107,7 +108,9 @@ def handed_off(parent: CloudEvent, child: CloudEvent, *, flow: str, position: st
         ARRIVAL_TIME: now_rfc3339(),
         HOPS: parent.get(HOPS),
         FANOUT: parent.get(FANOUT),
-        **{name: parent.get(name) for name in TRACE_CONTEXT if parent.get(name) is not None},
+        # The child stays in its own context when that is in the parent's trace (the reply of a traced step).
+        **({} if same_trace(child.get(TRACE_CONTEXT[0]), parent.get(TRACE_CONTEXT[0])) else
+           {name: parent.get(name) for name in TRACE_CONTEXT}),
         **flow_attributes,
     }
     return child.with_attributes(**changes)

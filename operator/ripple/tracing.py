@@ -1,0 +1,177 @@
+"""W3C trace context on events, and OpenTelemetry spans around what each component does with them.
+
+Every event carries a trace context (the CloudEvents distributed-tracing extension, ``traceparent`` and
+``tracestate``): the producer's when it sent one, else one the ingress or the source starts. Replies, dead letters
+and Sequence hand-offs stay in their cause's trace, so one trace id follows an event and everything it caused.
+
+Spans are exported over OTLP when the standard variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, unless ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``); the
+exporter itself reads the rest (headers, timeout, protocol settings, ``OTEL_SERVICE_NAME``, sampler, batch
+delays). When tracing is off, :func:`span` starts nothing and costs a generator: the trace context still travels,
+so logs and event history name the trace either way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "TRACEPARENT",
+    "TRACESTATE",
+    "SpanKind",
+    "TraceSpan",
+    "configure",
+    "enabled",
+    "is_traceparent",
+    "new_traceparent",
+    "same_trace",
+    "shutdown",
+    "span",
+    "trace_id_of",
+]
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+MAX_TRACESTATE = 512
+"""W3C lets ``tracestate`` grow to 32 members; the bytes are bounded so that a producer's cannot crowd the event."""
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+SpanKind = Literal["server", "client", "producer", "consumer", "internal"]
+
+
+def is_traceparent(value: object) -> bool:
+    """Whether ``value`` is a W3C ``traceparent`` this code understands (version 00, non-zero ids)."""
+    if not isinstance(value, str) or len(value) != 55 or not _TRACEPARENT.fullmatch(value):
+        return False
+    version, trace, parent, _ = value.split("-")
+    return version == "00" and trace != _ZERO_TRACE and parent != _ZERO_SPAN
+
+
+def trace_id_of(traceparent: object) -> str | None:
+    return traceparent[3:35] if is_traceparent(traceparent) else None  # type: ignore[index]
+
+
+def same_trace(a: object, b: object) -> bool:
+    trace = trace_id_of(a)
+    return trace is not None and trace == trace_id_of(b)
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    """A sampled context with a new span id, in ``trace_id``'s trace, else in a new one."""
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+@dataclass(frozen=True)
+class TraceSpan:
+    """A span in progress (or, with tracing off, the context it would have been a child of)."""
+
+    traceparent: str
+    """The context to hand on: this span's when tracing is on, the parent's otherwise."""
+    tracestate: str | None
+    handle: Any = None
+    """The OpenTelemetry span, when there is one."""
+
+    def set(self, **attributes: str | int | float | bool | None) -> None:
+        if self.handle is not None:
+            for key, value in attributes.items():
+                if value is not None:
+                    self.handle.set_attribute(f"ripple.{key}", value)
+
+    def fail(self, description: str) -> None:
+        if self.handle is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self.handle.set_status(Status(StatusCode.ERROR, description[:200]))
+
+
+class _State:
+    tracer: Any = None
+    provider: Any = None
+    propagator: Any = None
+    kinds: dict[str, Any] = {}
+
+
+def enabled() -> bool:
+    return _State.tracer is not None
+
+
+def _wanted(environ: Mapping[str, str]) -> bool:
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = {name.strip().lower() for name in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
+    if "otlp" not in exporters:
+        return False
+    return bool(environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def configure(component: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Start exporting this process's spans when the ``OTEL_*`` variables ask for it; whether it does.
+
+    The service is ``OTEL_SERVICE_NAME`` when set, else ``ripple-<component>``. Spans leave in batches from the
+    SDK's own thread, so exporting never waits on the event loop, and what is left is flushed at exit."""
+    environ = os.environ if environ is None else environ
+    if _State.tracer is not None or not _wanted(environ):
+        return enabled()
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    attributes = {} if environ.get("OTEL_SERVICE_NAME") else {"service.name": f"ripple-{component}"}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    _State.provider = provider
+    _State.tracer = provider.get_tracer("ripple")
+    _State.propagator = TraceContextTextMapPropagator()
+    kind = trace.SpanKind
+    _State.kinds = {"server": kind.SERVER, "client": kind.CLIENT, "producer": kind.PRODUCER,
+                    "consumer": kind.CONSUMER, "internal": kind.INTERNAL}
+    atexit.register(shutdown)
+    log.info("tracing: exporting spans over OTLP as %s",
+             environ.get("OTEL_SERVICE_NAME") or attributes["service.name"])
+    return True
+
+
+def shutdown() -> None:
+    """Flush and stop the exporter (idempotent)."""
+    provider, _State.provider, _State.tracer = _State.provider, None, None
+    if provider is not None:
+        provider.shutdown()
+
+
+@contextmanager
+def span(name: str, *, parent: str | None, tracestate: str | None = None, kind: SpanKind = "internal",
+         attributes: Mapping[str, str | int | float | bool | None] | None = None) -> Iterator[TraceSpan]:
+    """A span named ``name``, child of the context ``parent`` (a ``traceparent``; a new trace when it is not one).
+
+    With tracing off, the handle it yields carries ``parent`` itself (a new context when ``parent`` is not one),
+    so the caller hands the same context on either way."""
+    tracer = _State.tracer
+    if tracer is None:
+        yield TraceSpan(parent if parent is not None and is_traceparent(parent) else new_traceparent(), tracestate)
+        return
+    carrier = {TRACEPARENT: parent} if is_traceparent(parent) else {}
+    if carrier and tracestate:
+        carrier[TRACESTATE] = tracestate
+    context = _State.propagator.extract(carrier)
+    attrs = {f"ripple.{key}": value for key, value in (attributes or {}).items() if value is not None}
+    with tracer.start_as_current_span(name, context=context, kind=_State.kinds[kind], attributes=attrs,
+                                      record_exception=False, set_status_on_exception=True) as handle:
+        out: dict[str, str] = {}
+        _State.propagator.inject(out)
+        handed = out.get(TRACEPARENT) or (parent if parent is not None and is_traceparent(parent) else None)
+        handed = handed or new_traceparent()
+        yield TraceSpan(handed, out.get(TRACESTATE, tracestate), handle)
