@@ -83,6 +83,15 @@ class RippleProcess:
             await self._reader
         return code
 
+    async def finished(self, timeout: float = 30.0) -> int:
+        """Wait for a command that ends by itself; return its exit code once all its output is read."""
+        assert self.process is not None
+        async with asyncio.timeout(timeout):
+            code = await self.process.wait()
+            if self._reader is not None:
+                await self._reader
+        return code
+
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ripple.cli.dispatcher import record_settings
 from ripple.cli.logs import configure_logging
 from ripple.local.dev import DevOptions, run_dev
 from ripple.local.functions import LocalModeError
@@ -15,7 +16,7 @@ __all__ = ["run"]
 async def run(args: argparse.Namespace) -> int:
     configure_logging(every_delivery=True)
     options = DevOptions(args.paths, args.host, args.port, args.data_dir, args.max_body, args.pool_size,
-                         args.activation_timeout, nats_cluster=args.nats_cluster)
+                         args.activation_timeout, nats_cluster=args.nats_cluster, records=record_settings(args))
     try:
         return await run_dev(options)
     except LocalModeError as exc:

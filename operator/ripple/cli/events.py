@@ -1,19 +1,124 @@
-"""``ripple events trace ID``: every hop of a Sequence or Parallel an event and what it caused went through."""
+"""``ripple events show ID``: an event, every delivery attempt, reply, retry and dead letter it caused;
+``ripple events tail``: a broker's events as they are stored; ``ripple events trace ID``: the hops of the
+Sequences and Parallels an event went through."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 from typing import Any
 
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
 from ripple.cli.dlq import nats_url
-from ripple.store import EventStore
+from ripple.events.http import structured_document
+from ripple.events.model import CloudEvent, EventError
+from ripple.logformat import trace_id
+from ripple.store import EventStore, subjects
 from ripple.store.records import read_records
 
-__all__ = ["format_trace", "run"]
+__all__ = ["MAX_REPLIES", "History", "format_history", "format_trace", "read_history", "run"]
+
+MAX_REPLIES = 50
+"""Replies followed from one event (their own replies included), so that a reply storm prints a page, not a day."""
+DATA_SHOWN = 400
+"""Characters of an event's data printed by ``show`` (``--json`` prints it whole)."""
+
+
+class History:
+    """One event as stored, the records of what every trigger did with it, and the histories of its replies."""
+
+    def __init__(self, event_id: str, event: CloudEvent | None, records: list[dict[str, Any]]) -> None:
+        self.event_id = event_id
+        self.event = event
+        self.records = records
+        self.replies: list[History] = []
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.event_id, "event": None if self.event is None else structured_document(self.event),
+                "records": self.records, "replies": [reply.as_dict() for reply in self.replies]}
+
+
+async def _stored_event(store: EventStore, records: list[dict[str, Any]], event_id: str) -> CloudEvent | None:
+    """The event as its broker stored it, read back by the stream sequence a record names."""
+    for record in records:
+        if record.get("id") != event_id or not record.get("stream") or not record.get("seq"):
+            continue
+        with contextlib.suppress(nats.js.errors.NotFoundError, nats.errors.Error, EventError, ValueError):
+            raw = await store.js.get_msg(record["stream"], int(record["seq"]))
+            return CloudEvent.from_json_bytes(raw.data or b"")
+    return None
+
+
+async def read_history(store: EventStore, event_id: str) -> History:
+    """``event_id``'s history, and its replies' (breadth first, at most :data:`MAX_REPLIES`)."""
+    root = event_id.split("#", 1)[0]  # a Sequence step's id (``root#flow.step``) is kept with its root's
+    records = await read_records(store, root)
+    history = History(event_id, await _stored_event(store, records, event_id), records)
+    queue, seen = [history], {event_id}
+    while queue:
+        current = queue.pop(0)
+        for record in current.records:
+            reply = (record.get("reply") or {}).get("id")
+            if not isinstance(reply, str) or reply in seen or len(seen) > MAX_REPLIES:
+                continue
+            seen.add(reply)
+            reply_records = await read_records(store, reply)
+            child = History(reply, await _stored_event(store, reply_records, reply), reply_records)
+            current.replies.append(child)
+            queue.append(child)
+    return history
+
+
+def _record_line(record: dict[str, Any]) -> str:
+    where = record.get("trigger", "?")
+    if record.get("flow"):
+        step = record["step"] if record.get("role") in ("step", "branch") else f"{record['step']} ({record['role']})"
+        where = f"{record['flow']} {step}"
+    status = record.get("status") or "error"
+    outcome = str(record.get("outcome", ""))
+    if record.get("reply"):
+        outcome += f" {record['reply']['id']} ({record['reply']['type']})"
+    if record.get("error"):
+        outcome += f" ({record['error']})"
+    return (f"  {record.get('time', ''):<24} {where:<36} {record.get('attempt', ''):>7} {status:>6} "
+            f"{record.get('latencyMs', 0):>7.1f}ms  {outcome}")
+
+
+def format_history(history: History, *, depth: int = 0) -> str:
+    indent = "    " * depth
+    lines: list[str] = []
+    event = history.event
+    trace = trace_id(event.get("traceparent")) if event is not None else next(
+        (r.get("traceId") for r in history.records if r.get("traceId")), None)
+    if event is None:
+        lines.append(f"event {history.event_id} (no longer stored)  trace {trace or '-'}")
+    else:
+        lines.append(f"event {event.id}  type {event.type}  source {event.source}  trace {trace or '-'}")
+        extra = {k: v for k, v in event.attributes.items() if k not in ("id", "type", "source", "specversion")}
+        for name, value in sorted(extra.items()):
+            lines.append(f"  {name}: {value}")
+        if event.data is not None:
+            data = event.data.decode("utf-8", "replace")
+            lines.append(f"  data: {data[:DATA_SHOWN]}{'...' if len(data) > DATA_SHOWN else ''}")
+    if history.records:
+        lines.append(f"  {'TIME':<24} {'TRIGGER':<36} {'ATTEMPT':>7} {'STATUS':>6} {'LATENCY':>9}  OUTCOME")
+        lines.extend(_record_line(record) for record in history.records)
+    else:
+        lines.append("  no delivery recorded")
+    text = "\n".join(indent + line for line in lines)
+    for reply in history.replies:
+        text += "\n" + indent + "  reply:\n" + format_history(reply, depth=depth + 1)
+    return text
 
 
 def format_trace(root: str, records: list[dict[str, Any]]) -> str:
+    records = [record for record in records if record.get("flow")]
     if not records:
         return f"no hop of a Sequence or Parallel has recorded event {root!r} (records are kept for a day)"
     lines = [f"{'TIME':<24} {'FLOW':<36} {'STEP':<20} {'ID':<36} {'ATTEMPT':>7} {'STATUS':>6} {'LATENCY':>9}  OUTCOME"]
@@ -26,13 +131,85 @@ def format_trace(root: str, records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def tail_line(namespace: str, broker: str, event: CloudEvent) -> str:
+    arrived = event.get("ripplearrivaltime") or ""
+    return (f"{arrived!s:<24} {namespace}/{broker:<20} {event.type:<28} {event.source:<24} {event.id:<36} "
+            f"{trace_id(event.get('traceparent')) or '-'}")
+
+
+async def _brokers(store: EventStore, wanted: str | None) -> list[tuple[str, str]]:
+    found = []
+    for info in await store.js.streams_info():
+        parsed = subjects.parse_stream_name(info.config.name or "")
+        if parsed is not None and (wanted is None or "/".join(parsed) == wanted):
+            found.append(parsed)
+    return sorted(found)
+
+
+async def tail(store: EventStore, args: argparse.Namespace) -> int:
+    wanted = None if args.broker is None else (args.broker if "/" in args.broker else f"default/{args.broker}")
+    brokers = await _brokers(store, wanted)
+    if not brokers:
+        print(f"ripple: no broker {wanted or ''} found".replace("  ", " "))
+        return 1
+    printed, done = 0, asyncio.Event()
+
+    async def show(namespace: str, broker: str, msg: Msg) -> None:
+        nonlocal printed
+        try:
+            event = CloudEvent.from_json_bytes(msg.data)
+        except (EventError, ValueError) as exc:
+            print(f"{namespace}/{broker}: an unreadable message at {msg.metadata.sequence.stream}: {exc}")
+            return
+        print(json.dumps(structured_document(event)) if args.json else tail_line(namespace, broker, event),
+              flush=True)
+        printed += 1
+        if args.count and printed >= args.count:
+            done.set()
+
+    subscriptions = []
+    for namespace, broker in brokers:
+        subject = (subjects.all_events_subject(namespace, broker) if args.type is None
+                   else subjects.event_subject(namespace, broker, args.type))
+
+        async def callback(msg: Msg, namespace: str = namespace, broker: str = broker) -> None:
+            await show(namespace, broker, msg)
+
+        subscriptions.append(await store.js.subscribe(
+            subject, stream=subjects.stream_name(namespace, broker), ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW, cb=callback))
+    names = ", ".join(f"{ns}/{b}" for ns, b in brokers)
+    print(f"following {names}{f' (type {args.type})' if args.type else ''}; Ctrl-C stops", flush=True)
+    try:
+        await done.wait()
+    finally:
+        for subscription in subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+    return 0
+
+
 async def run(args: argparse.Namespace) -> int:
-    # A step's own id (``root#flow.step``) traces its root.
-    root = args.id if "#" not in args.id else args.id.split("#", 1)[0]
     store = await EventStore.connect(nats_url(args), name="ripple-events")
     try:
+        if args.events_command == "tail":
+            return await tail(store, args)
+        if args.events_command == "show":
+            history = await read_history(store, args.id)
+            found = history.event is not None or bool(history.records)
+            if args.json:
+                print(json.dumps(history.as_dict(), indent=2))
+            elif found:
+                print(format_history(history))
+            else:
+                print(f"no delivery of event {args.id!r} is recorded (delivery records are kept for a day by "
+                      f"default; an event no trigger matched has none)")
+            return 0 if found else 1
+        # A step's own id (``root#flow.step``) traces its root.
+        root = args.id if "#" not in args.id else args.id.split("#", 1)[0]
         records = await read_records(store, root)
+        flow_records = [record for record in records if record.get("flow")]
+        print(json.dumps(flow_records, indent=2) if args.json else format_trace(root, records))
+        return 0 if flow_records else 1
     finally:
         await store.close()
-    print(json.dumps(records, indent=2) if args.json else format_trace(root, records))
-    return 0 if records else 1

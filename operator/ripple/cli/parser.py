@@ -20,6 +20,23 @@ def key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def duration(text: str) -> float:
+    """Seconds, from an ISO-8601 duration (``PT6H``) or a number of seconds."""
+    from ripple.api.durations import seconds
+
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (PT6H, P7D, or seconds)") from exc
+
+
+def _add_records(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--records-max-age", type=duration, metavar="DURATION",
+                        help="how long the delivery history (`ripple events show`) keeps a record (default: P1D)")
+    parser.add_argument("--records-max-bytes", type=int, metavar="BYTES",
+                        help="the most bytes of delivery history kept, the oldest going first (default: 256 MiB)")
+
+
 def namespaced(text: str) -> tuple[str, str]:
     namespace, sep, name = text.rpartition("/")
     return (namespace if sep else "default"), name
@@ -68,6 +85,7 @@ def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     dev.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted request, in bytes")
     dev.add_argument("--pool-size", type=int, default=1, help="warm-pool runtime processes (0: none)")
+    _add_records(dev)
     dev.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT,
                      help="seconds a delivery waits for a function to wake before it counts as failed")
     dev.add_argument("--nats-cluster", type=int, default=1, choices=(1, 3, 5), metavar="N",
@@ -128,6 +146,7 @@ def _add_dispatcher(commands: argparse._SubParsersAction[argparse.ArgumentParser
     dispatcher.add_argument("--no-autoscaler", action="store_true",
                             help="cluster mode: leave scaling to a separate `ripple autoscaler` (wake from zero only)")
     dispatcher.add_argument("--nats", required=True, help=NATS_HELP)
+    _add_records(dispatcher)
     dispatcher.add_argument("--function-url", action="append", type=key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
 
@@ -177,13 +196,23 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _add_events(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    events = commands.add_parser("events", help="where an event went through Sequences and Parallels")
+    events = commands.add_parser("events", help="an event's history, a broker's events live, flows' hops")
     actions = events.add_subparsers(dest="events_command", required=True)
+    show = actions.add_parser("show", help="an event and every delivery attempt, reply, retry and dead letter it "
+                                           "caused, with its trace id")
+    show.add_argument("id", help="the event's id")
+    show.add_argument("--json", action="store_true", help="print the event and its records as JSON")
+    tail = actions.add_parser("tail", help="follow brokers' events as they are stored")
+    tail.add_argument("--broker", metavar="[NS/]NAME", help="only this broker (default: every broker)")
+    tail.add_argument("--type", help="only events of this type")
+    tail.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events (default: never)")
+    tail.add_argument("--json", action="store_true", help="print each event as structured JSON")
     trace = actions.add_parser("trace", help="every hop an event and what it caused went through, with attempts")
     trace.add_argument("id", help="the id of the event that entered the first Sequence or Parallel")
-    trace.add_argument("--nats", help="NATS URL (default: the one `ripple dev` runs, from --data-dir)")
-    trace.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     trace.add_argument("--json", action="store_true", help="print the records as JSON")
+    for action in (show, tail, trace):
+        action.add_argument("--nats", help="NATS URL (default: the one `ripple dev` runs, from --data-dir)")
+        action.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
 
 def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -32,6 +32,7 @@ from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.kubernetes import KubernetesBackend
 from ripple.store import EventStore
 from ripple.store.flows import Entry, FlowKind
+from ripple.store.records import RecordSettings
 from ripple.supervision import Supervisor
 
 __all__ = [
@@ -75,7 +76,8 @@ class ClusterDispatcher:
     """Dispatcher, autoscaler and activator for every Trigger and Function in the cluster."""
 
     def __init__(self, store: EventStore, api: client.ApiClient, *, readiness: str = "endpointslices",
-                 activation_timeout: float = ACTIVATION_TIMEOUT, autoscale: bool = True) -> None:
+                 activation_timeout: float = ACTIVATION_TIMEOUT, autoscale: bool = True,
+                 records: RecordSettings | None = None) -> None:
         self.store = store
         self.autoscale = autoscale
         self.api = api
@@ -96,7 +98,7 @@ class ClusterDispatcher:
         # With the autoscaler in another process (`ripple autoscaler`), waking from zero is this process's job.
         activate = self.autoscaler.activate if autoscale else self.backend.wake
         self.activator = Activator(self.backend, activate, self.function_keys, timeout=activation_timeout)
-        self.dispatcher = Dispatcher(store, with_addresses(self.activator.resolve, self._address))
+        self.dispatcher = Dispatcher(store, with_addresses(self.activator.resolve, self._address), records=records)
 
     def _address(self, kind: str, namespace: str, name: str) -> str | None:
         return (self.sequences if kind == "Sequence" else self.parallels).addresses.get((namespace, name))

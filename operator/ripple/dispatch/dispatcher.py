@@ -32,7 +32,7 @@ from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.store import EventStore, subjects
 from ripple.store.fetching import Handlers, Slots, fetch_forever
-from ripple.store.records import ensure_records_stream
+from ripple.store.records import RecordSettings, ensure_records_stream
 from ripple.supervision import Supervisor
 
 __all__ = ["BACKSTOP_BATCH", "BACKSTOP_RETRY_DELAY", "PER_TRIGGER_TASKS", "Dispatcher", "TriggersNotStarted"]
@@ -55,9 +55,11 @@ class Dispatcher:
     """Runs the workers of a set of triggers; :meth:`apply` reconciles that set, :meth:`close` stops them all."""
 
     def __init__(
-        self, store: EventStore, resolve: Resolver, *, ack_wait: float = ACK_WAIT, supervisor: Supervisor | None = None
+        self, store: EventStore, resolve: Resolver, *, ack_wait: float = ACK_WAIT, supervisor: Supervisor | None = None,
+        records: RecordSettings | None = None,
     ) -> None:
         self.store = store
+        self.record_settings = records or RecordSettings()
         self.resolve = resolve
         self.ack_wait = ack_wait
         self.supervisor = supervisor or Supervisor()
@@ -97,12 +99,12 @@ class Dispatcher:
             self.supervisor.start("max-deliveries advisories", self._watch_advisories, kind="advisories")
             self._advisories = True
         flows = list(flows)
-        if flows and not self._records:
+        if not self._records:
             try:
-                await ensure_records_stream(self.store)
+                await ensure_records_stream(self.store, self.record_settings)
                 self._records = True
-            except Exception as exc:  # records are observations: the flows run without them, and it is retried
-                log.warning("cannot keep Sequence and Parallel records yet: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:  # records are observations: deliveries run without them, and it is retried
+                log.warning("cannot keep delivery records yet: %s: %s", type(exc).__name__, exc)
         wanted: dict[tuple[str, str], tuple[Trigger, Hop | None]] = {t.key: (t, None) for t in triggers}
         wanted.update({hop.trigger.key: (hop.trigger, hop) for hop in flow_hops(flows)})
         for key in list(self.workers):

@@ -181,8 +181,7 @@ class TriggerWorker:
         if decision.action is Action.RETRY:
             self.stats.retried += 1
             await msg.nak(delay=decision.delay)
-            if self.hop is not None:
-                await self._keep_record(event, result, attempt, "retry")
+            await self._keep_record(msg, event, result, attempt, "retry")
             return
         sequence = msg.metadata.sequence.stream
         if decision.action is Action.ACK:
@@ -206,8 +205,8 @@ class TriggerWorker:
                 )
             self.stats.dead_lettered += 1
         await msg.ack()
-        if self.hop is not None:
-            await self._keep_record(event, result, attempt, self._hop_outcome(decision, outcome))
+        reply = outcome.reply.event if decision.action is Action.ACK and outcome.reply is not None else None
+        await self._keep_record(msg, event, result, attempt, self._outcome_words(decision, outcome), reply)
 
     def _decide(self, outcome: Outcome, attempt: int) -> Decision:
         if outcome.stage == "decode":  # no rule can make an unreadable message deliverable: keep it at once
@@ -302,25 +301,38 @@ class TriggerWorker:
             return False
         return True
 
-    def _hop_outcome(self, decision: Decision, outcome: Outcome) -> str:
-        assert self.hop is not None
+    def _outcome_words(self, decision: Decision, outcome: Outcome) -> str:
+        """What became of the event, in the words its history shows."""
         if decision.action is Action.DEAD_LETTER:
+            if self.hop is None:
+                return "dead-lettered"
             return "failed: to onError" if self.hop.error_hop is not None else "failed: dead-lettered"
+        if outcome.reply is not None and outcome.reply.event is None:
+            return f"reply dropped ({outcome.reply.dropped} budget spent)"
+        if self.hop is None:
+            return "delivered" if outcome.reply is None else "delivered, replied"
         if outcome.reply is None:
             return "delivered" if self.hop.next_hop is None and not self.hop.to_broker else "ended (no reply)"
-        if outcome.reply.event is None:
-            return f"reply dropped ({outcome.reply.dropped} budget spent)"
         return f"to {self.hop.next_label}"
 
-    async def _keep_record(self, event: CloudEvent, result: DeliveryResult, attempt: int, what: str) -> None:
-        assert self.hop is not None
+    async def _keep_record(self, msg: Msg, event: CloudEvent, result: DeliveryResult, attempt: int, what: str,
+                           reply: CloudEvent | None = None) -> None:
+        """One line of the event's history (``ripple events show``), sent without waiting for it to be stored."""
+        record: dict[str, Any] = {
+            "time": now_rfc3339(), "trigger": self.name,
+            "broker": f"{self.trigger.namespace}/{self.trigger.spec.broker}", "stream": self.stream,
+            "seq": msg.metadata.sequence.stream, "id": event.id, "type": event.type,
+            "source": event.source, "attempt": attempt, "status": result.status, "outcome": what,
+            "latencyMs": round(result.latency * 1000, 2), "error": result.error[:200] or None,
+            "traceId": trace_id(event.get(TRACEPARENT)),
+        }
+        if reply is not None:
+            record["reply"] = {"id": reply.id, "type": reply.type}
         hop = self.hop
-        await publish_record(self.store, root_of(event), {
-            "time": now_rfc3339(), "flow": f"{hop.flow_kind} {hop.flow_key}", "hop": hop.name, "role": hop.role,
-            "step": hop.label, "index": hop.index, "id": event.id, "type": event.type, "attempt": attempt,
-            "status": result.status, "outcome": what, "latencyMs": round(result.latency * 1000, 2),
-            "error": result.error[:200] or None,
-        })
+        if hop is not None:
+            record.update({"flow": f"{hop.flow_kind} {hop.flow_key}", "hop": hop.name, "role": hop.role,
+                           "step": hop.label, "index": hop.index})
+        await publish_record(self.store, root_of(event), record)
 
     async def dead_letter(
         self, event: CloudEvent, result: DeliveryResult, url: str, sequence: int, *, reason: str = ""

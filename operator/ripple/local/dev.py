@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +30,7 @@ from ripple.scaling.local import LocalProcessBackend
 from ripple.serving import start_site
 from ripple.store import EventStore
 from ripple.store.flows import Entry, FlowKind
+from ripple.store.records import RecordSettings
 
 __all__ = ["DevOptions", "LocalRipple", "SourceRefused", "kubeconfig_found", "run_dev"]
 
@@ -61,6 +62,8 @@ class DevOptions:
     scale_down_delay: float = SCALE_DOWN_DELAY
     nats_cluster: int = 1
     """nats-servers to run as one JetStream cluster (1: a single server)."""
+    records: RecordSettings = field(default_factory=RecordSettings)
+    """How much delivery history (``ripple events show``) is kept."""
 
 
 class LocalRipple:
@@ -129,7 +132,7 @@ class LocalRipple:
             self.backend, autoscaler.activate, set(self.manifests.functions), timeout=self.options.activation_timeout
         )
         resolve = with_addresses(activator.resolve, self.address)
-        self.dispatcher = dispatcher = Dispatcher(store, resolve)
+        self.dispatcher = dispatcher = Dispatcher(store, resolve, records=self.options.records)
         await dispatcher.apply(self.manifests.triggers.values(), flows)
         await autoscaler.start()
         self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())

@@ -1,11 +1,13 @@
-"""What each hop of a Sequence or Parallel did with each event, kept in a bounded stream so that one id answers
-"where is my order?".
+"""What each trigger, and each hop of a Sequence or Parallel, did with each event, kept in a bounded stream so
+that one id answers "where did my event go?".
 
-A record is one settled attempt (delivered, retried, routed to an error hop, dead-lettered, ended the chain) as a
-small JSON object, published on ``ripplerecords.<digest of the root id>``: every record of one root, across every
-flow it went through, reads back from one subject. Records are observations, not events: they are sent without
-waiting for JetStream's acknowledgement (the event's own hand-off is what is acknowledged after store), and the
-stream drops the oldest first, so keeping them costs the data plane nothing it must wait for.
+A record is one settled attempt (delivered, retried, replied, routed to an error hop, dead-lettered, ended the
+chain) as a small JSON object, published on ``ripplerecords.<digest of the root id>``: an event's own id, or for
+the steps of a Sequence or Parallel the id of the event that entered it, so every record of one root, across every
+trigger and flow it went through, reads back from one subject; a record of a stored reply names the reply's id,
+whose records are read the same way. Records are observations, not events: they are sent without waiting for
+JetStream's acknowledgement (the event's own settling is what is acknowledged after store), and the stream drops
+the oldest first, so keeping them costs the data plane nothing it must wait for.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -27,6 +30,7 @@ __all__ = [
     "RECORDS_MAX_BYTES",
     "RECORDS_PER_ROOT",
     "RECORDS_STREAM",
+    "RecordSettings",
     "ensure_records_stream",
     "publish_record",
     "read_records",
@@ -44,21 +48,36 @@ RECORDS_PER_ROOT = 1000
 READ_TIMEOUT = 2.0
 
 
+@dataclass(frozen=True)
+class RecordSettings:
+    """How much delivery history the records stream keeps (the oldest records go first)."""
+
+    max_age: float = RECORDS_MAX_AGE
+    """Seconds a record is kept."""
+    max_bytes: int = RECORDS_MAX_BYTES
+    """Bytes the whole stream may hold."""
+
+    def __post_init__(self) -> None:
+        if self.max_age <= 0 or self.max_bytes <= 0:
+            raise ValueError("delivery records need a positive age and size (seconds, bytes)")
+
+
 def record_subject(root: str) -> str:
     digest = hashlib.sha256(root.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"ripplerecords.{digest}"
 
 
-async def ensure_records_stream(store: EventStore) -> None:
+async def ensure_records_stream(store: EventStore, settings: RecordSettings | None = None) -> None:
+    settings = settings or RecordSettings()
     config = StreamConfig(
         name=RECORDS_STREAM,
         subjects=["ripplerecords.*"],
         storage=StorageType.FILE,
-        max_age=RECORDS_MAX_AGE,
-        max_bytes=RECORDS_MAX_BYTES,
+        max_age=settings.max_age,
+        max_bytes=settings.max_bytes,
         max_msgs_per_subject=RECORDS_PER_ROOT,
         discard=DiscardPolicy.OLD,
-        description="Ripple: what each hop of a Sequence or Parallel did with each event",
+        description="Ripple: what each trigger and each hop of a Sequence or Parallel did with each event",
         num_replicas=store.own_replicas(),
     )
     try:
