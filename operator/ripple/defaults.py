@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ACTIVATION_TIMEOUT", "DATA_DIR", "MAX_BODY", "SCALE_DOWN_DELAY", "WEBHOOK_CONFIGURATION"]
+__all__ = [
+    "ACTIVATION_TIMEOUT",
+    "DATA_DIR",
+    "MAX_BODY",
+    "MAX_REPLAY_RATE",
+    "REPLAY_RATE",
+    "SCALE_DOWN_DELAY",
+    "WEBHOOK_CONFIGURATION",
+]
 
 MAX_BODY = 1024 * 1024
 """Largest request body the ingress accepts, in bytes (after decompression)."""
@@ -17,6 +25,11 @@ SCALE_DOWN_DELAY = 2.0
 """Seconds demand must stay lower before a Function loses replicas."""
 DATA_DIR = Path(".ripple")
 """Where ``ripple dev`` keeps its NATS store and state, relative to the working directory."""
+REPLAY_RATE = 100
+"""Events per second a replay re-delivers, unless told otherwise: a bound, so that replaying a day of events
+cannot swamp the trigger's subscriber."""
+MAX_REPLAY_RATE = 10_000
+"""The highest rate a replay may be given."""
 WEBHOOK_CONFIGURATION = "validate.ripple.dev"
 """The webhook configuration the operator registers its admission webhook into, unless told another (a second
 release of Ripple in the same cluster needs its own)."""

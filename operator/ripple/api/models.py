@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from ripple.api.durations import Duration, seconds
+from ripple.api.durations import DURATION_PATTERN, Duration, seconds
 from ripple.api.schedules import Schedule, ScheduleError
+from ripple.defaults import MAX_REPLAY_RATE, REPLAY_RATE
 from ripple.filters import Filter, compile_filter
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Placement",
     "PostgresSource",
     "Reference",
+    "ReplaySpec",
     "Resource",
     "ResourceSelector",
     "Retention",
@@ -253,6 +255,33 @@ class AttributesFilter(Model):
     """Exact match on attributes and extensions, all must hold (an empty value matches any value)."""
 
 
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+
+
+class ReplaySpec(Model):
+    """Events the broker already stored that a trigger is to receive as well, once: from ``since`` ago (or a
+    time), or from a stream sequence, up to ``until`` or what the broker held when the replay began."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.since) != has(self.fromSeq)", "message": "exactly one of since, fromSeq must be set"},
+    ]})
+
+    since: str | None = Field(default=None, pattern=f"{DURATION_PATTERN}|{RFC3339}")
+    """How far back to start: a duration before the trigger's first start (``PT1H``) or an RFC 3339 time."""
+    from_seq: int | None = Field(default=None, ge=1)
+    """The broker stream's sequence to start from."""
+    until: str | None = Field(default=None, pattern=RFC3339)
+    """The last stored time to replay (RFC 3339); default: what the broker held when the replay began."""
+    rate: int = Field(default=REPLAY_RATE, ge=1, le=MAX_REPLAY_RATE)
+    """Replayed events per second, at most, so that a replay cannot swamp the trigger's subscriber."""
+
+    @model_validator(mode="after")
+    def _one_start(self) -> ReplaySpec:
+        if (self.since is None) == (self.from_seq is None):
+            raise ValueError("exactly one of since, fromSeq must be set")
+        return self
+
+
 class TriggerSpec(Model):
     broker: Name = "default"
     """The broker whose events this trigger receives."""
@@ -264,6 +293,8 @@ class TriggerSpec(Model):
     """Where matching events are delivered."""
     delivery: DeliverySpec = Field(default_factory=DeliverySpec)
     """Retry, timeout and dead-letter settings."""
+    replay: ReplaySpec | None = None
+    """Start this trigger with events stored before it (each replay runs once, marked ``ripplereplay``)."""
 
     @functools.cached_property
     def compiled_filter(self) -> Filter:

@@ -22,7 +22,7 @@ from ripple.logformat import trace_id
 from ripple.store import EventStore, subjects
 from ripple.store.records import read_records
 
-__all__ = ["MAX_REPLIES", "History", "format_history", "format_trace", "read_history", "run"]
+__all__ = ["MAX_REPLIES", "History", "format_history", "format_trace", "read_history", "run", "tail", "tail_line"]
 
 MAX_REPLIES = 50
 """Replies followed from one event (their own replies included), so that a reply storm prints a page, not a day."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY, WEBHOOK_CONFIGURATION
 
-__all__ = ["DEFAULT_DATA_DIR", "NATS_HELP", "build_parser", "key_value", "namespaced"]
+__all__ = ["DEFAULT_DATA_DIR", "NATS_HELP", "build_parser", "duration", "key_value", "namespaced"]
 
 DEFAULT_DATA_DIR = DATA_DIR
 
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(commands)
     _add_dlq(commands)
     _add_events(commands)
+    _add_replay(commands)
     _add_source(commands)
     for command in _leaves(commands):
         command.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -193,6 +194,30 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
+
+
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ripple.defaults import MAX_REPLAY_RATE, REPLAY_RATE
+
+    replay = commands.add_parser("replay", help="re-deliver a broker's stored events to one trigger")
+    replay.add_argument("--trigger", required=True, metavar="[NS/]NAME", help="the trigger to replay to")
+    start = replay.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from", dest="from_time", metavar="TIME",
+                       help="the first stored time to replay: RFC 3339, or a duration before now (PT1H)")
+    start.add_argument("--from-seq", type=int, metavar="N", help="the first stream sequence to replay")
+    end = replay.add_mutually_exclusive_group()
+    end.add_argument("--to", dest="to_time", metavar="TIME", help="the last stored time to replay (RFC 3339)")
+    end.add_argument("--to-seq", type=int, metavar="N", help="the last stream sequence to replay")
+    replay.add_argument("--rate", type=float, default=REPLAY_RATE, metavar="N",
+                        help=f"events per second at most (default %(default)s, up to {MAX_REPLAY_RATE})")
+    replay.add_argument("--dry-run", action="store_true", help="count what would be replayed, store nothing")
+    replay.add_argument("--name", help="the replay's name, in each event's ripplereplay (default: trigger-time)")
+    replay.add_argument("-f", "--manifests", nargs="+", type=Path, metavar="PATH",
+                        help="where the trigger is declared (default: the manifests `ripple dev` runs)")
+    replay.add_argument("--kubernetes", action="store_true", help="read the trigger from the cluster")
+    replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    replay.add_argument("--nats", help="NATS URL (default: the one `ripple dev` runs, from --data-dir)")
+    replay.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
 
 def _add_events(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -25,6 +26,7 @@ from ripple.dispatch.client import DeliveryResult
 from ripple.dispatch.dead_letter import keep_message, read_stored
 from ripple.dispatch.hops import Hop, flow_hops
 from ripple.dispatch.policy import CONNECTION_ERROR
+from ripple.dispatch.replay import declared_replay_key, run_declared_replay
 from ripple.dispatch.resolve import Resolver
 from ripple.dispatch.router import ROUTER_TRIGGER, BrokerRouter, ParallelRouter
 from ripple.dispatch.worker import ACK_WAIT, TriggerWorker
@@ -71,6 +73,7 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._advisories = False
         self._records = False
+        self._replays: set[str] = set()
         self._advisory_slots = Slots(BACKSTOP_BATCH)
         self._advisory_handlers = Handlers(self._on_advisory, self._advisory_slots)
 
@@ -126,8 +129,21 @@ class Dispatcher:
                          trigger.spec.subscriber.model_dump(exclude_none=True))
         await self._apply_routes()
         failed += await self._apply_parallels([f for f in flows if isinstance(f, Parallel)])
+        await self._apply_replays()
         if failed:
             raise TriggersNotStarted(failed)
+
+    async def _apply_replays(self) -> None:
+        """Run each started trigger's ``spec.replay`` once (a changed spec is a new replay; a removed trigger's
+        stops with it)."""
+        wanted = {f"replay {declared_replay_key(w.trigger)}": w.trigger for w in self.workers.values()
+                  if w.hop is None and w.trigger.spec.replay is not None}
+        for task in self._replays - wanted.keys():
+            await self.supervisor.stop(task)
+        for task, trigger in wanted.items():
+            if task not in self._replays:
+                self.supervisor.start(task, functools.partial(run_declared_replay, self.store, trigger), kind="replay")
+        self._replays = set(wanted)
 
     async def _apply_parallels(self, parallels: list[Parallel]) -> list[str]:
         """One router per Parallel, started once its branches' consumers exist."""

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_PRODUCER_ATTRIBUTES",
     "MAX_PRODUCER_ATTRIBUTES_BYTES",
     "PARALLEL",
+    "REPLAY",
     "RESERVED_ATTRIBUTES",
     "ROOT",
     "SEQUENCE",
@@ -79,10 +80,12 @@ ROOT = "rippleroot"
 """The id of the event that entered the first Sequence or Parallel on its way: every hand-off after it keeps it,
 so one id finds everything it caused."""
 FLOW_EXTENSIONS = (SEQUENCE, STEP, PARALLEL, BRANCH, ROOT)
+REPLAY = "ripplereplay"
+"""The replay that re-delivered the event to one trigger (``ripple replay``, ``Trigger.spec.replay``)."""
 TRACE_EXTENSIONS = (TRACEPARENT, TRACESTATE)
 """The distributed-tracing extension: kept from the producer, else started by the broker, and room is kept for
 it, so that every event can carry one."""
-BROKER_EXTENSIONS = (ARRIVAL_TIME, HOPS, FANOUT, *FLOW_EXTENSIONS, *TRACE_EXTENSIONS)
+BROKER_EXTENSIONS = (ARRIVAL_TIME, HOPS, FANOUT, REPLAY, *FLOW_EXTENSIONS, *TRACE_EXTENSIONS)
 RESERVED_ATTRIBUTES = len(BROKER_EXTENSIONS) + len(ERROR_EXTENSIONS)
 RESERVED_BYTES = 4 * 1024 + 128
 """Room kept within the attribute limits for what Ripple adds: the broker's extensions (about 35 bytes), a

@@ -152,7 +152,8 @@ class LocalRipple:
 
         app = create_ingress_app(store, settings, [web.get("/-/status", status), *sources.routes()])
         self.runner = await start_site(app, self.options.host, self.options.port, name="ingress")
-        state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls()}
+        state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls(),
+                 "paths": [str(path.resolve()) for path in self.options.paths]}
         (self.options.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         sources.start()
 
