@@ -56,14 +56,16 @@ def test_with_tracing_on_a_span_is_a_child_of_its_parent_and_hands_on_itself(mon
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanKind
 
     exporter, provider = InMemorySpanExporter(), TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing._State, "tracer", provider.get_tracer("test"))
-    monkeypatch.setattr(tracing._State, "propagator", TraceContextTextMapPropagator())
-    from opentelemetry.trace import SpanKind
-    monkeypatch.setattr(tracing._State, "kinds", {"client": SpanKind.CLIENT})
+    monkeypatch.setattr(tracing._State, "api", trace)
+    monkeypatch.setattr(tracing._State, "empty", Context())
+    monkeypatch.setattr(tracing._State, "kinds", {"client": SpanKind.CLIENT, "server": SpanKind.SERVER})
     with span("deliver", parent=GOOD, tracestate="vendor=1", kind="client", attributes={"attempt": 2}) as child:
         child.set(status=503)
         child.fail("answered 503")
@@ -75,3 +77,24 @@ def test_with_tracing_on_a_span_is_a_child_of_its_parent_and_hands_on_itself(mon
     assert child.tracestate == "vendor=1"
     assert finished.attributes == {"ripple.attempt": 2, "ripple.status": 503}
     assert not finished.status.is_ok
+
+
+def test_a_span_without_a_parent_starts_a_trace_and_one_that_raises_is_an_error(monkeypatch):
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    exporter, provider = InMemorySpanExporter(), TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing._State, "tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(tracing._State, "api", trace)
+    monkeypatch.setattr(tracing._State, "empty", Context())
+    monkeypatch.setattr(tracing._State, "kinds", {"server": SpanKind.SERVER})
+    with pytest.raises(RuntimeError), span("ingress", parent="not-a-context", kind="server") as root:
+        raise RuntimeError("store lost")
+    (finished,) = exporter.get_finished_spans()
+    assert finished.parent is None and is_traceparent(root.traceparent)
+    assert finished.status.description == "RuntimeError: store lost"

@@ -90,15 +90,16 @@ class TraceSpan:
 
     def fail(self, description: str) -> None:
         if self.handle is not None:
-            from opentelemetry.trace import Status, StatusCode
-
-            self.handle.set_status(Status(StatusCode.ERROR, description[:200]))
+            self.handle.set_status(_State.api.Status(_State.api.StatusCode.ERROR, description[:200]))
 
 
 class _State:
     tracer: Any = None
     provider: Any = None
-    propagator: Any = None
+    api: Any = None
+    """``opentelemetry.trace``, imported only once tracing is on."""
+    empty: Any = None
+    """An empty context: a span without a parent starts a trace, whatever the current context holds."""
     kinds: dict[str, Any] = {}
 
 
@@ -124,18 +125,18 @@ def configure(component: str, environ: Mapping[str, str] | None = None) -> bool:
     if _State.tracer is not None or not _wanted(environ):
         return enabled()
     from opentelemetry import trace
+    from opentelemetry.context import Context
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     attributes = {} if environ.get("OTEL_SERVICE_NAME") else {"service.name": f"ripple-{component}"}
     provider = TracerProvider(resource=Resource.create(attributes))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     _State.provider = provider
     _State.tracer = provider.get_tracer("ripple")
-    _State.propagator = TraceContextTextMapPropagator()
+    _State.api, _State.empty = trace, Context()
     kind = trace.SpanKind
     _State.kinds = {"server": kind.SERVER, "client": kind.CLIENT, "producer": kind.PRODUCER,
                     "consumer": kind.CONSUMER, "internal": kind.INTERNAL}
@@ -163,15 +164,23 @@ def span(name: str, *, parent: str | None, tracestate: str | None = None, kind: 
     if tracer is None:
         yield TraceSpan(parent if parent is not None and is_traceparent(parent) else new_traceparent(), tracestate)
         return
-    carrier = {TRACEPARENT: parent} if is_traceparent(parent) else {}
-    if carrier and tracestate:
-        carrier[TRACESTATE] = tracestate
-    context = _State.propagator.extract(carrier)
+    # Built by hand from the parsed header, and handed on the same way: the propagator's extract and inject,
+    # and making the span current, cost as much again as the span itself (measured: 37 µs against 22 µs).
+    api = _State.api
+    if parent is not None and is_traceparent(parent):
+        remote = api.SpanContext(int(parent[3:35], 16), int(parent[36:52], 16), is_remote=True,
+                                 trace_flags=api.TraceFlags(int(parent[53:55], 16)),
+                                 trace_state=api.TraceState.from_header([tracestate]) if tracestate else None)
+        context = api.set_span_in_context(api.NonRecordingSpan(remote), _State.empty)
+    else:
+        context = _State.empty
     attrs = {f"ripple.{key}": value for key, value in (attributes or {}).items() if value is not None}
-    with tracer.start_as_current_span(name, context=context, kind=_State.kinds[kind], attributes=attrs,
-                                      record_exception=False, set_status_on_exception=True) as handle:
-        out: dict[str, str] = {}
-        _State.propagator.inject(out)
-        handed = out.get(TRACEPARENT) or (parent if parent is not None and is_traceparent(parent) else None)
-        handed = handed or new_traceparent()
-        yield TraceSpan(handed, out.get(TRACESTATE, tracestate), handle)
+    handle = tracer.start_span(name, context=context, kind=_State.kinds[kind], attributes=attrs)
+    own = handle.get_span_context()
+    try:
+        yield TraceSpan(f"00-{own.trace_id:032x}-{own.span_id:016x}-{own.trace_flags:02x}", tracestate, handle)
+    except BaseException as exc:
+        handle.set_status(api.Status(api.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200]))
+        raise
+    finally:
+        handle.end()
