@@ -39,7 +39,8 @@ PACKAGE_API: dict[str, set[str]] = {
     # Packages with a facade.
     "ripple.cli": {"main"},
     "ripple.cluster": {"ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "ClusterFlows", "run_supervised"},
-    "ripple.controller.handlers": {"broker", "eventsource", "function", "lifecycle", "orchestration", "trigger"},
+    "ripple.controller.handlers": {"broker", "eventsource", "function", "inventory", "lifecycle", "orchestration",
+                                   "trigger"},
     "ripple.dispatch": {"Dispatcher", "Resolver", "TriggerWorker", "Unresolvable"},
     "ripple.events": {
         "ATTRIBUTE_LIMITS",

@@ -53,11 +53,11 @@ def test_tracing_is_on_only_when_the_otel_variables_ask(environ, wanted):
 
 
 def test_with_tracing_on_a_span_is_a_child_of_its_parent_and_hands_on_itself(monkeypatch):
+    from opentelemetry import trace
+    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry import trace
-    from opentelemetry.context import Context
     from opentelemetry.trace import SpanKind
 
     exporter, provider = InMemorySpanExporter(), TracerProvider()

@@ -10,8 +10,10 @@ from pathlib import Path
 __all__ = [
     "ACTIVATION_TIMEOUT",
     "DATA_DIR",
+    "DISPATCHER_LABELS",
     "MAX_BODY",
     "MAX_REPLAY_RATE",
+    "OPERATOR_METRICS_PORT",
     "REPLAY_RATE",
     "SCALE_DOWN_DELAY",
     "WEBHOOK_CONFIGURATION",
@@ -33,3 +35,9 @@ MAX_REPLAY_RATE = 10_000
 WEBHOOK_CONFIGURATION = "validate.ripple.dev"
 """The webhook configuration the operator registers its admission webhook into, unless told another (a second
 release of Ripple in the same cluster needs its own)."""
+OPERATOR_METRICS_PORT = 8082
+"""Where ``ripple operator`` serves ``GET /metrics``, leader and standbys alike (0: nowhere). Next to the liveness
+port the chart gives it (8081)."""
+DISPATCHER_LABELS = {"app.kubernetes.io/component": "dispatcher", "app.kubernetes.io/part-of": "ripple"}
+"""Labels of the dispatcher's pods, which the NetworkPolicy of each Function admits, unless told others (the chart
+names its own release's dispatcher exactly)."""

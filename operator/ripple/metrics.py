@@ -1,4 +1,5 @@
-"""Prometheus metrics of the data plane, served at ``GET /metrics`` by the ingress and the dispatcher."""
+"""Prometheus metrics of Ripple's components, all defined here: the data plane's, served at ``GET /metrics`` by the
+ingress and the dispatcher, and the operator's (``ripple_operator_*``), served on its ``--metrics-port``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import functools
 from typing import TypeVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 M = TypeVar("M", bound=MetricWrapperBase)
@@ -16,8 +17,15 @@ __all__ = [
     "DELIVERIES",
     "DELIVERY_SECONDS",
     "FILTERED",
+    "FUNCTION_PENDING",
+    "FUNCTION_REPLICAS",
     "INGRESS_EVENTS",
     "INGRESS_REQUESTS",
+    "OPERATOR_ADMISSION_REVIEWS",
+    "OPERATOR_LEADER",
+    "OPERATOR_OBJECTS",
+    "OPERATOR_RECONCILES",
+    "OPERATOR_RECONCILE_SECONDS",
     "POISON_EVENTS",
     "REPLIES",
     "SOURCE_EVENTS",
@@ -64,6 +72,39 @@ SOURCE_EVENTS = Counter(
     ["source", "outcome"],
 )
 COLD_STARTS = Counter("ripple_cold_starts_total", "Functions woken from zero replicas.", ["function"])
+# Set by the autoscaler that leads (the others have no series), at each tick: what it measured and decided.
+FUNCTION_PENDING = Gauge(
+    "ripple_function_pending_events",
+    "Events waiting for or held by a Function's triggers (namespace/name): the demand the autoscaler scales by.",
+    ["function"],
+)
+FUNCTION_REPLICAS = Gauge(
+    "ripple_function_replicas", "Replicas the autoscaler asks for a Function (namespace/name).", ["function"]
+)
+
+OPERATOR_RECONCILES = Counter(
+    "ripple_operator_reconciles_total",
+    "Handler runs of the operator by kind and outcome: success, retry (it asked to be run again later: something "
+    "it needs is missing or unavailable) or error (it raised; Kopf retries it too).",
+    ["kind", "outcome"],
+)
+OPERATOR_RECONCILE_SECONDS = Histogram(
+    "ripple_operator_reconcile_seconds", "Time one handler run of the operator took, by kind.", ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+OPERATOR_OBJECTS = Gauge(
+    "ripple_operator_objects",
+    "Objects the leading operator watches, by kind and the status of their Ready condition (True, False, Unknown).",
+    ["kind", "ready"],
+)
+OPERATOR_ADMISSION_REVIEWS = Counter(
+    "ripple_operator_admission_reviews_total",
+    "Admission reviews the operator's webhook answered, by kind and result: allowed, denied, error.",
+    ["kind", "result"],
+)
+OPERATOR_LEADER = Gauge(
+    "ripple_operator_leader", "1 while this operator replica holds the lease and reconciles, 0 while it stands by."
+)
 
 
 async def serve_metrics(request: web.Request) -> web.Response:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ripple.api.models import API_VERSION, Function
+from ripple.api.models import API_VERSION, EventSource, Function
 from ripple.controller.resources import function as build
 from ripple.controller.resources.conditions import Condition, ready_from, render_conditions
+from ripple.controller.resources.eventsource import adapter_labels
 from ripple.controller.resources.trigger import trigger_status
-from ripple.kube.names import FUNCTION_LABEL
+from ripple.kube.names import FUNCTION_LABEL, RUNTIME_PORT, function_labels
 from tests.support import trigger
 
 
@@ -111,3 +112,41 @@ def test_uri_subscriber_without_sink_is_ready_and_says_where_dead_letters_go():
                             function_exists=lambda ns, n: False, filter_error=None)
     assert status.subscriber_uri == "http://svc.example/"
     assert conditions_of(status)["DeadLetterSinkResolved"] == (True, "DeadLetterSinkNotConfigured")
+
+
+DISPATCHER = build.DispatcherPods("ripple-system", {"app.kubernetes.io/component": "dispatcher",
+                                                    "app.kubernetes.io/instance": "ripple"})
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return selector["matchLabels"].items() <= labels.items()
+
+
+def test_network_policy_selects_exactly_the_pods_the_deployment_makes():
+    fn = function()
+    policy = build.network_policy(fn, DISPATCHER)
+    pods = build.deployment(fn, runtime_image="x", replicas=None)["spec"]["template"]["metadata"]["labels"]
+    assert policy["metadata"] == {"name": "resize", "namespace": "media", "labels": function_labels("resize")}
+    assert selects(policy["spec"]["podSelector"], pods)
+    assert not selects(policy["spec"]["podSelector"], function_labels("thumbnail"))  # another Function's pods
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress (NATS, the ingress for replies) stays open
+
+
+def test_network_policy_admits_the_dispatcher_by_namespace_and_labels_and_any_eventsource_adapter():
+    (rule,) = build.network_policy(function(), DISPATCHER)["spec"]["ingress"]
+    container = build.container(function(), "x")
+    assert rule["ports"] == [{"port": RUNTIME_PORT, "protocol": "TCP"}]
+    assert RUNTIME_PORT in {p["containerPort"] for p in container["ports"]}
+    dispatcher, adapters = rule["from"]
+    assert dispatcher == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ripple-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "dispatcher",
+                                        "app.kubernetes.io/instance": "ripple"}},
+    }
+    # An adapter's sink (or dead-letter sink) may be a Function in another namespace: any namespace's adapters.
+    assert adapters["namespaceSelector"] == {}
+    source = EventSource.model_validate({
+        "apiVersion": API_VERSION, "kind": "EventSource", "metadata": {"name": "hook", "namespace": "shop"},
+        "spec": {"webhook": {}, "sink": {"ref": {"kind": "Function", "name": "resize", "namespace": "media"}}}})
+    assert selects(adapters["podSelector"], adapter_labels(source))
+    assert not selects(adapters["podSelector"], function_labels("resize"))  # Functions do not call each other

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.k8s
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ripple"
+DASHBOARD = CHART / "dashboards" / "ripple.json"
 WEBHOOK_CONFIGURATION = "validate.ripple.dev"
 WEBHOOK_KINDS = ("validatingwebhookconfigurations", "mutatingwebhookconfigurations")
 COMPONENTS = ("operator", "ingress", "dispatcher")
@@ -140,6 +141,11 @@ LINT_MATRIX = {
     "no-webhook-no-persistence": ["operator.webhook.enabled=false", "nats.persistence.enabled=false",
                                   "dispatcher.readiness=pods", "ingress.replicaCount=3"],
     "own-webhook-cert": ["operator.webhook.certSecret=ripple-webhook-from-cert-manager", "fullnameOverride=events"],
+    "production-extras": ["networkPolicy.enabled=true", "metrics.serviceMonitor.enabled=true",
+                          "metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.namespace=monitoring",
+                          "operator.webhook.certManager.enabled=true",
+                          "operator.webhook.certManager.issuerRef.name=ripple-ca",
+                          "operator.webhook.certManager.issuerRef.kind=ClusterIssuer", "operator.replicaCount=2"],
 }
 
 
@@ -205,6 +211,14 @@ BAD_VALUES = {
     "nats-url-scheme": (["--set", "nats.enabled=false", "--set", "nats.url=http://nats:4222"], "/nats/url"),
     "retention-enum": (["--set", "nats.persistence.whenDeleted=Sometimes"], "/nats/persistence/whenDeleted"),
     "webhook-enabled-not-boolean": (["--set-string", "operator.webhook.enabled=true"], "/operator/webhook/enabled"),
+    "cert-manager-without-issuer": (["--set", "operator.webhook.certManager.enabled=true"],
+                                    "/operator/webhook/certManager/issuerRef/name"),
+    "cert-manager-unknown-key": (["--set", "operator.webhook.certManager.duration=24h"],
+                                 "additional properties 'duration' not allowed"),
+    "dashboard-label-not-a-label": (["--set", "metrics.grafanaDashboard.label=not a label"],
+                                    "/metrics/grafanaDashboard/label"),
+    "dashboard-namespace": (["--set", "metrics.grafanaDashboard.namespace=Monitoring"],
+                            "/metrics/grafanaDashboard/namespace"),
 }
 
 
@@ -256,7 +270,8 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
     assert container_args(docs, "ripple-operator") == [
         "operator", nats, "--log-format=json", "--ingress-url=http://ripple-ingress.events.svc",
         "--runtime-image=ghcr.io/ripple-dev/ripple:0.1.0", "--liveness=http://0.0.0.0:8081/healthz",
-        "--broker-replicas=3", "--leader-election", "--webhook-host=ripple-operator-webhook.events.svc",
+        "--broker-replicas=3", "--leader-election", "--metrics-port=8082",
+        "--webhook-host=ripple-operator-webhook.events.svc",
         "--webhook-service=events/ripple-operator-webhook",
         "--webhook-port=9443", "--webhook-configuration=validate.ripple.dev",
         "--webhook-cert=/etc/ripple/webhook/tls.crt",
@@ -328,6 +343,11 @@ def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
     assert not grants(dispatcher, "", "pods", "watch")
     pods = rules_of(helm.template("dispatcher.readiness=pods"), "dispatcher")
     assert grants(pods, "", "pods", "watch") and not grants(pods, "discovery.k8s.io", "endpointslices", "watch")
+    # A Function's NetworkPolicy: made with networkPolicy.enabled, removed by the operator with it off.
+    for verb in ("create", "get", "patch", "delete"):
+        assert grants(operator, "networking.k8s.io", "networkpolicies", verb), verb
+    assert not grants(operator, "networking.k8s.io", "networkpolicies", "list")
+    assert not grants(dispatcher, "networking.k8s.io", "networkpolicies", "create")
     assert grants(operator, "rbac.authorization.k8s.io", "roles", "create")  # no more than it holds itself
     assert not grants(operator, "rbac.authorization.k8s.io", "clusterroles", "create")
     granting = rules_of(helm.template("sources.kubernetesRBAC=true"), "operator")
@@ -360,7 +380,7 @@ def test_rendered_manifests_pass_server_side_dry_run(helm: Helm, crds_installed:
     plane = crds_installed
     plane.kubectl("label", "namespace", namespace, *RESTRICTED)
     for values in ([], ["nats.persistence.enabled=false", "dispatcher.readiness=pods", "ingress.replicaCount=2",
-                        "networkPolicy.enabled=true"]):
+                        "networkPolicy.enabled=true", "metrics.grafanaDashboard.enabled=true"]):
         args = [a for v in values for a in ("--set", v)]
         rendered = helm.run("template", "ripple", str(CHART), "--namespace", namespace, *args).stdout
         applied = plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered)
@@ -539,6 +559,9 @@ def test_service_accounts_can_do_their_work_and_nothing_more(release: Release, n
             f"update leases.coordination.k8s.io/ripple-operator -n {own}": True,
             f"update leases.coordination.k8s.io/ripple-autoscaler -n {own}": False,
             f"update leases.coordination.k8s.io/ripple-operator -n {ns}": False,
+            f"create networkpolicies.networking.k8s.io -n {ns}": True,
+            f"delete networkpolicies.networking.k8s.io -n {ns}": True,
+            "list networkpolicies.networking.k8s.io --all-namespaces": False,
         },
         "dispatcher": {
             "list triggers.ripple.dev --all-namespaces": True, "watch functions.ripple.dev --all-namespaces": True,
@@ -549,6 +572,7 @@ def test_service_accounts_can_do_their_work_and_nothing_more(release: Release, n
             f"get secrets -n {own}": False, f"create deployments.apps -n {ns}": False,
             f"patch deployments.apps -n {ns}": False, f"patch triggers.ripple.dev -n {ns}": False,
             "list pods --all-namespaces": False, "list brokers.ripple.dev --all-namespaces": False,
+            f"create networkpolicies.networking.k8s.io -n {ns}": False,
         },
         "ingress": {
             "list brokers.ripple.dev --all-namespaces": True, "watch brokers.ripple.dev --all-namespaces": True,
@@ -633,7 +657,7 @@ async def start_operator(release: Release, nats_url: str, port: int, *extra: str
     """``ripple operator`` as the chart runs it, but local: the API server reaches its webhook on 127.0.0.1."""
     return await RippleProcess(
         "operator", "--nats", nats_url, "--ingress-url", f"http://{release.name}-ingress.{release.namespace}.svc",
-        "--webhook-host", "127.0.0.1", "--webhook-port", str(port), *extra,
+        "--webhook-host", "127.0.0.1", "--webhook-port", str(port), "--metrics-port", str(free_port()), *extra,
         env={"KUBECONFIG": str(release.kubeconfigs["operator"])},
     ).start()  # fmt: skip
 
@@ -928,7 +952,7 @@ def test_service_monitors_reach_the_metrics_ports(helm: Helm) -> None:
                          "metrics.serviceMonitor.interval=15s")
     monitors, services = objects_of(docs, "ServiceMonitor"), objects_of(docs, "Service")
     deployments = objects_of(docs, "Deployment")
-    assert set(monitors) == {"ripple-ingress", "ripple-dispatcher"}
+    assert set(monitors) == {"ripple-ingress", "ripple-dispatcher", "ripple-operator"}
     for name, monitor in monitors.items():
         assert monitor["metadata"]["labels"]["release"] == "prom"
         wanted = monitor["spec"]["selector"]["matchLabels"].items()
@@ -940,3 +964,142 @@ def test_service_monitors_reach_the_metrics_ports(helm: Helm) -> None:
         assert port["targetPort"] in {p["name"] for p in container["ports"]}
         pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= pod_labels.items()
+        if name == "ripple-operator":
+            # Standbys are not ready (only the leader serves the webhook) yet report ripple_operator_leader 0.
+            assert service["spec"]["publishNotReadyAddresses"] is True and port["port"] == 8082
+            assert "--metrics-port=8082" in container_args(docs, name)
+            assert not service["metadata"]["name"].endswith("-webhook")
+
+
+# --- production extras: Functions' NetworkPolicies, the Grafana dashboard, cert-manager ----------------------
+
+
+def network_policy_flags(docs: list[dict], operator: str) -> list[str]:
+    return [a for a in container_args(docs, operator) if a.startswith(("--function-network-policy", "--dispatcher-"))]
+
+
+def test_functions_network_policies_admit_this_release_s_dispatcher(helm: Helm) -> None:
+    """The flags the chart gives the operator, read by the operator's own parser, make a policy whose dispatcher
+    peer is this release's dispatcher pods in its namespace: not its ingress or operator, not another release's."""
+    from ripple.api.models import API_VERSION, Function
+    from ripple.cli.operator import dispatcher_pods
+    from ripple.cli.parser import build_parser
+    from ripple.controller.resources.function import network_policy
+
+    assert not network_policy_flags(helm.template(), "ripple-operator")
+    docs = helm.template("networkPolicy.enabled=true", release="shop", namespace="events")
+    pods = dispatcher_pods(build_parser().parse_args(container_args(docs, "shop-ripple-operator")))
+    assert pods is not None and pods.namespace == "events"
+    fn = Function.model_validate({"apiVersion": API_VERSION, "kind": "Function",
+                                  "metadata": {"name": "fn", "namespace": "orders"},
+                                  "spec": {"handler": "m:h", "image": "fn:1"}})
+    peer = network_policy(fn, pods)["spec"]["ingress"][0]["from"][0]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "events"}}
+    wanted = peer["podSelector"]["matchLabels"].items()
+    labels = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in objects_of(docs, "Deployment").items()}
+    assert {name for name, pod in labels.items() if wanted <= pod.items()} == {"shop-ripple-dispatcher"}
+    other = helm.template(release="other", namespace="events")
+    assert not wanted <= objects_of(other, "Deployment")["other-ripple-dispatcher"]["spec"]["template"]["metadata"][
+        "labels"].items()
+
+
+def test_the_grafana_dashboard_is_a_configmap_for_the_sidecar(helm: Helm) -> None:
+    assert not objects_of(helm.template(), "ConfigMap")
+    docs = helm.template("metrics.grafanaDashboard.enabled=true", namespace="events")
+    (configmap,) = objects_of(docs, "ConfigMap").values()
+    assert configmap["metadata"]["namespace"] == "events"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(configmap["data"]["ripple.json"]) == json.loads(DASHBOARD.read_text())  # the file, unchanged
+    custom = helm.template("metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.label=example.com/dash",
+                           "metrics.grafanaDashboard.labelValue=2", "metrics.grafanaDashboard.namespace=monitoring",
+                           "metrics.grafanaDashboard.annotations.grafana_folder=Ripple")
+    (configmap,) = objects_of(custom, "ConfigMap").values()
+    assert configmap["metadata"]["labels"]["example.com/dash"] == "2"  # --set makes 2 a number: quoted again
+    assert "grafana_dashboard" not in configmap["metadata"]["labels"]
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Ripple"}
+
+
+def test_cert_manager_issues_the_webhook_certificate(helm: Helm) -> None:
+    """The Certificate covers the names the API server reaches the webhook by, lands in the Secret the operator
+    mounts, whose ca.crt the operator registers; the CA injector is pointed at it; the chart generates nothing."""
+    docs = helm.template("operator.webhook.certManager.enabled=true", "operator.webhook.certManager.issuerRef.name=ca",
+                         "operator.webhook.certManager.issuerRef.kind=ClusterIssuer", namespace="events")
+    (certificate,) = objects_of(docs, "Certificate").values()
+    spec = certificate["spec"]
+    args = container_args(docs, "ripple-operator")
+    flags = dict(a.removeprefix("--").split("=", 1) for a in args if a.startswith("--webhook-"))
+    namespace, service = flags["webhook-service"].split("/")
+    assert service in objects_of(docs, "Service") and certificate["metadata"]["namespace"] == namespace == "events"
+    assert {flags["webhook-host"], f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"} <= set(
+        spec["dnsNames"])
+    assert spec["issuerRef"] == {"name": "ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert "server auth" in spec["usages"]
+    pod = objects_of(docs, "Deployment")["ripple-operator"]["spec"]["template"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["webhook-cert"]["secret"]["secretName"] == spec["secretName"]
+    (mount,) = [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "webhook-cert"]
+    # cert-manager's Secret holds tls.crt, tls.key and ca.crt: the CA is what the webhooks must trust.
+    assert (flags["webhook-cert"], flags["webhook-key"], flags["webhook-ca"]) == (
+        f"{mount['mountPath']}/tls.crt", f"{mount['mountPath']}/tls.key", f"{mount['mountPath']}/ca.crt")
+    assert not objects_of(docs, "Secret") and "checksum/webhook-cert" not in pod["metadata"].get("annotations", {})
+    for kind in WEBHOOK_KINDS_OBJECTS:
+        annotations = objects_of(docs, kind)[WEBHOOK_CONFIGURATION]["metadata"]["annotations"]
+        assert annotations == {"cert-manager.io/inject-ca-from": f"events/{certificate['metadata']['name']}"}
+
+    default = helm.template()
+    assert not objects_of(default, "Certificate") and "--webhook-ca" not in " ".join(
+        container_args(default, "ripple-operator"))
+    assert "annotations" not in objects_of(default, "ValidatingWebhookConfiguration")[WEBHOOK_CONFIGURATION]["metadata"]
+    both = helm.run("template", "ripple", str(CHART), "--set", "operator.webhook.certManager.enabled=true",
+                    "--set", "operator.webhook.certManager.issuerRef.name=ca",
+                    "--set", "operator.webhook.certSecret=mine", check=False)
+    assert both.returncode != 0 and "exclude each other" in both.stderr
+    unnamed = helm.run("template", "ripple", str(CHART), "--set", "operator.webhook.certManager.enabled=true",
+                       "--skip-schema-validation", check=False)
+    assert unnamed.returncode != 0 and "needs operator.webhook.certManager.issuerRef.name" in unnamed.stderr
+
+
+async def test_the_operator_makes_and_removes_functions_network_policies_on_its_service_account(
+    helm: Helm, release: Release, namespace: str, tmp_path: Path
+) -> None:
+    """With the flags the chart passes (networkPolicy.enabled) and nothing but the operator's ServiceAccount, a
+    Function gets its NetworkPolicy admitting the release's dispatcher; started without them, the operator
+    removes it. Not one request is forbidden."""
+    plane = release.plane
+    docs = helm.template("networkPolicy.enabled=true", release=release.name, namespace=release.namespace)
+    flags = network_policy_flags(docs, f"{release.name}-operator")
+    assert "--function-network-policy" in flags
+    dispatcher = objects_of(docs, "Deployment")[f"{release.name}-dispatcher"]["spec"]["template"]["metadata"]["labels"]
+    nats = NatsServer(tmp_path / "nats")
+    await nats.start()
+    outputs = []
+    try:
+        operator = await start_operator(release, nats.url, free_port(), *flags)
+        try:
+            plane.kubectl("apply", "-n", namespace, "-f", "-", input=textwrap.dedent("""
+                apiVersion: ripple.dev/v1alpha1
+                kind: Function
+                metadata: {name: fn}
+                spec: {handler: "m:h", image: "fn:1"}
+            """))
+            found = await eventually(lambda: plane.kubectl("get", "networkpolicy", "fn", "-n", namespace, "-o", "json",
+                                                           check=False).stdout, timeout=45, interval=0.3)
+            (peer, _) = json.loads(found)["spec"]["ingress"][0]["from"]
+            assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": release.namespace}
+            assert peer["podSelector"]["matchLabels"].items() <= dispatcher.items()
+        finally:
+            await stop_operator(operator)
+            outputs.append(operator.output())
+        operator = await start_operator(release, nats.url, free_port())
+        try:
+            await eventually(lambda: plane.kubectl("get", "networkpolicy", "fn", "-n", namespace,
+                                                   check=False).returncode != 0, timeout=45, interval=0.3)
+        finally:
+            await stop_operator(operator)
+            outputs.append(operator.output())
+    finally:
+        await nats.stop()
+    for output in outputs:
+        denied = [line for line in output.splitlines() if "forbidden" in line.lower()]
+        assert not denied, "\n".join(denied)

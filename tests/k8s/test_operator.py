@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from ripple._aio import free_port
 from ripple.controller.leader import OPERATOR_LEASE
@@ -61,10 +63,12 @@ async def stop_operator(process: RippleProcess, plane) -> None:
         plane.kubectl("delete", kind, "validate.ripple.dev", "--ignore-not-found", check=False)
 
 
-async def start_operator(plane, nats: NatsServer, ingress_port: int, *extra: str) -> RippleProcess:
+async def start_operator(plane, nats: NatsServer, ingress_port: int, *extra: str,
+                         metrics_port: int | None = None) -> RippleProcess:
     process = await RippleProcess(
         "operator", "--nats", nats.url, "--ingress-url", f"http://127.0.0.1:{ingress_port}",
-        "--webhook-host", "127.0.0.1", "--webhook-port", str(free_port()), *extra,
+        "--webhook-host", "127.0.0.1", "--webhook-port", str(free_port()),
+        "--metrics-port", str(metrics_port or free_port()), *extra,
         env={"KUBECONFIG": str(plane.kubeconfig)},
     ).start()  # fmt: skip
     await eventually(lambda: webhook_ready(plane), timeout=60, interval=0.5)
@@ -74,6 +78,26 @@ async def start_operator(plane, nats: NatsServer, ingress_port: int, *extra: str
 def webhook_ready(plane) -> bool:
     found = plane.kubectl("get", "validatingwebhookconfiguration", "validate.ripple.dev", check=False)
     return found.returncode == 0
+
+
+class Metrics:
+    """One scrape of an operator's ``/metrics``, as (name, labels) -> value."""
+
+    def __init__(self, text: str) -> None:
+        self.samples = {(sample.name, frozenset(sample.labels.items())): sample.value
+                        for family in text_string_to_metric_families(text) for sample in family.samples}
+
+    def get(self, name: str, **labels: str) -> float | None:
+        return self.samples.get((name, frozenset(labels.items())))
+
+    def __getitem__(self, name: str) -> float | None:
+        return self.get(name)
+
+
+async def scrape(port: int) -> Metrics:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as answer:
+        assert answer.status == 200 and answer.content_type == "text/plain"
+        return Metrics(await answer.text())
 
 
 @pytest.fixture
@@ -372,7 +396,7 @@ async def test_the_webhook_goes_into_the_configuration_it_is_told(crds_installed
     process = await RippleProcess(
         "operator", "--nats", k8s_nats.url, "--ingress-url", f"http://127.0.0.1:{ingress_port}",
         "--webhook-host", "127.0.0.1", "--webhook-port", str(free_port()), "--webhook-configuration", name,
-        env={"KUBECONFIG": str(plane.kubeconfig)},
+        "--metrics-port", str(free_port()), env={"KUBECONFIG": str(plane.kubeconfig)},
     ).start()  # fmt: skip
     try:
         def registered() -> bool:
@@ -420,11 +444,13 @@ async def test_a_separate_autoscaler_follows_the_backlog(crds_installed, operato
         await autoscaler.stop()
 
 
-async def start_elected(plane, nats: NatsServer, ingress_port: int, namespace: str, name: str) -> RippleProcess:
+async def start_elected(plane, nats: NatsServer, ingress_port: int, namespace: str, name: str,
+                        metrics_port: int | None = None) -> RippleProcess:
     """An operator replica with ``--leader-election``, its Lease in ``namespace`` under the pod name ``name``."""
     return await RippleProcess(
         "operator", "--nats", nats.url, "--ingress-url", f"http://127.0.0.1:{ingress_port}", "--leader-election",
         "--namespace", namespace, "--liveness", f"http://127.0.0.1:{free_port()}/healthz",
+        "--metrics-port", str(metrics_port or free_port()),
         env={"KUBECONFIG": str(plane.kubeconfig), "POD_NAME": name, "POD_NAMESPACE": namespace},
     ).start()  # fmt: skip
 
@@ -439,11 +465,15 @@ async def test_two_operators_reconcile_one_at_a_time_and_the_standby_takes_over(
     """Two replicas: one holds the Lease and reconciles, the other waits; kill -9 the leader and the standby
     takes the lease once it expires, then reconciles what comes next."""
     plane = crds_installed
-    first = await start_elected(plane, k8s_nats, ingress_port, namespace, "operator-a")
+    ports = {"operator-a": free_port(), "operator-b": free_port()}
+    first = await start_elected(plane, k8s_nats, ingress_port, namespace, "operator-a", ports["operator-a"])
     await first.wait_for_line("operator: leading", timeout=30)
-    second = await start_elected(plane, k8s_nats, ingress_port, namespace, "operator-b")
+    second = await start_elected(plane, k8s_nats, ingress_port, namespace, "operator-b", ports["operator-b"])
     try:
         await second.wait_for_line("operator: standby", timeout=30)
+        # Which replica leads shows in the metrics, which the standby serves too.
+        assert (await scrape(ports["operator-a"]))["ripple_operator_leader"] == 1
+        assert (await scrape(ports["operator-b"]))["ripple_operator_leader"] == 0
         apply(plane, namespace, "kind: Broker\nmetadata: {name: before}\n")
         await eventually(lambda: ready_reason(plane, namespace, "broker", "before") == ("True", "Ready"), timeout=30)
         await asyncio.sleep(3)  # a standby that reconciled would have said so by now
@@ -454,6 +484,7 @@ async def test_two_operators_reconcile_one_at_a_time_and_the_standby_takes_over(
         await second.wait_for_line("operator: leading", timeout=LEASE_TTL + 15)
         took_over = asyncio.get_running_loop().time() - killed
         assert lease_holder(plane, namespace) == "operator-b"
+        assert (await scrape(ports["operator-b"]))["ripple_operator_leader"] == 1
         apply(plane, namespace, "kind: Broker\nmetadata: {name: after}\n")
         await eventually(lambda: ready_reason(plane, namespace, "broker", "after") == ("True", "Ready"), timeout=30)
         print(json.dumps({"takeover_s": round(took_over, 1), "lease_ttl_s": LEASE_TTL}))
@@ -485,3 +516,158 @@ async def test_an_operator_that_loses_its_lease_stops_reconciling_and_exits(crds
         await leader.wait_for_line("lost the lease")
     finally:
         await leader.stop()
+
+
+async def test_the_operator_serves_metrics_of_its_reconciles_objects_and_admission(crds_installed, k8s_nats,
+                                                                                ingress_port, namespace):
+    """Scraped from the operator's --metrics-port while it works (watching this test's namespace only, so the
+    tallies are this test's objects): handler runs by kind and outcome and their durations, the objects by Ready,
+    the webhook's allowed and denied reviews, and that this replica leads."""
+    plane, port = crds_installed, free_port()
+    process = await start_operator(plane, k8s_nats, ingress_port, "--namespace", namespace, metrics_port=port)
+
+    async def objects(kind: str, ready: str) -> float | None:
+        return (await scrape(port)).get("ripple_operator_objects", kind=kind, ready=ready)
+
+    try:
+        first = await scrape(port)
+        assert first["ripple_operator_leader"] == 1  # no --leader-election: the only one, it leads
+        assert first.get("ripple_operator_objects", kind="Broker", ready="True") == 0  # zeros, not missing
+        apply(plane, namespace, """
+            kind: Trigger
+            metadata: {name: t}
+            spec: {subscriber: {uri: "http://127.0.0.1:9/"}}
+        """)
+        await eventually(lambda: _equals(objects("Trigger", "False"), 1), timeout=30)  # no Broker yet
+        apply(plane, namespace, "kind: Broker\nmetadata: {name: default}\n")
+        apply(plane, namespace, INLINE_FUNCTION.format(name="fn", out="/dev/null", reply=""))
+        await eventually(lambda: _equals(objects("Broker", "True"), 1), timeout=30)
+        await eventually(lambda: _equals(objects("Trigger", "True"), 1), timeout=30)  # its recheck found it
+        await eventually(lambda: _equals(objects("Function", "True"), 1), timeout=30)
+        refused = apply(plane, namespace, BAD_FILTER, check=False)
+        assert refused.returncode != 0 and "spec.filters[0].all[0].cesql" in refused.stderr
+
+        metrics = await scrape(port)
+        assert metrics.get("ripple_operator_objects", kind="Trigger", ready="False") == 0
+        for kind in ("Broker", "Function", "Trigger"):
+            assert (metrics.get("ripple_operator_reconciles_total", kind=kind, outcome="success") or 0) >= 1, kind
+            assert (metrics.get("ripple_operator_reconcile_seconds_count", kind=kind) or 0) >= 1, kind
+        assert metrics.get("ripple_operator_reconciles_total", kind="Broker", outcome="error") is None
+        assert metrics.get("ripple_operator_admission_reviews_total", kind="Trigger", result="denied") == 1
+        assert (metrics.get("ripple_operator_admission_reviews_total", kind="Trigger", result="allowed") or 0) >= 1
+
+        plane.kubectl("delete", "broker", "default", "-n", namespace, "--timeout=30s")
+        await eventually(lambda: _equals(objects("Broker", "True"), 0), timeout=30)
+        deleted = await scrape(port)
+        assert (deleted.get("ripple_operator_reconciles_total", kind="Broker", outcome="success") or 0) > (
+            metrics.get("ripple_operator_reconciles_total", kind="Broker", outcome="success") or 0)  # the delete
+    finally:
+        await stop_operator(process, plane)
+
+
+async def _equals(pending, value: float) -> bool:
+    return await pending == value
+
+
+DISPATCHER_FLAGS = ("--function-network-policy", "--dispatcher-namespace", "ripple-system",
+                    "--dispatcher-label", "app.kubernetes.io/component=dispatcher",
+                    "--dispatcher-label", "app.kubernetes.io/instance=ripple")
+
+
+def exists(plane, kind: str, name: str, namespace: str) -> bool:
+    return plane.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
+
+
+async def test_each_function_gets_a_network_policy_that_goes_when_switched_off(crds_installed, k8s_nats,
+                                                                            ingress_port, namespace):
+    """With --function-network-policy a Function's NetworkPolicy (accepted by the API server) selects its
+    Deployment's pods and admits the dispatcher named by namespace and labels; it belongs to the Function. An
+    operator started without the option removes it, but not a NetworkPolicy of the same name it does not own."""
+    plane = crds_installed
+    process = await start_operator(plane, k8s_nats, ingress_port, "--namespace", namespace, *DISPATCHER_FLAGS)
+    try:
+        apply(plane, namespace, INLINE_FUNCTION.format(name="fn", out="/dev/null", reply=""))
+        await eventually(lambda: exists(plane, "networkpolicy", "fn", namespace), timeout=30, interval=0.3)
+        await eventually(lambda: ready_reason(plane, namespace, "function", "fn") == ("True", "Ready"), timeout=30)
+        policy = plane.get_json("networkpolicy", "fn", "-n", namespace)
+        (owner,) = policy["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("Function", "fn", True)
+        pods = plane.get_json("deployment", "fn", "-n", namespace)["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pods.items()
+        dispatcher = policy["spec"]["ingress"][0]["from"][0]
+        assert dispatcher == {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ripple-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "dispatcher",
+                                            "app.kubernetes.io/instance": "ripple"}}}
+        # Someone's own policy, named as the Function "mine" that the next operator will reconcile.
+        plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "mine"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}))
+        await asyncio.sleep(1)
+    finally:
+        await stop_operator(process, plane)
+    apply(plane, namespace, INLINE_FUNCTION.format(name="mine", out="/dev/null", reply=""))
+    process = await start_operator(plane, k8s_nats, ingress_port, "--namespace", namespace)
+    try:
+        await eventually(lambda: not exists(plane, "networkpolicy", "fn", namespace), timeout=30, interval=0.3)
+        await eventually(lambda: ready_reason(plane, namespace, "function", "mine") == ("True", "Ready"), timeout=30)
+        assert exists(plane, "networkpolicy", "mine", namespace)
+        assert "ownerReferences" not in plane.get_json("networkpolicy", "mine", "-n", namespace)["metadata"]
+    finally:
+        await stop_operator(process, plane)
+
+
+def issue(directory: Path, host: str) -> tuple[Path, Path, Path]:
+    """What cert-manager's Secret holds, as files: a CA (ca.crt) and a serving certificate it signed for
+    ``host`` (tls.crt, tls.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-issuer")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = directory / "ca.crt", directory / "tls.crt", directory / "tls.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+async def test_a_certificate_signed_by_a_ca_registers_the_ca(crds_installed, k8s_nats, ingress_port, namespace,
+                                                              tmp_path: Path):
+    """cert-manager's layout (--webhook-ca): the webhooks' caBundle is the CA, not the serving certificate, and
+    the API server, trusting that CA alone, reaches the webhook: a bad filter is refused by it."""
+    plane = crds_installed
+    ca, cert, key = issue(tmp_path, "127.0.0.1")
+    process = await start_operator(plane, k8s_nats, ingress_port, "--webhook-cert", str(cert), "--webhook-key",
+                                   str(key), "--webhook-ca", str(ca))
+    try:
+        registered = await eventually(
+            lambda: plane.get_json("validatingwebhookconfiguration", "validate.ripple.dev").get("webhooks"),
+            timeout=60, interval=0.3)
+        assert base64.b64decode(registered[0]["clientConfig"]["caBundle"]) == ca.read_bytes()
+        refused = apply(plane, namespace, BAD_FILTER, check=False)
+        assert refused.returncode != 0 and "spec.filters[0].all[0].cesql" in refused.stderr, refused.stderr
+    finally:
+        await stop_operator(process, plane)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY, WEBHOOK_CONFIGURATION
+from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY, OPERATOR_METRICS_PORT, WEBHOOK_CONFIGURATION
 
 __all__ = ["DEFAULT_DATA_DIR", "NATS_HELP", "build_parser", "duration", "key_value", "namespaced"]
 
@@ -179,6 +179,19 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     operator.add_argument("--leader-election", action="store_true",
                           help="reconcile only while holding the Lease ripple-operator in $POD_NAMESPACE, so that "
                                "several replicas can run (the others wait as standbys)")
+    operator.add_argument("--metrics-port", type=int, default=OPERATOR_METRICS_PORT,
+                          help="serve GET /metrics on this port, standbys too (default %(default)s; 0: none)")
+    operator.add_argument("--webhook-ca", type=Path,
+                          help="CA certificate that signed --webhook-cert, registered as the webhooks' caBundle "
+                               "(default: --webhook-cert itself)")
+    operator.add_argument("--function-network-policy", action="store_true",
+                          help="give each Function a NetworkPolicy admitting only the dispatcher and EventSource "
+                               "adapters (without it, such policies made before are removed)")
+    operator.add_argument("--dispatcher-namespace", metavar="NAMESPACE",
+                          help="the dispatcher's namespace, for --function-network-policy (default: $POD_NAMESPACE)")
+    operator.add_argument("--dispatcher-label", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+                          help="a label of the dispatcher's pods, for --function-network-policy; repeatable "
+                               "(default: Ripple's component and part-of labels of a dispatcher)")
 
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ripple.api.models import Resource
+from ripple.controller.resources.function import DispatcherPods
 from ripple.kube.client import Kube
 from ripple.store import EventStore
 
@@ -24,6 +25,8 @@ class OperatorConfig:
     broker_replicas: int = 1
     log_format: str = "text"
     """The log format of the EventSource adapters the operator deploys: its own (``--log-format``)."""
-    """Replicas of a Broker whose spec does not say."""
+    function_network_policy: DispatcherPods | None = None
+    """Give each Function a NetworkPolicy admitting these dispatcher pods (and EventSource adapters); None: give
+    none, and remove those given before (``--function-network-policy``)."""
     store: EventStore | None = None
     kube: Kube | None = None

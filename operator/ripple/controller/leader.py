@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from ripple.kube.lease import KubeLease
+from ripple.metrics import OPERATOR_LEADER
 
 __all__ = ["OPERATOR_LEASE", "LeadershipLost", "run_when_leading"]
 
@@ -77,6 +78,7 @@ async def run_when_leading(lease: KubeLease, run: Callable[[asyncio.Event], Awai
     """Wait as a standby until ``lease`` is held, then ``run`` (given the event that stops it) while it stays
     held. Raises :class:`LeadershipLost` when it was lost; gives it up when ``run`` ends or ``stop`` is set."""
     stop = stop or asyncio.Event()
+    OPERATOR_LEADER.set(0)
     standby = await _standby_liveness(liveness)
     log.info("operator: standby, waiting for the lease %s/%s as %s", lease.namespace, lease.name, lease.holder)
     try:
@@ -86,6 +88,7 @@ async def run_when_leading(lease: KubeLease, run: Callable[[asyncio.Event], Awai
         if standby is not None:
             await standby.cleanup()
     log.info("operator: leading (lease %s/%s)", lease.namespace, lease.name)
+    OPERATOR_LEADER.set(1)
     halt, done = asyncio.Event(), asyncio.Event()
     keeping = asyncio.create_task(_keep(lease, stop, done, halt))
     try:
@@ -93,6 +96,7 @@ async def run_when_leading(lease: KubeLease, run: Callable[[asyncio.Event], Awai
     finally:
         done.set()
         kept = await keeping
+        OPERATOR_LEADER.set(0)
         await lease.release()
     if not kept:
         raise LeadershipLost(f"lost the lease {lease.namespace}/{lease.name}: stopped reconciling")

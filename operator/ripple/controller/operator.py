@@ -13,13 +13,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import kopf
+from aiohttp import web
 
 from ripple.controller.certs import self_signed
 from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig
 from ripple.controller.leader import OPERATOR_LEASE, run_when_leading
-from ripple.defaults import WEBHOOK_CONFIGURATION
+from ripple.controller.observe import admission
+from ripple.controller.resources.function import DispatcherPods
+from ripple.defaults import OPERATOR_METRICS_PORT, WEBHOOK_CONFIGURATION
 from ripple.kube.client import load_kube_config
 from ripple.kube.lease import KubeLease
+from ripple.metrics import OPERATOR_LEADER, serve_metrics
+from ripple.serving import start_site
 
 __all__ = ["OperatorOptions", "ServiceWebhookServer", "run_operator"]
 
@@ -68,6 +73,13 @@ class OperatorOptions:
     """The Validating- (and empty Mutating-) WebhookConfiguration Kopf writes the webhook into."""
     log_format: str = "text"
     """The operator's log format, passed on to the EventSource adapters it deploys."""
+    metrics_port: int = OPERATOR_METRICS_PORT
+    """Where ``GET /metrics`` is served from the start, standbys included (so leadership shows); 0: nowhere."""
+    function_network_policy: DispatcherPods | None = None
+    """Give each Function a NetworkPolicy admitting only these dispatcher pods and EventSource adapters."""
+    webhook_ca: Path | None = None
+    """The CA that signed ``webhook_cert`` (cert-manager's ``ca.crt``), registered as the webhooks' caBundle;
+    None: the certificate itself (it is self-signed)."""
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -86,7 +98,8 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
         "host": options.webhook_host,
         "certfile": cert,
         "pkeyfile": key,
-        "cafile": cert,
+        # Kopf re-reads all three when they change (a renewed Secret) and registers the webhooks again.
+        "cafile": options.webhook_ca or cert,
     }
     if options.webhook_service:
         namespace, _, name = options.webhook_service.partition("/")
@@ -95,14 +108,31 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
     return kopf.WebhookServer(**common)
 
 
+async def _serve_metrics(port: int) -> web.AppRunner | None:
+    if not port:
+        return None
+    app = web.Application()
+    app.router.add_get("/metrics", serve_metrics)
+    return await start_site(app, "0.0.0.0", port, name="operator-metrics")
+
+
 async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = None) -> None:
+    metrics = await _serve_metrics(options.metrics_port)
+    try:
+        await _run(options, stop)
+    finally:
+        if metrics is not None:
+            await metrics.cleanup()
+
+
+async def _run(options: OperatorOptions, stop: asyncio.Event | None) -> None:
     config = OperatorConfig(nats_url=options.nats_url, ingress_url=options.ingress_url,
                             runtime_image=options.runtime_image, broker_replicas=options.broker_replicas,
-                            log_format=options.log_format)
+                            log_format=options.log_format, function_network_policy=options.function_network_policy)
     from ripple.controller.handlers import trigger  # registers the handlers: only when the operator runs
 
     if options.webhook_host is not None:
-        kopf.on.validate(*trigger.RESOURCE, id="filters")(trigger.validate_filters)
+        kopf.on.validate(*trigger.RESOURCE, id="filters")(admission("Trigger")(trigger.validate_filters))
 
         @kopf.on.startup(id="admission")
         async def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -120,7 +150,11 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
         )
 
     if not options.leader_election:
-        await reconcile(stop)
+        OPERATOR_LEADER.set(1)  # the only one: it always leads
+        try:
+            await reconcile(stop)
+        finally:
+            OPERATOR_LEADER.set(0)
         return
     api = await load_kube_config()
     try:

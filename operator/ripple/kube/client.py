@@ -34,6 +34,7 @@ class Kube:
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.rbac = client.RbacAuthorizationV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
 
     async def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply: the object's fields as given become the operator's, conflicts forced."""
@@ -56,6 +57,8 @@ class Kube:
             await self.core.patch_namespaced_service(name, namespace, obj, **args)
         elif kind == "ConfigMap":
             await self.core.patch_namespaced_config_map(name, namespace, obj, **args)
+        elif kind == "NetworkPolicy":
+            await self.networking.patch_namespaced_network_policy(name, namespace, obj, **args)
         else:
             raise ValueError(f"cannot apply {kind}")
 
@@ -132,6 +135,28 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    async def delete_owned_network_policy(self, namespace: str, name: str, owner_uid: str) -> bool:
+        """Delete the NetworkPolicy if ``owner_uid`` owns it (one of someone else's, of the same name, stays);
+        True when it was deleted. Gone, or not ours to read (RBAC without NetworkPolicies), is nothing to do."""
+        try:
+            policy = await self.networking.read_namespaced_network_policy(name, namespace)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return False
+            raise
+        owners = policy.metadata.owner_references or []
+        if not any(owner.uid == owner_uid for owner in owners):
+            return False
+        # The precondition: should it have been replaced since it was read, the new one is not deleted unseen.
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=policy.metadata.uid))
+        try:
+            await self.networking.delete_namespaced_network_policy(name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
 
     async def ripple_object(self, kind: type[Resource], namespace: str, name: str) -> dict[str, Any] | None:
         """One of Ripple's objects as the API server has it, ``None`` when there is none."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CODE_MOUNT",
     "FUNCTION_LABEL",
+    "NAMESPACE_NAME_LABEL",
     "PART_OF",
     "RUNTIME_PORT",
     "RUNTIME_PORT_NAME",
@@ -20,6 +21,8 @@ __all__ = [
 
 FUNCTION_LABEL = "ripple.dev/function"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+"""The label the API server puts on every namespace, its name: how a NetworkPolicy selects one namespace."""
 RUNTIME_PORT = 8080
 RUNTIME_PORT_NAME = "http"
 PART_OF = {"app.kubernetes.io/part-of": "ripple"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -13,6 +14,7 @@ import nats.js.errors
 
 from ripple._aio import cancel_and_wait
 from ripple.api.models import Function, Trigger
+from ripple.metrics import FUNCTION_PENDING, FUNCTION_REPLICAS
 from ripple.scaling.backend import FunctionKey, ScalingBackend
 from ripple.scaling.policy import DEFAULT_SCALE_DOWN_DELAY, ScaleBounds, ScaleState, decide
 from ripple.store import EventStore, subjects
@@ -65,6 +67,8 @@ class Autoscaler:
         self.targets: dict[FunctionKey, list[Target]] = {}
         self.demand: dict[FunctionKey, int] = {}
         self.tick_seconds = tick
+        self._published: set[FunctionKey] = set()
+        """Functions with series in FUNCTION_PENDING and FUNCTION_REPLICAS: this replica's, while it decides."""
         self._pending = (dict(functions), list(triggers))
         self._loop: asyncio.Task[None] | None = None
 
@@ -80,6 +84,7 @@ class Autoscaler:
         for key in self.states.keys() - self.bounds.keys():
             del self.states[key]
             self.demand.pop(key, None)
+            self._unpublish(key)
         for key, bounds in self.bounds.items():
             if key not in self.states:
                 self.states[key] = ScaleState()
@@ -106,6 +111,8 @@ class Autoscaler:
         while True:
             await asyncio.sleep(self.tick_seconds)
             if not self.leading():
+                for key in list(self._published):  # the replica that decides now reports them
+                    self._unpublish(key)
                 continue
             try:
                 await self.tick(time.monotonic())
@@ -119,10 +126,21 @@ class Autoscaler:
                 continue
             self.demand[key] = demand
             replicas = decide(bounds, self.states[key], demand, now)
+            label = f"{key[0]}/{key[1]}"
+            FUNCTION_PENDING.labels(label).set(demand)
+            FUNCTION_REPLICAS.labels(label).set(replicas)
+            self._published.add(key)
             current = self.backend.replicas(key)
             if replicas != current:
                 log.info("function %s/%s: %d → %d replicas (demand %d)", *key, current, replicas, demand)
                 await self.backend.scale(key, replicas)
+
+    def _unpublish(self, key: FunctionKey) -> None:
+        if key in self._published:
+            self._published.discard(key)
+            for gauge in (FUNCTION_PENDING, FUNCTION_REPLICAS):
+                with contextlib.suppress(KeyError):  # another autoscaler in this process removed it already
+                    gauge.remove(f"{key[0]}/{key[1]}")
 
     async def measure(self, function: FunctionKey) -> int | None:
         """Events waiting for or held by the function's triggers; ``None`` when JetStream cannot say."""

@@ -8,6 +8,7 @@ import kopf
 
 from ripple.api.models import Broker
 from ripple.controller.config import OperatorConfig
+from ripple.controller.observe import reconciler
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
 from ripple.kube.names import broker_url
@@ -23,6 +24,7 @@ RESOURCE = custom_object(Broker)
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
+@reconciler("Broker")
 async def reconcile_broker(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     cfg: OperatorConfig = memo.config
     assert cfg.store is not None
@@ -57,6 +59,7 @@ async def stream_status(store: EventStore, namespace: str, name: str) -> dict[st
 
 
 @kopf.on.delete(*RESOURCE)
+@reconciler("Broker")
 async def delete_broker(body: kopf.Body, memo: Any, **_: Any) -> None:
     """The streams live outside Kubernetes: delete them, then let the Broker go."""
     cfg: OperatorConfig = memo.config

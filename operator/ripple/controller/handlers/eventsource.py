@@ -18,6 +18,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from ripple.api.models import Broker, EventSource, Function, Resource
 from ripple.controller.config import OperatorConfig
+from ripple.controller.observe import reconciler
 from ripple.controller.resources import eventsource as build
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
@@ -78,6 +79,7 @@ async def _grants(kube: Kube, source: EventSource) -> list[build.Grant]:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
+@reconciler("EventSource")
 async def reconcile_eventsource(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     cfg: OperatorConfig = memo.config
     kube = cfg.kube
@@ -157,6 +159,7 @@ async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.
 
 
 @kopf.on.delete(*RESOURCE)
+@reconciler("EventSource")
 async def delete_eventsource(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
     """Remove what no owner reference can reach: RBAC in other namespaces or cluster-wide, and a PostgreSQL
     source's replication slot, which would otherwise keep WAL on the server for ever."""

@@ -1,7 +1,10 @@
-"""Function → a Deployment running the Ripple runtime, its Service, and a ConfigMap for inline code.
+"""Function → a Deployment running the Ripple runtime, its Service, a ConfigMap for inline code, and (with
+``--function-network-policy``) a NetworkPolicy that admits only the dispatcher and EventSource adapters.
 
 Children carry owner references, so deleting the Function garbage-collects them; no finalizer is needed. The
 Deployment's replica count is set once, at creation (``minScale``); afterwards it belongs to the autoscaler.
+Without the option, a NetworkPolicy this Function owns (from a run with it) is removed, so switching the option
+off opens the Function's pods again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import kopf
 
 from ripple.api.models import Function
 from ripple.controller.config import OperatorConfig
+from ripple.controller.observe import reconciler
 from ripple.controller.resources import function as build
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
@@ -27,6 +31,7 @@ RESOURCE = custom_object(Function)
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
+@reconciler("Function")
 async def reconcile_function(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     cfg: OperatorConfig = memo.config
     kube = cfg.kube
@@ -45,6 +50,13 @@ async def reconcile_function(body: kopf.Body, status: kopf.Status, patch: kopf.P
         service = build.service(fn)
         kopf.adopt(service, owner=body)
         await kube.apply(service)
+        if cfg.function_network_policy is not None:
+            policy = build.network_policy(fn, cfg.function_network_policy)
+            kopf.adopt(policy, owner=body)
+            await kube.apply(policy)  # before the Deployment: no pod of it runs unprotected
+        else:
+            await kube.delete_owned_network_policy(fn.namespace, build.network_policy_name(fn.name),
+                                                   body["metadata"]["uid"])
         # Created once with minScale replicas; then always applied without them, so the count stays the
         # autoscaler's and a restarted operator's apply is identical to the last one (a no-op).
         initial = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=fn.spec.scale.min_scale,

@@ -16,6 +16,7 @@ import kopf
 
 from ripple.api.models import Broker, Destination, Function, Parallel, Resource, Sequence
 from ripple.controller.config import OperatorConfig
+from ripple.controller.observe import reconciler
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
 from ripple.dispatch.hops import flow_hops
@@ -109,6 +110,7 @@ async def reconcile_flow(kind: str, body: kopf.Body, status: kopf.Status, patch:
 @kopf.on.resume(*custom_object(Sequence))
 @kopf.on.create(*custom_object(Sequence))
 @kopf.on.update(*custom_object(Sequence), field="spec")
+@reconciler("Sequence")
 async def reconcile_sequence(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await reconcile_flow("Sequence", body, status, patch, memo.config)
 
@@ -116,22 +118,26 @@ async def reconcile_sequence(body: kopf.Body, status: kopf.Status, patch: kopf.P
 @kopf.on.resume(*custom_object(Parallel))
 @kopf.on.create(*custom_object(Parallel))
 @kopf.on.update(*custom_object(Parallel), field="spec")
+@reconciler("Parallel")
 async def reconcile_parallel(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await reconcile_flow("Parallel", body, status, patch, memo.config)
 
 
 @kopf.timer(*custom_object(Sequence), interval=RECHECK_SECONDS, when=lambda status, **_: not is_ready(status))
+@reconciler("Sequence")
 async def recheck_sequence(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await reconcile_flow("Sequence", body, status, patch, memo.config)
 
 
 @kopf.timer(*custom_object(Parallel), interval=RECHECK_SECONDS, when=lambda status, **_: not is_ready(status))
+@reconciler("Parallel")
 async def recheck_parallel(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await reconcile_flow("Parallel", body, status, patch, memo.config)
 
 
 @kopf.on.delete(*custom_object(Sequence))
 @kopf.on.delete(*custom_object(Parallel))
+@reconciler()  # of both kinds: counted under the body's
 async def delete_flow(body: kopf.Body, memo: Any, **_: Any) -> None:
     """The hops' consumers live outside Kubernetes: delete them, then let the object go."""
     cfg: OperatorConfig = memo.config

@@ -14,6 +14,7 @@ import kopf
 
 from ripple.api.models import Broker, Destination, Function, Parallel, Sequence, Trigger
 from ripple.controller.config import OperatorConfig
+from ripple.controller.observe import reconciler
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.trigger import trigger_status
 from ripple.controller.status import write_conditions
@@ -41,11 +42,13 @@ RECHECK_SECONDS = 3.0
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
+@reconciler("Trigger")
 async def reconcile_trigger(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await reconcile(body, status, patch, memo.config)
 
 
 @kopf.timer(*RESOURCE, interval=RECHECK_SECONDS, when=lambda status, **_: not is_ready(status))
+@reconciler("Trigger")
 async def recheck_trigger(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     await reconcile(body, status, patch, memo.config)
 
@@ -116,6 +119,7 @@ async def ensure_consumer(store: EventStore, trigger: Trigger) -> Condition:
 
 
 @kopf.on.delete(*RESOURCE)
+@reconciler("Trigger")
 async def delete_trigger(body: kopf.Body, memo: Any, **_: Any) -> None:
     cfg: OperatorConfig = memo.config
     assert cfg.store is not None

@@ -19,6 +19,7 @@ from ripple.kube.names import PART_OF, RUNTIME_PORT, RUNTIME_PORT_NAME
 from ripple.sources.adapter import endpoint_path
 
 __all__ = [
+    "ADAPTERS",
     "ADAPTER_LABEL",
     "SECRETS_MOUNT",
     "Grant",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 ADAPTER_LABEL = "ripple.dev/eventsource"
+ADAPTERS = {"app.kubernetes.io/component": "eventsource", **PART_OF}
+"""Labels every adapter's pods carry, whatever their source: what a Function's NetworkPolicy admits."""
 SECRETS_MOUNT = "/var/run/ripple/secrets"
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
 RESOURCES = {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
@@ -60,8 +63,7 @@ def adapter_name(source: str) -> str:
 
 
 def adapter_labels(source: EventSource) -> dict[str, str]:
-    return {"app.kubernetes.io/name": adapter_name(source.name), "app.kubernetes.io/component": "eventsource",
-            **PART_OF, ADAPTER_LABEL: source.name}
+    return {"app.kubernetes.io/name": adapter_name(source.name), **ADAPTERS, ADAPTER_LABEL: source.name}
 
 
 def _meta(source: EventSource, name: str | None = None, namespace: str | None = None) -> dict[str, Any]:

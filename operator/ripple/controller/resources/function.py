@@ -1,13 +1,18 @@
-"""A Function's desired children: the Deployment running the Ripple runtime, its Service, and its inline code."""
+"""A Function's desired children: the Deployment running the Ripple runtime, its Service, its inline code, and
+(when the operator is told to) the NetworkPolicy that lets only Ripple reach its pods."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ripple.api.durations import seconds
 from ripple.api.models import Function
+from ripple.controller.resources.eventsource import ADAPTERS
 from ripple.kube.names import (
     CODE_MOUNT,
+    NAMESPACE_NAME_LABEL,
     RUNTIME_PORT,
     RUNTIME_PORT_NAME,
     code_configmap_name,
@@ -17,7 +22,16 @@ from ripple.kube.names import (
 )
 from ripple.runtime.idempotency import NATS_URL_ENV
 
-__all__ = ["code_configmap", "container", "deployment", "module_path", "service"]
+__all__ = [
+    "DispatcherPods",
+    "code_configmap",
+    "container",
+    "deployment",
+    "module_path",
+    "network_policy",
+    "network_policy_name",
+    "service",
+]
 
 CODE_KEY = "handler.py"
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -112,5 +126,43 @@ def service(fn: Function) -> dict[str, Any]:
         "spec": {
             "selector": function_selector(fn.name),
             "ports": [{"name": RUNTIME_PORT_NAME, "port": 80, "targetPort": RUNTIME_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class DispatcherPods:
+    """Where the dispatcher runs: its namespace, and labels its pods carry (the chart's selector labels)."""
+
+    namespace: str
+    labels: Mapping[str, str]
+
+
+def network_policy_name(name: str) -> str:
+    """The Function's NetworkPolicy carries its name, like its Deployment and Service."""
+    return deployment_name(name)
+
+
+def network_policy(fn: Function, dispatcher: DispatcherPods) -> dict[str, Any]:
+    """Ingress to the Function's pods on the runtime port from the dispatcher's pods (which deliver Triggers',
+    Sequences' and Parallels' events) and from EventSource adapters in any namespace (a source's sink or
+    dead-letter sink may be a Function, in another namespace too); from nothing else. The port is a number,
+    not the port's name: some policy engines do not resolve named ports."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": network_policy_name(fn.name), "namespace": fn.namespace,
+                     "labels": function_labels(fn.name)},
+        "spec": {
+            "podSelector": {"matchLabels": function_selector(fn.name)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [
+                    {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: dispatcher.namespace}},
+                     "podSelector": {"matchLabels": dict(dispatcher.labels)}},
+                    {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(ADAPTERS)}},
+                ],
+                "ports": [{"port": RUNTIME_PORT, "protocol": "TCP"}],
+            }],
         },
     }
