@@ -21,6 +21,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 fi
 
+# Debian's Chromium and its driver for the flow page's browser test (tests/console/test_flow_page.py).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
 # A real control plane for the k8s tests, built from Go modules once and cached outside the repo.
 if command -v go >/dev/null 2>&1 && [ -z "${RIPPLE_K8S_BIN:-}" ]; then
   RIPPLE_K8S_BIN="$(hack/build-k8s-tools.sh | tail -n 1)"

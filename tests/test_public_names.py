@@ -39,6 +39,7 @@ PACKAGE_API: dict[str, set[str]] = {
     # Packages with a facade.
     "ripple.cli": {"main"},
     "ripple.cluster": {"ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "ClusterFlows", "run_supervised"},
+    "ripple.console": {"ConsoleSource", "create_console_app"},
     "ripple.controller.handlers": {"broker", "eventsource", "function", "inventory", "lifecycle", "orchestration",
                                    "trigger"},
     "ripple.dispatch": {"Dispatcher", "Resolver", "TriggerWorker", "Unresolvable"},

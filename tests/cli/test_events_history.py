@@ -10,12 +10,13 @@ import pytest
 from aiohttp import web
 
 from ripple.api.models import BrokerSpec
-from ripple.cli.events import format_history, read_history
+from ripple.cli.events import format_history
 from ripple.dispatch import Dispatcher
 from ripple.dispatch.resolve import static_resolver
 from ripple.events.extensions import stamp_arrival
 from ripple.events.http import encode_binary
 from ripple.store import EventStore
+from ripple.store.history import read_history
 from ripple.store.records import RECORDS_STREAM, RecordSettings
 from tests.processes import RippleProcess
 from tests.support import event, eventually, subscriber, trigger

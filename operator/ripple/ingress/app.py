@@ -161,6 +161,13 @@ async def _accept(request: web.Request, namespace: str, broker: str,
     return web.Response(status=202)
 
 
+def _to(location: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(location)
+
+    return redirect
+
+
 def _counted(response: web.Response, namespace: str, broker: str) -> web.Response:
     child(INGRESS_REQUESTS, namespace, broker, str(response.status)).inc()
     return response
@@ -183,10 +190,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 def create_ingress_app(
-    store: EventStore, settings: IngressSettings, routes: Iterable[web.AbstractRouteDef] = ()
+    store: EventStore, settings: IngressSettings, routes: Iterable[web.AbstractRouteDef] = (),
+    subapps: Iterable[tuple[str, web.Application]] = (),
 ) -> web.Application:
-    """The ingress as an aiohttp application (the caller owns the store's connection); ``routes`` are served
-    too (``ripple dev``'s status page), ahead of the answers for everything else."""
+    """The ingress as an aiohttp application (the caller owns the store's connection); ``routes`` and
+    ``subapps`` (prefix, application) are served too (``ripple dev``'s status and flow pages), ahead of the
+    answers for everything else."""
     # No middleware: aiohttp then calls the handler directly, which is most of what a middleware costs per
     # request (profiled). aiohttp's own answers (unknown path, method) come from the last two routes instead.
     app = web.Application(
@@ -198,6 +207,9 @@ def create_ingress_app(
     app.router.add_get("/-/health", health)
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_routes(routes)
+    for prefix, subapp in subapps:
+        app.router.add_get(prefix.rstrip("/"), _to(prefix))  # ahead of the sub-application, which takes it too
+        app.add_subapp(prefix, subapp)
     app.router.add_post("/{namespace}/{kind:sequences|parallels}/{name}", receive_flow)
     app.router.add_route("OPTIONS", "/{namespace}/{kind:sequences|parallels}/{name}", handshake)
     app.router.add_route("*", "/{namespace}/{kind:sequences|parallels}/{name}", method_not_allowed)

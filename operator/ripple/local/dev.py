@@ -8,6 +8,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -15,11 +16,13 @@ from aiohttp import web
 from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
 from ripple.api.models import Parallel, Sequence
+from ripple.console import create_console_app
 from ripple.defaults import DATA_DIR, MAX_BODY, SCALE_DOWN_DELAY
 from ripple.dispatch import Dispatcher
 from ripple.dispatch.hops import flow_hops
 from ripple.dispatch.resolve import with_addresses
 from ripple.ingress.app import IngressSettings, create_ingress_app
+from ripple.local.console import LocalConsoleSource
 from ripple.local.functions import LocalModeError, launch_specs
 from ripple.local.nats_server import NatsCluster, NatsServer
 from ripple.local.sources import LocalSources
@@ -146,11 +149,16 @@ class LocalRipple:
                                    healthy=lambda: dispatcher.healthy() and sources.supervisor.healthy(),
                                    flows=self.entry)
 
-        async def status(request: web.Request) -> web.Response:
+        async def full_status() -> dict[str, Any]:
             found = await collect_status(store, dispatcher, autoscaler, self.backend)
-            return web.json_response({**found, "sources": sources.status()})
+            return {**found, "sources": sources.status()}
 
-        app = create_ingress_app(store, settings, [web.get("/-/status", status), *sources.routes()])
+        async def status(request: web.Request) -> web.Response:
+            return web.json_response(await full_status())
+
+        console = create_console_app(LocalConsoleSource(self.manifests, store, full_status))
+        app = create_ingress_app(store, settings, [web.get("/-/status", status), *sources.routes()],
+                                 subapps=[("/ui/", console)])
         self.runner = await start_site(app, self.options.host, self.options.port, name="ingress")
         state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls(),
                  "paths": [str(path.resolve()) for path in self.options.paths]}

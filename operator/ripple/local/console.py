@@ -1,0 +1,73 @@
+"""What local mode's flow page shows: the manifests' brokers, triggers, functions, Sequences and Parallels as a
+graph, with the counts ``GET /-/status`` reports."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+
+from ripple.api.loading import Manifests
+from ripple.api.models import Destination, Trigger
+from ripple.store import EventStore, subjects
+
+__all__ = ["LocalConsoleSource", "subscriber_node", "trigger_filter"]
+
+StatusReader = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def subscriber_node(subscriber: Destination, namespace: str) -> str:
+    """The graph node a trigger delivers to: ``Function ns/name``, ``Sequence ns/name``, or the URI."""
+    if subscriber.ref is None:
+        return str(subscriber.uri)
+    return f"{subscriber.ref.kind} {subscriber.ref.namespace or namespace}/{subscriber.ref.name}"
+
+
+def trigger_filter(trigger: Trigger) -> str:
+    spec = trigger.spec
+    if spec.filters:
+        return f"{len(spec.filters)} filter expression(s)"
+    if spec.filter is not None and spec.filter.attributes:
+        return ", ".join(f"{k}={v}" for k, v in sorted(spec.filter.attributes.items()))
+    return "every event"
+
+
+class LocalConsoleSource:
+    """The page's figures for ``ripple dev``: the topology from the manifests, the counts from its status."""
+
+    def __init__(self, manifests: Manifests, store: EventStore, status: StatusReader) -> None:
+        self.manifests = manifests
+        self.store = store
+        self.status = status
+
+    def brokers(self) -> list[tuple[str, str]]:
+        return sorted(self.manifests.brokers)
+
+    async def _stream_counts(self, namespace: str, broker: str) -> dict[str, int | None]:
+        counts: dict[str, int | None] = {"stored": None, "deadLetters": None}
+        for key, stream in (("stored", subjects.stream_name(namespace, broker)),
+                            ("deadLetters", subjects.dead_letter_stream_name(namespace, broker))):
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
+                counts[key] = int((await self.store.js.stream_info(stream)).state.messages)
+        return counts
+
+    async def snapshot(self) -> dict[str, Any]:
+        status = await self.status()
+        brokers = [{"id": f"{ns}/{name}", **await self._stream_counts(ns, name)} for ns, name in self.brokers()]
+        triggers = []
+        for (namespace, name), trigger in sorted(self.manifests.triggers.items()):
+            counts = status["triggers"].get(f"{namespace}/{name}") or {}
+            dead_letter = trigger.spec.delivery.dead_letter_sink
+            triggers.append({
+                "id": f"{namespace}/{name}", "broker": f"{namespace}/{trigger.spec.broker}",
+                "subscriber": subscriber_node(trigger.spec.subscriber, namespace), "filter": trigger_filter(trigger),
+                "deadLetterSink": None if dead_letter is None else subscriber_node(dead_letter, namespace),
+                **counts,
+            })
+        functions = [{"id": key, **fn} for key, fn in sorted(status["functions"].items())]
+        flows = [{"id": key, **flow} for key, flow in sorted((status.get("flows") or {}).items())]
+        return {"brokers": brokers, "triggers": triggers, "functions": functions, "flows": flows,
+                "sources": status.get("sources") or {}}
