@@ -15,7 +15,7 @@ from ripple.cli import main
 from ripple.cli.parser import build_parser
 
 COMMANDS = {"dev", "send", "function", "ingress", "dispatcher", "autoscaler", "operator", "crds", "status", "dlq",
-            "source", "events", "replay"}
+            "source", "events", "replay", "console"}
 
 
 def commands() -> set[str]:

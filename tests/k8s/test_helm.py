@@ -1103,3 +1103,47 @@ async def test_the_operator_makes_and_removes_functions_network_policies_on_its_
     for output in outputs:
         denied = [line for line in output.splitlines() if "forbidden" in line.lower()]
         assert not denied, "\n".join(denied)
+
+
+# --- the console -------------------------------------------------------------------------------------------------
+
+
+def test_the_console_reads_every_dispatcher_and_may_change_nothing(helm: Helm) -> None:
+    """Off by default; on, its --dispatchers names the headless Service of the dispatchers' health port (so every
+    replica's /metrics is read), its ClusterRole only reads, and NATS admits it under the network policy."""
+    from ripple.cli.parser import build_parser
+
+    assert "ripple-console" not in objects_of(helm.template(), "Deployment")
+    docs = helm.template("console.enabled=true", "networkPolicy.enabled=true", "dispatcher.replicaCount=2",
+                         release="ripple", namespace="events")
+    args = container_args(docs, "ripple-console")
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "console" and parsed.kubernetes
+    host, _, port = parsed.dispatchers.rpartition(":")
+    services = objects_of(docs, "Service")
+    headless = services[host.split(".", 1)[0]]
+    assert host.split(".")[1] == "events" and headless["spec"]["clusterIP"] == "None"
+    dispatcher = objects_of(docs, "Deployment")["ripple-dispatcher"]["spec"]["template"]
+    assert headless["spec"]["selector"].items() <= dispatcher["metadata"]["labels"].items()
+    (served,) = [p for p in headless["spec"]["ports"] if p["port"] == int(port)]
+    assert served["targetPort"] in {p["name"] for p in dispatcher["spec"]["containers"][0]["ports"]}
+    verbs = {verb for rule in rules_of(docs, "console") for verb in rule["verbs"]}
+    assert verbs <= {"get", "list", "watch"}
+    service = services["ripple-console"]
+    assert service["spec"]["type"] == "ClusterIP"
+    console_pod = objects_of(docs, "Deployment")["ripple-console"]["spec"]["template"]["metadata"]["labels"]
+    client = objects_of(docs, "NetworkPolicy")["ripple-nats"]["spec"]["ingress"][0]
+    assert any(peer["podSelector"]["matchLabels"].items() <= console_pod.items() for peer in client["from"])
+
+
+def test_the_dispatcher_keeps_the_delivery_history_the_values_say(helm: Helm) -> None:
+    from ripple.cli.dispatcher import record_settings
+    from ripple.cli.parser import build_parser
+
+    args = container_args(helm.template("dispatcher.records.maxAge=PT6H", "dispatcher.records.maxBytes=1048576"),
+                          "ripple-dispatcher")
+    settings = record_settings(build_parser().parse_args(args))
+    assert (settings.max_age, settings.max_bytes) == (6 * 3600, 1048576)
+    refused = helm.run("template", "ripple", str(CHART), "--set", "dispatcher.records.maxAge=six hours",
+                       check=False)
+    assert refused.returncode != 0 and "maxAge" in refused.stderr

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dlq(commands)
     _add_events(commands)
     _add_replay(commands)
+    _add_console(commands)
     _add_source(commands)
     for command in _leaves(commands):
         command.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -207,6 +208,17 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
+
+
+def _add_console(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    console = commands.add_parser("console", help="serve the flow page (/ui/) for a cluster")
+    console.add_argument("--kubernetes", action="store_true", required=True, help="the cluster's brokers and triggers")
+    console.add_argument("--nats", required=True, help=NATS_HELP)
+    console.add_argument("--host", default="0.0.0.0")
+    console.add_argument("--port", type=int, default=8080)
+    console.add_argument("--dispatchers", metavar="HOST:PORT",
+                         help="the dispatchers' metrics (a headless Service, so every replica is read), for the "
+                              "delivery counts")
 
 
 def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

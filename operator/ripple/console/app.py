@@ -52,6 +52,8 @@ STREAM_PERIOD = 1.0
 """Seconds between two snapshots on a live stream."""
 FEED_SIZE = 200
 """Recent events the page is shown (the newest)."""
+FOLLOW_EVERY = 5.0
+"""Seconds between two looks for brokers the feed does not follow yet."""
 DLQ_LIMIT = 100
 MAX_REQUEST = 4096
 ASSETS = {
@@ -88,6 +90,7 @@ class _Feed:
     counter: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscriptions: list[Subscription] = field(default_factory=list)
+    followed: set[tuple[str, str]] = field(default_factory=set)
 
 
 SOURCE_KEY = web.AppKey("console_source", ConsoleSource)
@@ -108,30 +111,40 @@ def _summary(namespace: str, broker: str, event: CloudEvent, seq: int) -> dict[s
 
 
 async def _follow(app: web.Application) -> None:
-    """Subscribe the feed to every broker's events from now on (ordered consumers: nothing is acknowledged)."""
+    """Subscribe the feed to every broker's events from now on (ordered consumers: nothing is acknowledged),
+    and to each broker that appears later (a cluster's come and go)."""
     source, feed = app[SOURCE_KEY], app[FEED_KEY]
-    for namespace, broker in source.brokers():
-        async def on_event(msg: Msg, namespace: str = namespace, broker: str = broker) -> None:
-            try:
-                event = CloudEvent.from_json_bytes(msg.data)
-            except (EventError, ValueError):
-                return
-            feed.counter += 1
-            feed.events.append({**_summary(namespace, broker, event, msg.metadata.sequence.stream),
-                                "n": feed.counter})
-            feed.changed.set()
+    while True:
+        for namespace, broker in source.brokers():
+            if (namespace, broker) in feed.followed:
+                continue
 
-        try:
-            feed.subscriptions.append(await source.store.js.subscribe(
-                subjects.all_events_subject(namespace, broker), stream=subjects.stream_name(namespace, broker),
-                ordered_consumer=True, deliver_policy=DeliverPolicy.NEW, cb=on_event))
-        except (nats.errors.Error, nats.js.errors.Error) as exc:
-            log.warning("console: cannot follow broker %s/%s: %s", namespace, broker, exc)
+            async def on_event(msg: Msg, namespace: str = namespace, broker: str = broker) -> None:
+                try:
+                    event = CloudEvent.from_json_bytes(msg.data)
+                except (EventError, ValueError):
+                    return
+                feed.counter += 1
+                feed.events.append({**_summary(namespace, broker, event, msg.metadata.sequence.stream),
+                                    "n": feed.counter})
+                feed.changed.set()
+
+            try:
+                feed.subscriptions.append(await source.store.js.subscribe(
+                    subjects.all_events_subject(namespace, broker), stream=subjects.stream_name(namespace, broker),
+                    ordered_consumer=True, deliver_policy=DeliverPolicy.NEW, cb=on_event))
+                feed.followed.add((namespace, broker))
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.warning("console: cannot follow broker %s/%s yet: %s", namespace, broker, exc)
+        await asyncio.sleep(FOLLOW_EVERY)
 
 
 async def _feed_context(app: web.Application) -> Any:
-    await _follow(app)
+    task = asyncio.get_running_loop().create_task(_follow(app))
     yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     for subscription in app[FEED_KEY].subscriptions:
         with contextlib.suppress(nats.errors.Error):
             await subscription.unsubscribe()

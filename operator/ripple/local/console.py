@@ -11,28 +11,12 @@ import nats.errors
 import nats.js.errors
 
 from ripple.api.loading import Manifests
-from ripple.api.models import Destination, Trigger
+from ripple.console.topology import subscriber_node, trigger_filter
 from ripple.store import EventStore, subjects
 
-__all__ = ["LocalConsoleSource", "subscriber_node", "trigger_filter"]
+__all__ = ["LocalConsoleSource"]
 
 StatusReader = Callable[[], Awaitable[dict[str, Any]]]
-
-
-def subscriber_node(subscriber: Destination, namespace: str) -> str:
-    """The graph node a trigger delivers to: ``Function ns/name``, ``Sequence ns/name``, or the URI."""
-    if subscriber.ref is None:
-        return str(subscriber.uri)
-    return f"{subscriber.ref.kind} {subscriber.ref.namespace or namespace}/{subscriber.ref.name}"
-
-
-def trigger_filter(trigger: Trigger) -> str:
-    spec = trigger.spec
-    if spec.filters:
-        return f"{len(spec.filters)} filter expression(s)"
-    if spec.filter is not None and spec.filter.attributes:
-        return ", ".join(f"{k}={v}" for k, v in sorted(spec.filter.attributes.items()))
-    return "every event"
 
 
 class LocalConsoleSource:
