@@ -150,3 +150,24 @@ def test_network_policy_admits_the_dispatcher_by_namespace_and_labels_and_any_ev
         "spec": {"webhook": {}, "sink": {"ref": {"kind": "Function", "name": "resize", "namespace": "media"}}}})
     assert selects(adapters["podSelector"], adapter_labels(source))
     assert not selects(adapters["podSelector"], function_labels("resize"))  # Functions do not call each other
+
+
+def test_functions_log_as_the_operator_does_and_trace_with_the_release_s_otel_settings():
+    from ripple.api.models import API_VERSION, Function
+    from ripple.controller.config import telemetry_env
+    from ripple.controller.resources.function import deployment
+
+    fn = Function.model_validate({
+        "apiVersion": API_VERSION, "kind": "Function", "metadata": {"name": "ship", "namespace": "shop"},
+        "spec": {"handler": "ship:handle", "image": "example/ship:1",
+                 "env": [{"name": "OTEL_TRACES_SAMPLER", "value": "always_off"}]}})
+    env = telemetry_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_SAMPLER": "always_on",
+                         "OTEL_SERVICE_NAME": "ripple-operator", "PATH": "/bin"})
+    assert env == (("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"), ("OTEL_TRACES_SAMPLER", "always_on"))
+    (container,) = deployment(fn, runtime_image="r", replicas=None, log_format="json",
+                              pod_env=env)["spec"]["template"]["spec"]["containers"]
+    assert container["args"][container["args"].index("--log-format") + 1] == "json"
+    variables = [(e["name"], e["value"]) for e in container["env"]]
+    assert ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318") in variables
+    assert [v for k, v in variables if k == "OTEL_TRACES_SAMPLER"] == ["always_off"], "the Function's own wins"
+    assert "OTEL_SERVICE_NAME" not in dict(variables)

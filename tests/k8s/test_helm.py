@@ -1147,3 +1147,26 @@ def test_the_dispatcher_keeps_the_delivery_history_the_values_say(helm: Helm) ->
     refused = helm.run("template", "ripple", str(CHART), "--set", "dispatcher.records.maxAge=six hours",
                        check=False)
     assert refused.returncode != 0 and "maxAge" in refused.stderr
+
+
+def test_tracing_reaches_every_component_and_what_the_operator_makes(helm: Helm) -> None:
+    """tracing.otlpEndpoint and tracing.env become OTEL_* variables of each component; the operator hands its own
+    on to Functions and adapters (controller/config.py: telemetry_env), so one value traces the whole release."""
+    from ripple.controller.config import telemetry_env
+
+    def env_of(docs: list[dict], name: str) -> dict[str, str]:
+        container = objects_of(docs, "Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container.get("env") or []}
+
+    plain = helm.template("console.enabled=true")
+    assert not any(k.startswith("OTEL_") for name in objects_of(plain, "Deployment") for k in env_of(plain, name))
+    docs = helm.template("console.enabled=true", "tracing.otlpEndpoint=http://collector.obs:4318",
+                         "tracing.env.OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+                         "tracing.env.OTEL_TRACES_SAMPLER_ARG=0.1")
+    wanted = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.obs:4318",
+              "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    for name in ("ripple-ingress", "ripple-dispatcher", "ripple-operator", "ripple-console"):
+        assert wanted.items() <= env_of(docs, name).items(), name
+    assert dict(telemetry_env(env_of(docs, "ripple-operator"))) == wanted
+    refused = helm.run("template", "ripple", str(CHART), "--set", "tracing.env.PATH=/tmp", check=False)
+    assert refused.returncode != 0

@@ -154,3 +154,15 @@ Stream replicas of Brokers without spec.replicas: operator.brokerReplicas, else 
 {{- 1 }}
 {{- end }}
 {{- end }}
+
+{{- /* The OTEL_* variables of every component (tracing.otlpEndpoint, tracing.env), as env entries. */}}
+{{- define "ripple.tracingEnv" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- range $name, $value := .Values.tracing.env }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}

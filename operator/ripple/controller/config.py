@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -10,10 +11,16 @@ from ripple.controller.resources.function import DispatcherPods
 from ripple.kube.client import Kube
 from ripple.store import EventStore
 
-__all__ = ["DEFAULT_RUNTIME_IMAGE", "OperatorConfig"]
+__all__ = ["DEFAULT_RUNTIME_IMAGE", "OperatorConfig", "telemetry_env"]
 
 R = TypeVar("R", bound=Resource)
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/ripple-dev/ripple:0.1.0"
+
+
+def telemetry_env(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The ``OTEL_*`` variables to hand on, sorted; a service's own name and resource are each component's."""
+    own = {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}
+    return tuple(sorted((k, v) for k, v in environ.items() if k.startswith("OTEL_") and k not in own))
 
 
 @dataclass
@@ -24,7 +31,10 @@ class OperatorConfig:
     cluster_domain: str = "cluster.local"
     broker_replicas: int = 1
     log_format: str = "text"
-    """The log format of the EventSource adapters the operator deploys: its own (``--log-format``)."""
+    """The log format of the Functions and EventSource adapters the operator deploys: its own (``--log-format``)."""
+    pod_env: tuple[tuple[str, str], ...] = ()
+    """The operator's own ``OTEL_*`` variables (:func:`telemetry_env`), handed to the Functions and EventSource
+    adapters it deploys: tracing is configured once, for the whole release."""
     function_network_policy: DispatcherPods | None = None
     """Give each Function a NetworkPolicy admitting these dispatcher pods (and EventSource adapters); None: give
     none, and remove those given before (``--function-network-policy``)."""

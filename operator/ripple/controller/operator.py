@@ -16,7 +16,7 @@ import kopf
 from aiohttp import web
 
 from ripple.controller.certs import self_signed
-from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig
+from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig, telemetry_env
 from ripple.controller.leader import OPERATOR_LEASE, run_when_leading
 from ripple.controller.observe import admission
 from ripple.controller.resources.function import DispatcherPods
@@ -128,7 +128,8 @@ async def run_operator(options: OperatorOptions, stop: asyncio.Event | None = No
 async def _run(options: OperatorOptions, stop: asyncio.Event | None) -> None:
     config = OperatorConfig(nats_url=options.nats_url, ingress_url=options.ingress_url,
                             runtime_image=options.runtime_image, broker_replicas=options.broker_replicas,
-                            log_format=options.log_format, function_network_policy=options.function_network_policy)
+                            log_format=options.log_format, function_network_policy=options.function_network_policy,
+                            pod_env=telemetry_env(os.environ))
     from ripple.controller.handlers import trigger  # registers the handlers: only when the operator runs
 
     if options.webhook_host is not None:

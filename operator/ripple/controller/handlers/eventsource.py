@@ -140,7 +140,7 @@ async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.
     else:
         patch_url = None
     owned.append(build.deployment(source, image=cfg.runtime_image, sink_url=sink_url, dead_letter_url=dead_letter,
-                                  nats_url=cfg.nats_url, log_format=cfg.log_format))
+                                  nats_url=cfg.nats_url, log_format=cfg.log_format, pod_env=cfg.pod_env))
     for obj in owned:
         kopf.adopt(obj, owner=body)
         try:

@@ -60,10 +60,11 @@ async def reconcile_function(body: kopf.Body, status: kopf.Status, patch: kopf.P
         # Created once with minScale replicas; then always applied without them, so the count stays the
         # autoscaler's and a restarted operator's apply is identical to the last one (a no-op).
         initial = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=fn.spec.scale.min_scale,
-                                   nats_url=cfg.nats_url)
+                                   nats_url=cfg.nats_url, log_format=cfg.log_format, pod_env=cfg.pod_env)
         kopf.adopt(initial, owner=body)
         await kube.create_deployment(initial)
-        desired = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=None, nats_url=cfg.nats_url)
+        desired = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=None, nats_url=cfg.nats_url,
+                                   log_format=cfg.log_format, pod_env=cfg.pod_env)
         kopf.adopt(desired, owner=body)
         await kube.apply(desired)
         replicas = await kube.deployment_replicas(fn.namespace, fn.name) or (0, 0)

@@ -133,7 +133,8 @@ def _manifest(source: EventSource) -> str:
 
 
 def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_url: str | None,
-               nats_url: str | None, log_format: str = "text") -> dict[str, Any]:
+               nats_url: str | None, log_format: str = "text",
+               pod_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     args = ["source", "run", "--sink", sink_url, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
             "--secrets-dir", SECRETS_MOUNT, "--log-format", log_format]
     if dead_letter_url is not None:
@@ -157,7 +158,8 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
         "name": "adapter",
         "image": image,
         "args": args,
-        "env": [{"name": "RIPPLE_EVENTSOURCE", "value": _manifest(source)}],
+        "env": [{"name": "RIPPLE_EVENTSOURCE", "value": _manifest(source)},
+                *({"name": k, "value": v} for k, v in pod_env)],
         "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "failureThreshold": 1},
         "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},

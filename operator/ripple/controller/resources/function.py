@@ -57,10 +57,11 @@ def module_path(fn: Function) -> str:
     return fn.spec.handler.partition(":")[0].replace(".", "/") + ".py"
 
 
-def container(fn: Function, runtime_image: str, nats_url: str | None = None) -> dict[str, Any]:
+def container(fn: Function, runtime_image: str, nats_url: str | None = None, *, log_format: str = "text",
+              pod_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     inline = code_configmap(fn) is not None
     args = ["function", "serve", "--handler", fn.spec.handler, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
-            "--timeout", f"{seconds(fn.spec.timeout):g}"]
+            "--timeout", f"{seconds(fn.spec.timeout):g}", "--log-format", log_format]
     if inline:
         args += ["--path", CODE_MOUNT]
     probe = {"httpGet": {"path": "/health", "port": RUNTIME_PORT_NAME}, "periodSeconds": 2, "timeoutSeconds": 1}
@@ -71,7 +72,9 @@ def container(fn: Function, runtime_image: str, nats_url: str | None = None) -> 
         "name": "function",
         "image": fn.spec.image or runtime_image,
         "args": args,
-        "env": [{"name": v.name, "value": v.value} for v in fn.spec.env]
+        # The release's tracing settings first: a Function's own env may override them.
+        "env": [{"name": k, "value": v} for k, v in pod_env if k not in {e.name for e in fn.spec.env}]
+        + [{"name": v.name, "value": v.value} for v in fn.spec.env]
         + [{"name": "RIPPLE_FUNCTION", "value": f"{fn.namespace}/{fn.name}"}]
         + ([{"name": NATS_URL_ENV, "value": nats_url}] if nats_url else []),
         "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
@@ -89,7 +92,8 @@ def container(fn: Function, runtime_image: str, nats_url: str | None = None) -> 
 
 
 def deployment(fn: Function, *, runtime_image: str, replicas: int | None,
-               nats_url: str | None = None) -> dict[str, Any]:
+               nats_url: str | None = None, log_format: str = "text",
+               pod_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """The Deployment; ``replicas`` only when creating it (afterwards the autoscaler owns the figure)."""
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     if code_configmap(fn) is not None:
@@ -100,7 +104,7 @@ def deployment(fn: Function, *, runtime_image: str, replicas: int | None,
         "template": {
             "metadata": {"labels": function_labels(fn.name)},
             "spec": {
-                "containers": [container(fn, runtime_image, nats_url)],
+                "containers": [container(fn, runtime_image, nats_url, log_format=log_format, pod_env=pod_env)],
                 "volumes": volumes,
                 "securityContext": POD_SECURITY,
                 "enableServiceLinks": False,
