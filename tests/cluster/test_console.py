@@ -3,11 +3,7 @@ backlog from real JetStream, and the delivery counts read from dispatchers' real
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from aiohttp import web
-from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from ripple.cluster.console import ClusterConsoleSource, delivery_counts
@@ -33,16 +29,6 @@ def test_delivery_counts_sum_every_dispatchers_page():
         "shop/orders": {"delivered": 8, "retried": 2, "deadLettered": 1},
         "shop/audit": {"delivered": 7, "retried": 0, "deadLettered": 0},
     }
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[client.ApiClient]:
-    """A client for no server at all: the Deployments cannot be listed, and the page says so with nothing."""
-    api_client = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
-    try:
-        yield api_client
-    finally:
-        await api_client.close()
 
 
 async def test_a_snapshot_draws_the_watched_objects_with_their_counts(api, store: EventStore):

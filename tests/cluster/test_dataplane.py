@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
 
 from ripple.api.models import API_VERSION, Destination, Reference
 from ripple.cluster import ClusterBrokers, ClusterDispatcher, run_supervised
@@ -18,16 +17,6 @@ from ripple.supervision import Supervisor, SupervisorSettings
 from tests.support import eventually
 
 FAST = SupervisorSettings(initial_backoff=0.01, max_backoff=0.01)
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[client.ApiClient]:
-    """A client for no server at all: nothing here may reach one."""
-    api_client = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
-    try:
-        yield api_client
-    finally:
-        await api_client.close()
 
 
 def obj(kind: str, name: str, namespace: str = "default", spec: dict[str, Any] | None = None,

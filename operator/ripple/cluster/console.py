@@ -11,7 +11,6 @@ replicas are its Deployment's. A snapshot is made at most once a second, whateve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -24,7 +23,7 @@ from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from ripple.api.models import Broker, Function, Parallel, Sequence, Trigger
-from ripple.console.topology import subscriber_node, trigger_filter
+from ripple.console.topology import broker_counts, subscriber_node, trigger_filter
 from ripple.kube.names import FUNCTION_LABEL
 from ripple.kube.objects import RippleObjects
 from ripple.store import EventStore, subjects
@@ -80,7 +79,7 @@ class ClusterConsoleSource:
 
     async def _take(self) -> dict[str, Any]:
         deliveries = delivery_counts(await self._scrape())
-        brokers = [{"id": f"{ns}/{name}", **await self._stream_counts(ns, name)} for ns, name in self.brokers()]
+        brokers = [{"id": f"{ns}/{name}", **await broker_counts(self.store, ns, name)} for ns, name in self.brokers()]
         triggers = []
         for (namespace, name), resource in sorted(self.objects["Trigger"].items.items()):
             assert isinstance(resource, Trigger)
@@ -120,14 +119,6 @@ class ClusterConsoleSource:
                     return ""
 
             return list(await asyncio.gather(*(one(address) for address in addresses)))
-
-    async def _stream_counts(self, namespace: str, broker: str) -> dict[str, int | None]:
-        counts: dict[str, int | None] = {"stored": None, "deadLetters": None}
-        for key, stream in (("stored", subjects.stream_name(namespace, broker)),
-                            ("deadLetters", subjects.dead_letter_stream_name(namespace, broker))):
-            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
-                counts[key] = int((await self.store.js.stream_info(stream)).state.messages)
-        return counts
 
     async def _pending(self, namespace: str, broker: str, trigger: str) -> int | None:
         try:

@@ -1,10 +1,17 @@
-"""How the flow page names what it draws: a trigger's subscriber as a graph node, a filter in a few words."""
+"""How the flow page names what it draws (a trigger's subscriber as a graph node, a filter in a few words) and
+what every source of its figures counts alike (a broker's stored events and dead letters)."""
 
 from __future__ import annotations
 
-from ripple.api.models import Destination, Trigger
+import contextlib
 
-__all__ = ["subscriber_node", "trigger_filter"]
+import nats.errors
+import nats.js.errors
+
+from ripple.api.models import Destination, Trigger
+from ripple.store import EventStore, subjects
+
+__all__ = ["broker_counts", "subscriber_node", "trigger_filter"]
 
 
 def subscriber_node(subscriber: Destination, namespace: str) -> str:
@@ -21,3 +28,13 @@ def trigger_filter(trigger: Trigger) -> str:
     if spec.filter is not None and spec.filter.attributes:
         return ", ".join(f"{k}={v}" for k, v in sorted(spec.filter.attributes.items()))
     return "every event"
+
+
+async def broker_counts(store: EventStore, namespace: str, broker: str) -> dict[str, int | None]:
+    """The broker's stored events and dead letters (``None`` for a stream that cannot be read now)."""
+    counts: dict[str, int | None] = {"stored": None, "deadLetters": None}
+    for key, stream in (("stored", subjects.stream_name(namespace, broker)),
+                        ("deadLetters", subjects.dead_letter_stream_name(namespace, broker))):
+        with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
+            counts[key] = int((await store.js.stream_info(stream)).state.messages)
+    return counts

@@ -3,16 +3,12 @@ graph, with the counts ``GET /-/status`` reports."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats.errors
-import nats.js.errors
-
 from ripple.api.loading import Manifests
-from ripple.console.topology import subscriber_node, trigger_filter
-from ripple.store import EventStore, subjects
+from ripple.console.topology import broker_counts, subscriber_node, trigger_filter
+from ripple.store import EventStore
 
 __all__ = ["LocalConsoleSource"]
 
@@ -30,17 +26,9 @@ class LocalConsoleSource:
     def brokers(self) -> list[tuple[str, str]]:
         return sorted(self.manifests.brokers)
 
-    async def _stream_counts(self, namespace: str, broker: str) -> dict[str, int | None]:
-        counts: dict[str, int | None] = {"stored": None, "deadLetters": None}
-        for key, stream in (("stored", subjects.stream_name(namespace, broker)),
-                            ("deadLetters", subjects.dead_letter_stream_name(namespace, broker))):
-            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
-                counts[key] = int((await self.store.js.stream_info(stream)).state.messages)
-        return counts
-
     async def snapshot(self) -> dict[str, Any]:
         status = await self.status()
-        brokers = [{"id": f"{ns}/{name}", **await self._stream_counts(ns, name)} for ns, name in self.brokers()]
+        brokers = [{"id": f"{ns}/{name}", **await broker_counts(self.store, ns, name)} for ns, name in self.brokers()]
         triggers = []
         for (namespace, name), trigger in sorted(self.manifests.triggers.items()):
             counts = status["triggers"].get(f"{namespace}/{name}") or {}
