@@ -129,3 +129,23 @@ async def test_a_redrive_needs_the_pages_origin_and_a_well_formed_body(page, sto
         assert answer.status == 404, "a dead letter is redriven once"
     redriven = await store.js.get_msg(subjects.stream_name("default", "default"), 1)
     assert redriven.subject == subjects.redrive_subject("default", "default", "audit")
+
+
+async def test_pages_share_one_snapshot_a_second(tmp_path: Path, store: EventStore):
+    (tmp_path / "m.yaml").write_text(MANIFEST)
+    taken = []
+
+    async def counts() -> dict:
+        taken.append(1)
+        return await no_counts()
+
+    from aiohttp import web
+
+    root = web.Application()
+    root.add_subapp("/ui/", create_console_app(LocalConsoleSource(load_manifests([tmp_path / "m.yaml"]), store,
+                                                                  counts)))
+    async with serve(root) as url, aiohttp.ClientSession() as http:
+        for _ in range(5):
+            async with http.get(f"{url}/ui/api/snapshot") as answer:
+                assert answer.status == 200
+    assert len(taken) == 1

@@ -5,14 +5,14 @@ Brokers, Triggers, Functions, Sequences and Parallels come from watches. A trigg
 consumer's, read from JetStream; what the dispatchers did (delivered, retried, dead-lettered) is in their own
 memory, so it is read from their ``/metrics``: every address the dispatchers' headless Service resolves to is
 scraped and the ``ripple_deliveries_total`` series are summed, so the page counts all replicas. A Function's
-replicas are its Deployment's. A snapshot is made at most once a second, whatever the number of pages open.
+replicas are its Deployment's. The console takes a snapshot at most once a second, whatever the number of pages
+open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -28,11 +28,10 @@ from ripple.kube.names import FUNCTION_LABEL
 from ripple.kube.objects import RippleObjects
 from ripple.store import EventStore, subjects
 
-__all__ = ["SNAPSHOT_EVERY", "ClusterConsoleSource", "delivery_counts"]
+__all__ = ["ClusterConsoleSource", "delivery_counts"]
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY = 1.0
 SCRAPE_TIMEOUT = 2.0
 OUTCOMES = {"ack": "delivered", "retry": "retried", "dead-letter": "deadLettered"}
 
@@ -61,9 +60,6 @@ class ClusterConsoleSource:
         self.objects = {kind.__name__: RippleObjects(api, kind) for kind in (Broker, Trigger, Function, Sequence,
                                                                               Parallel)}
         self.apps = client.AppsV1Api(api)
-        self._snapshot: dict[str, Any] | None = None
-        self._taken = 0.0
-        self._lock = asyncio.Lock()
 
     async def run(self) -> None:
         await asyncio.gather(*(objects.run() for objects in self.objects.values()))
@@ -72,12 +68,6 @@ class ClusterConsoleSource:
         return sorted(self.objects["Broker"].items)
 
     async def snapshot(self) -> dict[str, Any]:
-        async with self._lock:
-            if self._snapshot is None or time.monotonic() - self._taken >= SNAPSHOT_EVERY:
-                self._snapshot, self._taken = await self._take(), time.monotonic()
-            return self._snapshot
-
-    async def _take(self) -> dict[str, Any]:
         deliveries = delivery_counts(await self._scrape())
         brokers = [{"id": f"{ns}/{name}", **await broker_counts(self.store, ns, name)} for ns, name in self.brokers()]
         triggers = []

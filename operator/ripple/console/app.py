@@ -82,6 +82,22 @@ class ConsoleSource(Protocol):
         ...
 
 
+class _Snapshots:
+    """The source's snapshot, taken at most once per :data:`STREAM_PERIOD` however many pages ask."""
+
+    def __init__(self, source: ConsoleSource) -> None:
+        self.source = source
+        self.taken: tuple[float, dict[str, Any]] | None = None
+        self.lock = asyncio.Lock()
+
+    async def get(self) -> dict[str, Any]:
+        async with self.lock:
+            now = asyncio.get_running_loop().time()
+            if self.taken is None or now - self.taken[0] >= STREAM_PERIOD * 0.9:
+                self.taken = (now, await self.source.snapshot())
+            return self.taken[1]
+
+
 @dataclass
 class _Feed:
     """The newest events stored in any broker, shared by every stream."""
@@ -97,6 +113,7 @@ SOURCE_KEY = web.AppKey("console_source", ConsoleSource)
 FEED_KEY = web.AppKey("console_feed", _Feed)
 STREAMS_KEY = web.AppKey("console_streams", list)
 STOPPING_KEY = web.AppKey("console_stopping", asyncio.Event)
+SNAPSHOTS_KEY = web.AppKey("console_snapshots", _Snapshots)
 
 
 def _broker(text: str) -> tuple[str, str] | None:
@@ -161,7 +178,7 @@ async def _asset(request: web.Request) -> web.StreamResponse:
 
 
 async def _snapshot(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[SOURCE_KEY].snapshot())
+    return web.json_response(await request.app[SNAPSHOTS_KEY].get())
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
@@ -172,14 +189,14 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                                  headers={"Retry-After": "5"})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    feed, source, stopping = request.app[FEED_KEY], request.app[SOURCE_KEY], request.app[STOPPING_KEY]
+    feed, snapshots, stopping = request.app[FEED_KEY], request.app[SNAPSHOTS_KEY], request.app[STOPPING_KEY]
     streams.append(response)
     seen = 0
     try:
         await _send(response, "events", list(feed.events))
         seen = feed.counter
         while not stopping.is_set():
-            await _send(response, "snapshot", await source.snapshot())
+            await _send(response, "snapshot", await snapshots.get())
             loop = asyncio.get_running_loop()
             deadline = loop.time() + STREAM_PERIOD
             while (left := deadline - loop.time()) > 0 and not stopping.is_set():
@@ -261,6 +278,7 @@ def create_console_app(source: ConsoleSource) -> web.Application:
     app[FEED_KEY] = _Feed()
     app[STREAMS_KEY] = []
     app[STOPPING_KEY] = asyncio.Event()
+    app[SNAPSHOTS_KEY] = _Snapshots(source)
     app.cleanup_ctx.append(_feed_context)
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/", _asset)
