@@ -223,7 +223,45 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         child.check_alive()
             await asyncio.sleep(6.0)  # the SDK exports every 5 s: let the last batch in
             spans["after"] = await spans_seen(otlp_url)
-    return {"results": results, "spans": spans["after"] - spans["before"]}
+    return {"results": results, "spans": spans["after"] - spans["before"], "span_cost": span_cost()}
+
+
+def span_cost(count: int = 20_000) -> dict[str, float]:
+    """µs per ``ripple.tracing.span`` in this process: off, then on with the real SDK and batch processor (its
+    exporter drops what it is given: the OTLP encoding is the exporter thread's, measured by the stacks above)."""
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from ripple import tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    def per_span() -> float:
+        began = time.perf_counter()
+        for n in range(count):
+            with tracing.span("deliver bench/t", parent=parent, kind="client",
+                              attributes={"trigger": "bench/t", "event_id": str(n), "attempt": 1}) as handle:
+                handle.set(status=202)
+        return (time.perf_counter() - began) / count * 1e6
+
+    off = per_span()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop(), max_queue_size=count * 2))
+    state = tracing._State
+    state.tracer, state.api, state.empty = provider.get_tracer("bench"), trace, Context()
+    state.kinds = {"client": trace.SpanKind.CLIENT}
+    try:
+        on = per_span()
+    finally:
+        state.tracer = None
+        provider.shutdown()
+    return {"off_us": num(off, 2) or 0.0, "on_us": num(on, 2) or 0.0}
 
 
 def summarize(run_result: dict[str, Any], args: argparse.Namespace, wall: float) -> tuple[str, dict[str, Any]]:
@@ -249,10 +287,12 @@ def summarize(run_result: dict[str, Any], args: argparse.Namespace, wall: float)
     rows += [[f"{side} vs off", *(f"{overhead(side, key)}%" for key in keys), "-"] for side in SIDES[1:]]
     text = table(["tracing", "ingress ev/s", f"p50 ms @{args.rate:g}/s", "p99 ms", "ingress cores",
                   "dispatcher cores", "lost"], rows)
+    cost = run_result["span_cost"]
     text += (f"\nspans exported by 'on' and 'sampled' ({SAMPLED_RATIO:g} of traces): {run_result['spans']} "
-             f"(wall {wall:.0f}s, load {load_average()})")
+             f"(wall {wall:.0f}s, load {load_average()})"
+             f"\none span in-process: {cost['on_us']} µs with tracing on, {cost['off_us']} µs off")
     summary = {"benchmark": "tracing", "machine": machine(), "args": vars(args), **sides,
-               "spans_exported": run_result["spans"],
+               "spans_exported": run_result["spans"], "span_cost_us": run_result["span_cost"],
                "overhead_pct": {side: {key: overhead(side, key) for key in keys[:3]} for side in SIDES[1:]},
                "wall_s": num(wall, 1)}
     return text, summary
