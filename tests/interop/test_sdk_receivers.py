@@ -13,6 +13,7 @@ import pytest
 from ripple.dispatch import Dispatcher
 from ripple.events.extensions import ARRIVAL_TIME, HOPS
 from ripple.events.model import is_json_media_type
+from ripple.tracing import is_traceparent
 from tests.interop.sdk import SDKS, parse_time, receiver, spec_percent_encode, stored_events
 from tests.support import eventually, subscriber, trigger
 
@@ -63,6 +64,8 @@ def mismatches(sdk: str, fmt: str, produced: dict[str, Any], line: dict[str, Any
         if name not in extensions:
             problems.append(f"Ripple's extension {name} is missing")
         extensions.pop(name, None)
+    if "traceparent" not in produced and not is_traceparent(extensions.pop("traceparent", None)):
+        problems.append("the trace context the broker started is missing")
     seen: dict[str, Any] = {k: got[k] for k in ("specversion", "id", "source", "type", "subject", "dataschema")}
     seen.update(extensions)
     seen["datacontenttype"] = got["datacontenttype"]

@@ -10,6 +10,7 @@ import pytest
 
 from ripple.events.extensions import ARRIVAL_TIME, HOPS
 from ripple.events.model import is_json_media_type
+from ripple.tracing import is_traceparent
 from tests.interop.sdk import ATTRIBUTES, MODES, SDKS, Outgoing, send, stored_events
 
 pytestmark = [pytest.mark.interop, pytest.mark.e2e]
@@ -62,6 +63,8 @@ async def test_sdk_event_is_accepted_and_stored_exactly(sdk, mode, case, ingress
 
     (stored,) = await stored_events(store)
     attributes = {k: v for k, v in stored.attributes.items() if k not in (ARRIVAL_TIME, HOPS)}
+    if "traceparent" not in report["event"]:  # the broker started the event's trace
+        assert is_traceparent(attributes.pop("traceparent", None))
     assert attributes == expected_attributes(sdk, mode, report["event"])
     assert stored[ARRIVAL_TIME].endswith("Z") and stored[HOPS] == 255
 
