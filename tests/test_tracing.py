@@ -98,3 +98,10 @@ def test_a_span_without_a_parent_starts_a_trace_and_one_that_raises_is_an_error(
     (finished,) = exporter.get_finished_spans()
     assert finished.parent is None and is_traceparent(root.traceparent)
     assert finished.status.description == "RuntimeError: store lost"
+
+
+def test_ripple_batches_spans_small_unless_told_otherwise():
+    assert tracing._batches({}) == {"max_export_batch_size": tracing.EXPORT_BATCH,
+                                    "schedule_delay_millis": tracing.EXPORT_DELAY_MS}
+    told = {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512", "OTEL_BSP_SCHEDULE_DELAY": "5000"}
+    assert tracing._batches(told) == {}, "the SDK reads the variables itself"
