@@ -17,7 +17,7 @@ from ripple.console import create_console_app
 from ripple.events.extensions import ERROR_TRIGGER, stamp_arrival
 from ripple.local.console import LocalConsoleSource
 from ripple.store import EventStore, subjects
-from tests.support import event, serve
+from tests.support import event, eventually, serve
 
 MANIFEST = """
 apiVersion: ripple.dev/v1alpha1
@@ -38,9 +38,11 @@ async def page(tmp_path: Path, store: EventStore):
     source = LocalConsoleSource(load_manifests([tmp_path / "m.yaml"]), store, no_counts)
     from aiohttp import web
 
-    root = web.Application()
-    root.add_subapp("/ui/", create_console_app(source))
+    root, console = web.Application(), create_console_app(source)
+    root.add_subapp("/ui/", console)
     async with serve(root) as url, aiohttp.ClientSession() as http:
+        # The feed takes only what is stored once it follows the broker: wait for that, as the page cannot.
+        await eventually(lambda: ("default", "default") in console[console_app.FEED_KEY].followed)
         yield url + "/ui", http
 
 
