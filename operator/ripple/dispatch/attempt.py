@@ -31,6 +31,7 @@ from ripple.events.model import CloudEvent
 from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, EventTooLarge, subjects
 from ripple.tracing import TRACEPARENT, TRACESTATE, span
+from ripple.tracing import enabled as tracing_enabled
 
 __all__ = ["FILTERED_OUT", "REPLICA_TRIES", "Attempt", "AttemptStats", "FanoutCounter", "Outcome", "Stamp"]
 
@@ -100,7 +101,8 @@ class Attempt:
             with span(f"deliver {self.name}", parent=parent if isinstance(parent, str) else None,
                       tracestate=state if isinstance(state, str) else None, kind="client",
                       attributes={"trigger": self.name, "event_id": event.id, "event_type": event.type,
-                                  "attempt": msg.metadata.num_delivered or 1}) as trace:
+                                  "attempt": (msg.metadata.num_delivered or 1) if tracing_enabled() else None}
+                      ) as trace:
                 url, result = await self._deliver(event, trace.traceparent)
                 trace.set(status=result.status, error=result.error[:200] or None)
                 if not 200 <= result.status < 300:

@@ -175,15 +175,15 @@ class TriggerWorker:
     # --- the settle table ----------------------------------------------------------------------------------
     async def _settle(self, msg: Msg, outcome: Outcome) -> None:
         event, result = outcome.event, outcome.result
-        attempt = msg.metadata.num_delivered or 1
+        metadata = msg.metadata  # parsed from the reply subject on every read: read once
+        attempt, sequence = metadata.num_delivered or 1, metadata.sequence.stream
         decision = self._decide(outcome, attempt)
         self._record(event, result, attempt, decision)
         if decision.action is Action.RETRY:
             self.stats.retried += 1
             await msg.nak(delay=decision.delay)
-            await self._keep_record(msg, event, result, attempt, "retry")
+            await self._keep_record(sequence, event, result, attempt, "retry")
             return
-        sequence = msg.metadata.sequence.stream
         if decision.action is Action.ACK:
             if self.hop is None:
                 await until_stored(lambda: self._store_reply(event, outcome.reply), msg.in_progress)
@@ -206,7 +206,7 @@ class TriggerWorker:
             self.stats.dead_lettered += 1
         await msg.ack()
         reply = outcome.reply.event if decision.action is Action.ACK and outcome.reply is not None else None
-        await self._keep_record(msg, event, result, attempt, self._outcome_words(decision, outcome), reply)
+        await self._keep_record(sequence, event, result, attempt, self._outcome_words(decision, outcome), reply)
 
     def _decide(self, outcome: Outcome, attempt: int) -> Decision:
         if outcome.stage == "decode":  # no rule can make an unreadable message deliverable: keep it at once
@@ -315,13 +315,13 @@ class TriggerWorker:
             return "delivered" if self.hop.next_hop is None and not self.hop.to_broker else "ended (no reply)"
         return f"to {self.hop.next_label}"
 
-    async def _keep_record(self, msg: Msg, event: CloudEvent, result: DeliveryResult, attempt: int, what: str,
-                           reply: CloudEvent | None = None) -> None:
+    async def _keep_record(self, sequence: int, event: CloudEvent, result: DeliveryResult, attempt: int,
+                           what: str, reply: CloudEvent | None = None) -> None:
         """One line of the event's history (``ripple events show``), sent without waiting for it to be stored."""
         record: dict[str, Any] = {
             "time": now_rfc3339(), "trigger": self.name,
             "broker": f"{self.trigger.namespace}/{self.trigger.spec.broker}", "stream": self.stream,
-            "seq": msg.metadata.sequence.stream, "id": event.id, "type": event.type,
+            "seq": sequence, "id": event.id, "type": event.type,
             "source": event.source, "attempt": attempt, "status": result.status, "outcome": what,
             "latencyMs": round(result.latency * 1000, 2), "error": result.error[:200] or None,
             "traceId": trace_id(event.get(TRACEPARENT)),

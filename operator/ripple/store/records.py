@@ -21,6 +21,7 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.js.api import DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 
 from ripple.store.jetstream import EventStore
@@ -91,7 +92,7 @@ async def ensure_records_stream(store: EventStore, settings: RecordSettings | No
 async def publish_record(store: EventStore, root: str, record: dict[str, Any]) -> None:
     """Send one record; a lost connection loses the record, never the event it describes."""
     with contextlib.suppress(nats.errors.Error, OSError):
-        await store.nc.publish(record_subject(root), json.dumps(record, separators=(",", ":")).encode())
+        await store.nc.publish(record_subject(root), orjson.dumps(record))
 
 
 async def read_records(store: EventStore, root: str, *, limit: int = RECORDS_PER_ROOT) -> list[dict[str, Any]]:
