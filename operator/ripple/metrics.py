@@ -19,6 +19,7 @@ __all__ = [
     "FILTERED",
     "FUNCTION_PENDING",
     "FUNCTION_REPLICAS",
+    "INGRESS_AUTH",
     "INGRESS_EVENTS",
     "INGRESS_REQUESTS",
     "OPERATOR_ADMISSION_REVIEWS",
@@ -34,6 +35,11 @@ __all__ = [
     "serve_metrics",
 ]
 
+INGRESS_AUTH = Counter(
+    "ripple_ingress_auth_total",
+    "Requests to brokers an EventPolicy guards, by outcome: allowed, unauthenticated (401) or forbidden (403).",
+    ["namespace", "broker", "outcome"],
+)
 INGRESS_REQUESTS = Counter(
     "ripple_ingress_requests_total",
     "Requests answered by the ingress, by broker and HTTP status; requests to brokers that do not exist are "

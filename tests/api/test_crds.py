@@ -46,7 +46,7 @@ def test_printer_columns_short_names_and_category():
     names = {info.plural: crd(info)["spec"] for info in KINDS}
     assert {p: s["names"]["shortNames"] for p, s in names.items()} == {
         "brokers": ["brk"], "functions": ["fn"], "triggers": ["trig"], "eventsources": ["evsrc"],
-        "sequences": ["seq"], "parallels": ["par"],
+        "sequences": ["seq"], "parallels": ["par"], "eventpolicies": ["evpol"],
     }
     for spec in names.values():
         assert "ripple" in spec["names"]["categories"]

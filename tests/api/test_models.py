@@ -17,6 +17,7 @@ from ripple.api.models import (
     BrokerSpec,
     DeliverySpec,
     Destination,
+    EventPolicy,
     EventSource,
     Function,
     FunctionSpec,
@@ -264,7 +265,7 @@ def test_default_broker() -> None:
 
 def test_kinds_maps_each_kind_to_its_model() -> None:
     assert KINDS == {"Function": Function, "Trigger": Trigger, "Broker": Broker, "EventSource": EventSource,
-                     "Sequence": Sequence, "Parallel": Parallel}
+                     "Sequence": Sequence, "Parallel": Parallel, "EventPolicy": EventPolicy}
 
 
 @pytest.mark.parametrize(("policy", "delays"), [("exponential", [0.4, 0.8, 1.6]), ("linear", [0.2, 0.4, 0.6])])

@@ -16,7 +16,18 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel
 
-from ripple.api.models import GROUP, VERSION, Broker, EventSource, Function, Parallel, Resource, Sequence, Trigger
+from ripple.api.models import (
+    GROUP,
+    VERSION,
+    Broker,
+    EventPolicy,
+    EventSource,
+    Function,
+    Parallel,
+    Resource,
+    Sequence,
+    Trigger,
+)
 
 __all__ = ["KINDS", "KindInfo", "add_factory_defaults", "crd", "render", "spec_schema", "structural", "write_crds"]
 
@@ -132,6 +143,7 @@ KINDS: tuple[KindInfo, ...] = (
         (("Broker", "string", ".spec.broker"), ("URL", "string", ".status.address.url")),
         _status(address=ADDRESS, branches=_hops("branch")),
     ),
+    KindInfo(EventPolicy, "eventpolicies", ("evpol",), (), _status()),
 )
 
 

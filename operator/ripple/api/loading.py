@@ -16,6 +16,7 @@ from ripple.api.models import (
     KINDS,
     Broker,
     Destination,
+    EventPolicy,
     EventSource,
     Function,
     Parallel,
@@ -49,6 +50,8 @@ class Manifests:
     event_sources: dict[tuple[str, str], EventSource] = field(default_factory=dict)
     sequences: dict[tuple[str, str], Sequence] = field(default_factory=dict)
     parallels: dict[tuple[str, str], Parallel] = field(default_factory=dict)
+    policies: dict[tuple[str, str], EventPolicy] = field(default_factory=dict)
+    """EventPolicies: who may send to which broker (a broker no policy names is open in local mode)."""
     secrets: dict[tuple[str, str], LocalSecret] = field(default_factory=dict)
     """``v1`` Secrets, which sources' ``secretRef`` fields name."""
     origins: dict[tuple[str, str, str], Path] = field(default_factory=dict)
@@ -137,6 +140,7 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
                 "EventSource": found.event_sources,
                 "Sequence": found.sequences,
                 "Parallel": found.parallels,
+                "EventPolicy": found.policies,
             }
             tables[resource.kind][resource.key] = resource
     _add_default_brokers(found)

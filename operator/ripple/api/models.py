@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from ripple.api.durations import DURATION_PATTERN, Duration, seconds
 from ripple.api.schedules import Schedule, ScheduleError
 from ripple.defaults import MAX_REPLAY_RATE, REPLAY_RATE
-from ripple.filters import Filter, compile_filter
+from ripple.filters import Filter, FilterError, compile_filter
 
 __all__ = [
     "ADDRESSABLE_KINDS",
@@ -31,6 +31,8 @@ __all__ = [
     "DeliverySpec",
     "Destination",
     "EnvVar",
+    "EventPolicy",
+    "EventPolicySpec",
     "EventSource",
     "EventSourceSpec",
     "Function",
@@ -40,11 +42,14 @@ __all__ = [
     "Model",
     "NatsSource",
     "ObjectMeta",
+    "OidcSender",
     "Parallel",
     "ParallelBranch",
     "ParallelSpec",
     "PingSource",
     "Placement",
+    "PolicySender",
+    "PolicyTarget",
     "PostgresSource",
     "Reference",
     "ReplaySpec",
@@ -56,9 +61,11 @@ __all__ = [
     "Sequence",
     "SequenceSpec",
     "SequenceStep",
+    "ServiceAccountSender",
     "Sink",
     "SinkReference",
     "StorageSource",
+    "TokenSender",
     "Trigger",
     "TriggerSpec",
     "WebhookSignature",
@@ -700,6 +707,96 @@ class Parallel(Resource):
     spec: ParallelSpec
 
 
+# --- EventPolicy ----------------------------------------------------------------------------------------------
+
+class PolicyTarget(Model):
+    """A broker the policy admits its senders to."""
+
+    broker: Name
+    """A broker of the policy's namespace."""
+
+
+class ServiceAccountSender(Model):
+    """A Kubernetes ServiceAccount."""
+
+    namespace: Name
+    """The ServiceAccount's namespace."""
+    name: Name
+    """The ServiceAccount's name."""
+
+
+class OidcSender(Model):
+    """Holders of JWTs an OIDC issuer signed for an audience."""
+
+    issuer: str = Field(pattern=r"^https://[^\s]+$|^http://(127\.0\.0\.1|localhost)(:[0-9]+)?(/[^\s]*)?$")
+    """The issuer (``iss``); its keys are read from ``<issuer>/.well-known/openid-configuration``. HTTPS, except
+    an issuer on this machine (for trying it locally)."""
+    audience: str = Field(min_length=1, max_length=512)
+    """The audience (``aud``) tokens must be issued for."""
+    claims: dict[str, str] = Field(default_factory=dict, max_length=16)
+    """Claims that must hold exactly these string values (e.g. ``sub``, ``email``, a group)."""
+
+
+class TokenSender(Model):
+    """Holders of a static bearer token."""
+
+    secret_ref: SecretKeyRef
+    """A Secret of the policy's namespace holding the bearer token (at least 16 bytes) an outside producer sends."""
+
+
+class PolicySender(Model):
+    """One kind of allowed sender; exactly one of its fields is set."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "[has(self.serviceAccount), has(self.oidc), has(self.token)].filter(x, x).size() == 1",
+         "message": "exactly one of serviceAccount, oidc, token must be set"},
+    ]})
+
+    service_account: ServiceAccountSender | None = None
+    """A Kubernetes ServiceAccount, its bearer token checked with a TokenReview for the broker's audience."""
+    oidc: OidcSender | None = None
+    """Holders of a JWT from an OIDC issuer (signature, ``iss``, ``aud``, ``exp`` and the claims checked)."""
+    token: TokenSender | None = None
+    """Holders of a static bearer token."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PolicySender:
+        if sum(x is not None for x in (self.service_account, self.oidc, self.token)) != 1:
+            raise ValueError("exactly one of serviceAccount, oidc, token must be set")
+        return self
+
+
+class EventPolicySpec(Model):
+    to: list[PolicyTarget] = Field(default_factory=list, max_length=64)
+    """The brokers of this namespace the policy admits senders to; empty: every broker of the namespace."""
+    from_: list[PolicySender] = Field(alias="from", min_length=1, max_length=64)
+    """Who may send; any one of them will do."""
+    filters: list[dict[str, Any]] | None = Field(default=None, max_length=16)
+    """What they may send: Subscriptions API filter expressions (as a Trigger's, e.g. ``prefix: {type: order.}``
+    or ``cesql: ...``) that every event of a request must pass, else the request is refused (403)."""
+
+    @functools.cached_property
+    def compiled_filter(self) -> Filter:
+        """The filter, compiled once (no filters: every event); raises :class:`FilterError`."""
+        return compile_filter(None, self.filters)
+
+    @model_validator(mode="after")
+    def _filters_compile(self) -> EventPolicySpec:
+        try:
+            _ = self.compiled_filter
+        except FilterError as exc:
+            raise ValueError(f"filters: {exc}") from None
+        return self
+
+
+class EventPolicy(Resource):
+    """Who may send events to a namespace's brokers, and what: a broker that any policy names admits only the
+    senders some policy allows."""
+
+    kind: Literal["EventPolicy"]
+    spec: EventPolicySpec
+
+
 KINDS: dict[str, type[Resource]] = {
     "Function": Function,
     "Trigger": Trigger,
@@ -707,6 +804,7 @@ KINDS: dict[str, type[Resource]] = {
     "EventSource": EventSource,
     "Sequence": Sequence,
     "Parallel": Parallel,
+    "EventPolicy": EventPolicy,
 }
 
 

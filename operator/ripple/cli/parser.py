@@ -106,6 +106,8 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     send.add_argument("--data", help="JSON text, or @file")
     send.add_argument("--mode", choices=["binary", "structured"], default="binary")
     send.add_argument("--ext", action="append", type=key_value, default=[], metavar="NAME=VALUE")
+    send.add_argument("--token", metavar="TOKEN|@FILE",
+                      help="bearer token for a broker an EventPolicy guards (default: $RIPPLE_TOKEN)")
 
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from ripple.dispatch.client import NO_AUTO_CONTENT_TYPE
 from ripple.events.http import encode_binary, encode_structured
 from ripple.events.model import CloudEvent
 
-__all__ = ["SendOptions", "build_event", "run", "send"]
+__all__ = ["SendOptions", "bearer", "build_event", "run", "send"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class SendOptions:
     """JSON text, or ``@file`` to read it from a file."""
     mode: str = "binary"
     extensions: dict[str, str] = field(default_factory=dict)
+    token: str | None = field(default=None, repr=False)
+    """A bearer token for a broker an EventPolicy guards (``@file`` to read it from a file)."""
 
 
 def build_event(options: SendOptions) -> CloudEvent:
@@ -51,10 +54,17 @@ def build_event(options: SendOptions) -> CloudEvent:
     return CloudEvent.create(attributes, data)
 
 
+def bearer(token: str) -> str:
+    """The token itself, or read from the file ``@path`` names."""
+    return (Path(token[1:]).read_text() if token.startswith("@") else token).strip()
+
+
 async def send(options: SendOptions) -> tuple[int, str]:
     """Post the event; return the HTTP status and the response body."""
     event = build_event(options)
     headers, body = encode_structured(event) if options.mode == "structured" else encode_binary(event)
+    if options.token:
+        headers["Authorization"] = f"Bearer {bearer(options.token)}"
     async with aiohttp.ClientSession() as session:
         post = session.post(options.to, data=body, headers=headers, skip_auto_headers=NO_AUTO_CONTENT_TYPE)
         async with post as response:
@@ -62,7 +72,8 @@ async def send(options: SendOptions) -> tuple[int, str]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    options = SendOptions(args.to, args.type, args.source, args.id, args.subject, args.data, args.mode, dict(args.ext))
+    options = SendOptions(args.to, args.type, args.source, args.id, args.subject, args.data, args.mode, dict(args.ext),
+                          args.token or os.environ.get("RIPPLE_TOKEN"))
     status, body = await send(options)
     print(f"{status} {body}".rstrip())
     return 0 if 200 <= status < 300 else 1

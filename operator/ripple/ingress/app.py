@@ -23,6 +23,7 @@ from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import now_rfc3339, stamp_arrival
 from ripple.events.model import CloudEvent
 from ripple.ingress.body import BodyRefused, read_body
+from ripple.ingress.policies import PolicyBook
 from ripple.logformat import fields, trace_id
 from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, child, serve_metrics
 from ripple.store import EventStore, EventTooLarge, StoreUnavailable
@@ -65,6 +66,8 @@ class IngressSettings:
     """Whether the ingress's background work (the cluster's broker watch, local mode's dispatcher) can go on."""
     flows: FlowLookup = lambda kind, namespace, name: None
     """Where events sent to a Sequence or Parallel go; ``None`` (answered 404) for one that is not ready."""
+    policies: PolicyBook | None = None
+    """Who may send to which broker (EventPolicies); ``None``: every broker is open."""
 
 
 SETTINGS_KEY = web.AppKey("settings", IngressSettings)
@@ -124,6 +127,11 @@ async def _accept(request: web.Request, namespace: str, broker: str,
         return _counted(error(400, str(exc)), namespace, broker)
     except UnsupportedFormat as exc:
         return _counted(error(415, str(exc)), namespace, broker)
+    if settings.policies is not None:
+        refusal = await settings.policies.check(namespace, broker, request.headers.get("Authorization"), events)
+        if refusal is not None:
+            challenge = {"WWW-Authenticate": 'Bearer realm="ripple"'} if refusal.status == 401 else {}
+            return _counted(error(refusal.status, refusal.message, **challenge), namespace, broker)
     # The request's own W3C context is the span's parent; an event's extension is its fallback (one event, or a
     # batch sent without one). Events without a context join the request's trace.
     header = request.headers.get(TRACEPARENT)

@@ -1,0 +1,301 @@
+"""Who may send: the EventPolicies of a namespace, compiled into one check per request to a broker they guard.
+
+A broker that no policy names is open. A broker some policy names (``spec.to``, or every broker of the namespace
+when ``to`` is empty) takes a request only with ``Authorization: Bearer <token>`` whose holder a policy for it
+allows: no token, or one that proves nobody, is ``401``; a sender who is someone, but whom no policy for that
+broker allows, or whose events a policy's ``filters`` refuse, is ``403``. Either way nothing is stored.
+
+Tokens are told apart by what they are: a JWT whose ``iss`` is an OIDC issuer some policy names is verified
+against that issuer's published keys (signature, ``iss``, ``aud``, ``exp``, then the claims asked for); anything
+else is looked up among the static tokens of the policies' Secrets (by its SHA-256, so no comparison leaks how
+much of a guess was right). A Kubernetes ServiceAccount's token is checked by a TokenReview, where the ingress has
+an API server to ask (:class:`TokenReviewer`); without one such senders match nobody.
+
+Verified JWTs are kept (at most :data:`VERIFIED_CACHE` of them, each until it expires or for
+:data:`VERIFIED_FOR` seconds), so a producer sending many requests with one token pays for one verification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import jwt
+
+from ripple.api.models import EventPolicy, OidcSender
+from ripple.events.model import CloudEvent
+from ripple.filters import Filter
+from ripple.metrics import INGRESS_AUTH, child
+
+__all__ = [
+    "JWKS_FOR",
+    "MIN_TOKEN_BYTES",
+    "VERIFIED_CACHE",
+    "VERIFIED_FOR",
+    "OidcKeys",
+    "PolicyBook",
+    "Refusal",
+    "Sender",
+    "TokenReviewer",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_TOKEN_BYTES = 16
+"""The shortest static token a policy may use: shorter ones are guessable."""
+MAX_TOKEN_BYTES = 8192
+VERIFIED_CACHE = 10_000
+VERIFIED_FOR = 300.0
+JWKS_FOR = 600.0
+"""Seconds an issuer's keys are kept before they are read again (a token signed by an unknown key reads them
+again at once, at most every :data:`JWKS_RETRY` seconds: keys rotate)."""
+JWKS_RETRY = 30.0
+FETCH_TIMEOUT = 5.0
+ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a token proved the sender to be: ``token:<ns>/<secret>``, ``oidc:<issuer>#<sub>`` or
+    ``serviceaccount:<ns>/<name>``."""
+
+    kind: str
+    name: str
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: str
+
+
+class TokenReviewer(Protocol):
+    async def review(self, token: str, audience: str) -> tuple[str, str] | None:
+        """The (namespace, name) of the ServiceAccount the token belongs to, for ``audience``; None otherwise."""
+        ...
+
+
+class OidcKeys:
+    """One issuer's signing keys, read from its discovery document and refreshed as they rotate."""
+
+    def __init__(self, issuer: str, session: aiohttp.ClientSession | None = None) -> None:
+        self.issuer = issuer.rstrip("/")
+        self._session = session
+        self._keys: jwt.PyJWKSet | None = None
+        self._read_at = 0.0
+        self._reads = 0
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> jwt.PyJWK | None:
+        now = time.monotonic()
+        if self._keys is None or now - self._read_at > JWKS_FOR:
+            await self._read()
+        found = self._find(kid)
+        if found is None and time.monotonic() - self._read_at > JWKS_RETRY:
+            await self._read()  # a key the issuer added since: rotation
+            found = self._find(kid)
+        return found
+
+    def _find(self, kid: str | None) -> jwt.PyJWK | None:
+        if self._keys is None:
+            return None
+        keys = list(self._keys.keys)
+        if kid is None:
+            return keys[0] if len(keys) == 1 else None
+        return next((k for k in keys if k.key_id == kid), None)
+
+    async def _read(self) -> None:
+        before = self._reads
+        async with self._lock:
+            if self._reads != before:
+                return  # another request read them while this one waited: one read for all of them
+            self._reads += 1
+            session = self._session or aiohttp.ClientSession()
+            timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
+            try:
+                async with session.get(f"{self.issuer}/.well-known/openid-configuration", timeout=timeout) as r:
+                    r.raise_for_status()
+                    jwks_uri = (await r.json(content_type=None))["jwks_uri"]
+                async with session.get(jwks_uri, timeout=timeout) as r:
+                    r.raise_for_status()
+                    self._keys = jwt.PyJWKSet.from_dict(await r.json(content_type=None))
+                self._read_at = time.monotonic()
+            except (aiohttp.ClientError, TimeoutError, KeyError, ValueError, jwt.PyJWTError) as exc:
+                log.warning("OIDC issuer %s: cannot read its keys: %s", self.issuer, exc)
+                self._read_at = time.monotonic()
+            finally:
+                if self._session is None:
+                    await session.close()
+
+
+@dataclass(frozen=True)
+class _Policy:
+    name: str
+    tokens: frozenset[str]
+    """SHA-256 digests of the static tokens it allows."""
+    oidc: tuple[OidcSender, ...]
+    accounts: frozenset[tuple[str, str]]
+    filter: Filter
+
+    def allows(self, sender: Sender) -> bool:
+        if sender.kind == "token":
+            return sender.name in self.tokens
+        if sender.kind == "serviceaccount":
+            namespace, _, name = sender.name.partition("/")
+            return (namespace, name) in self.accounts
+        return any(o.issuer.rstrip("/") == sender.claims.get("iss", "").rstrip("/")
+                   and _audience_ok(sender.claims, o.audience)
+                   and all(str(sender.claims.get(k)) == v for k, v in o.claims.items()) for o in self.oidc)
+
+
+def _audience_ok(claims: Mapping[str, Any], audience: str) -> bool:
+    aud = claims.get("aud")
+    return aud == audience or (isinstance(aud, list) and audience in aud)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class PolicyBook:
+    """Every EventPolicy, by the brokers it guards; :meth:`check` answers one request."""
+
+    def __init__(self, policies: Iterable[EventPolicy], secret: Any, *,
+                 brokers: Iterable[tuple[str, str]] = (), reviewer: TokenReviewer | None = None) -> None:
+        """``secret(namespace, name, key) -> bytes | None`` reads a token Secret; ``brokers`` are those an empty
+        ``spec.to`` covers (every broker of the policy's namespace)."""
+        self.reviewer = reviewer
+        self._guards: dict[tuple[str, str], list[_Policy]] = {}
+        self._issuers: dict[str, OidcKeys] = {}
+        self._tokens: dict[str, Sender] = {}
+        self._verified: OrderedDict[str, tuple[Sender, float]] = OrderedDict()
+        known = list(brokers)
+        for policy in policies:
+            compiled = self._compile(policy, secret)
+            targets = ([(policy.namespace, t.broker) for t in policy.spec.to] if policy.spec.to
+                       else [key for key in known if key[0] == policy.namespace])
+            for target in targets:
+                self._guards.setdefault(target, []).append(compiled)
+
+    def _compile(self, policy: EventPolicy, secret: Any) -> _Policy:
+        tokens: set[str] = set()
+        oidc: list[OidcSender] = []
+        accounts: set[tuple[str, str]] = set()
+        for index, sender in enumerate(policy.spec.from_):
+            if sender.token is not None:
+                ref = sender.token.secret_ref
+                value = secret(policy.namespace, ref.name, ref.key)
+                where = f"EventPolicy '{policy.namespace}/{policy.name}': spec.from[{index}].token.secretRef"
+                if value is None:
+                    raise ValueError(f"{where}: Secret '{ref.name}' has no key '{ref.key}'")
+                token = bytes(value).decode("utf-8", "replace").strip()
+                if len(token.encode()) < MIN_TOKEN_BYTES:
+                    raise ValueError(f"{where}: the token is shorter than {MIN_TOKEN_BYTES} bytes")
+                digest = _digest(token)
+                tokens.add(digest)
+                self._tokens[digest] = Sender("token", digest)
+            elif sender.oidc is not None:
+                oidc.append(sender.oidc)
+                issuer = sender.oidc.issuer.rstrip("/")
+                self._issuers.setdefault(issuer, OidcKeys(issuer))
+            elif sender.service_account is not None:
+                accounts.add((sender.service_account.namespace, sender.service_account.name))
+        return _Policy(f"{policy.namespace}/{policy.name}", frozenset(tokens), tuple(oidc), frozenset(accounts),
+                       policy.spec.compiled_filter)
+
+    def guards(self, namespace: str, broker: str) -> bool:
+        return (namespace, broker) in self._guards
+
+    async def check(self, namespace: str, broker: str, authorization: str | None,
+                    events: Sequence[CloudEvent]) -> Refusal | None:
+        """``None`` when the request may be stored; else why not (401 or 403), counted either way."""
+        policies = self._guards.get((namespace, broker))
+        if policies is None:
+            return None
+        refusal = await self._check(policies, namespace, broker, authorization, events)
+        outcome = "allowed" if refusal is None else "unauthenticated" if refusal.status == 401 else "forbidden"
+        child(INGRESS_AUTH, namespace, broker, outcome).inc()
+        return refusal
+
+    async def _check(self, policies: list[_Policy], namespace: str, broker: str, authorization: str | None,
+                     events: Sequence[CloudEvent]) -> Refusal | None:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return Refusal(401, f"broker '{namespace}/{broker}' takes events only from senders an EventPolicy "
+                                "allows: send 'Authorization: Bearer <token>'")
+        if len(token) > MAX_TOKEN_BYTES:
+            return Refusal(401, f"the bearer token is longer than {MAX_TOKEN_BYTES} bytes")
+        sender, reason = await self._identify(token, namespace, broker, policies)
+        if sender is None:
+            return Refusal(401, f"the bearer token proves no sender: {reason}")
+        allowing = [p for p in policies if p.allows(sender)]
+        if not allowing:
+            return Refusal(403, f"{_who(sender)} may not send to broker '{namespace}/{broker}'")
+        for event in events:
+            if not any(p.filter.matches(event.as_mapping()) for p in allowing):
+                return Refusal(403, f"{_who(sender)} may not send event '{event.id}' of type '{event.type}' to "
+                                    f"broker '{namespace}/{broker}': no policy's filters let it through")
+        return None
+
+    async def _identify(self, token: str, namespace: str, broker: str,
+                        policies: list[_Policy]) -> tuple[Sender | None, str]:
+        digest = _digest(token)
+        cached = self._verified.get(digest)
+        if cached is not None and cached[1] > time.time():
+            self._verified.move_to_end(digest)
+            return cached[0], ""
+        if digest in self._tokens:
+            return self._tokens[digest], ""
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            unverified, header = None, {}
+        if unverified is not None and str(unverified.get("iss", "")).rstrip("/") in self._issuers:
+            return await self._oidc(token, digest, unverified, header, policies)
+        if self.reviewer is not None and any(p.accounts for p in policies):
+            account = await self.reviewer.review(token, f"ripple/{namespace}/{broker}")
+            if account is not None:
+                sender = Sender("serviceaccount", "/".join(account))
+                self._remember(digest, sender, time.time() + VERIFIED_FOR)
+                return sender, ""
+        return None, "it is no static token, OIDC token or ServiceAccount token any policy of this broker accepts"
+
+    async def _oidc(self, token: str, digest: str, unverified: Mapping[str, Any], header: Mapping[str, Any],
+                    policies: list[_Policy]) -> tuple[Sender | None, str]:
+        issuer = str(unverified["iss"]).rstrip("/")
+        key = await self._issuers[issuer].key(header.get("kid"))
+        if key is None:
+            return None, f"no key of issuer {issuer} signed it (kid {header.get('kid')!r})"
+        audiences = sorted({o.audience for p in policies for o in p.oidc if o.issuer.rstrip("/") == issuer})
+        try:
+            claims = jwt.decode(token, key=key, algorithms=ALGORITHMS, audience=audiences or None,
+                                issuer=str(unverified["iss"]), options={"require": ["exp", "iss", "aud"]},
+                                leeway=30)
+        except jwt.PyJWTError as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        sender = Sender("oidc", f"{issuer}#{claims.get('sub', '?')}", claims)
+        self._remember(digest, sender, min(float(claims["exp"]), time.time() + VERIFIED_FOR))
+        return sender, ""
+
+    def _remember(self, digest: str, sender: Sender, until: float) -> None:
+        self._verified[digest] = (sender, until)
+        while len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+
+
+def _who(sender: Sender) -> str:
+    if sender.kind == "token":
+        return "the holder of this static token"
+    if sender.kind == "serviceaccount":
+        return f"ServiceAccount '{sender.name}'"
+    return f"OIDC subject '{sender.name}'"
