@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ripple.api.models import EventPolicy
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.ingress.policies import PolicyBook
+from ripple.ingress.policies import PolicyBook, secret_digests
 from ripple.metrics import INGRESS_AUTH
 from ripple.store import EventStore
 from tests.ingress.test_ingress import BINARY, post, stored
@@ -89,8 +89,7 @@ async def issuer() -> AsyncIterator[Issuer]:
 @pytest.fixture
 async def guarded(issuer: Issuer, store: EventStore) -> AsyncIterator[str]:
     secrets = {("default", "partner"): {"token": PARTNER_TOKEN.encode()}}
-    book = PolicyBook(policies(issuer.url), lambda ns, name, key: secrets.get((ns, name), {}).get(key),
-                      brokers=[("default", "default"), ("default", "open")])
+    book = PolicyBook(policies(issuer.url), secret_digests(lambda ns, name, key: secrets.get((ns, name), {}).get(key)))
     settings = IngressSettings(brokers=lambda ns, b: ns == "default", policies=book)
     async with serve(create_ingress_app(store, settings)) as url:
         yield url + "/default"
@@ -165,15 +164,15 @@ async def test_rotated_keys_are_read_again_and_verified_tokens_are_kept(guarded,
 async def test_a_broker_no_policy_names_is_open_and_an_empty_to_guards_every_broker(guarded, http, store):
     # "checkout" has an empty spec.to: it guards every broker of its namespace, "open" included.
     assert (await post(http, f"{guarded}/open", **BINARY))[0] == 401
-    book = PolicyBook([], lambda *a: None)
+    book = PolicyBook([], secret_digests(lambda *a: None))
     assert not book.guards("default", "default")
 
 
 def test_a_policy_whose_token_cannot_be_read_or_is_short_is_refused_naming_the_field(issuer):
     with pytest.raises(ValueError, match=r"spec.from\[0\].token.secretRef: Secret 'partner' has no key 'token'"):
-        PolicyBook(policies(issuer.url), lambda *a: None)
+        PolicyBook(policies(issuer.url), secret_digests(lambda *a: None))
     with pytest.raises(ValueError, match="shorter than 16 bytes"):
-        PolicyBook(policies(issuer.url), lambda *a: b"short")
+        PolicyBook(policies(issuer.url), secret_digests(lambda *a: b"short"))
 
 
 @pytest.mark.parametrize(("spec", "message"), [

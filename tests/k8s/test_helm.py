@@ -337,8 +337,13 @@ def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
         assert not grants(operator, "admissionregistration.k8s.io", kind, "patch", "other")
         assert not grants(operator, "admissionregistration.k8s.io", kind, "delete", WEBHOOK_CONFIGURATION)
     assert not grants(operator, "", "namespaces", "list")  # cluster-wide Kopf never lists namespaces
-    assert ingress == [{"apiGroups": ["ripple.dev"], "resources": ["brokers", "sequences", "parallels"],
-                        "verbs": ["get", "list", "watch"]}]
+    assert ingress == [
+        {"apiGroups": ["ripple.dev"], "resources": ["brokers", "sequences", "parallels"],
+         "verbs": ["get", "list", "watch"]},
+        # Who may send: policies (their token digests in status, so no Secret) and TokenReviews, nothing more.
+        {"apiGroups": ["ripple.dev"], "resources": ["eventpolicies"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+    ]
     assert grants(dispatcher, "discovery.k8s.io", "endpointslices", "watch")
     assert not grants(dispatcher, "", "pods", "watch")
     pods = rules_of(helm.template("dispatcher.readiness=pods"), "dispatcher")

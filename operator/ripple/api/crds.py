@@ -143,7 +143,14 @@ KINDS: tuple[KindInfo, ...] = (
         (("Broker", "string", ".spec.broker"), ("URL", "string", ".status.address.url")),
         _status(address=ADDRESS, branches=_hops("branch")),
     ),
-    KindInfo(EventPolicy, "eventpolicies", ("evpol",), (), _status()),
+    KindInfo(EventPolicy, "eventpolicies", ("evpol",), (), _status(tokens={
+        "type": "array", "description": "The SHA-256 of each static token the policy names, read from its Secret "
+                                        "by the operator (the ingress reads no Secret).",
+        "items": {"type": "object", "properties": {
+            "index": {"type": "integer", "description": "The sender's index in spec.from."},
+            "sha256": {"type": "string", "description": "The token's SHA-256, in hex."},
+        }},
+    })),
 )
 
 

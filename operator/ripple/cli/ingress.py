@@ -9,6 +9,7 @@ from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
 from ripple.cli.logs import announce
 from ripple.ingress.app import FlowLookup, IngressSettings, create_ingress_app
+from ripple.ingress.policies import SenderCheck, manifest_policies
 from ripple.serving import start_site
 from ripple.store import EventStore
 from ripple.store.flows import Entry, FlowKind
@@ -33,24 +34,32 @@ async def run_ingress(
     supervisor = Supervisor()
     brokers: Callable[[str, str], bool]
     flows: FlowLookup
+    policies: SenderCheck | None
     if manifests is None:
         from ripple.cluster import ClusterBrokers, ClusterFlows
+        from ripple.cluster.policies import ClusterPolicies
         from ripple.kube.client import load_kube_config
 
         api = await load_kube_config()
-        cluster_brokers, cluster_flows = ClusterBrokers(api), ClusterFlows(api)
+        cluster_brokers, cluster_flows, cluster_policies = ClusterBrokers(api), ClusterFlows(api), ClusterPolicies(api)
         supervisor.start("watch brokers", cluster_brokers.run, kind="watch")
         supervisor.start("watch sequences and parallels", cluster_flows.run, kind="watch")
-        brokers, flows = cluster_brokers, cluster_flows
+        supervisor.start("watch event policies", cluster_policies.run, kind="watch")
+        brokers, flows, policies = cluster_brokers, cluster_flows, cluster_policies
     else:
         await store.ensure_brokers(manifests.brokers)
         known, sequences, parallels = manifests.brokers, manifests.sequences, manifests.parallels
         brokers = lambda ns, b: (ns, b) in known  # noqa: E731
+        try:
+            policies = manifest_policies(manifests)
+        except ValueError as exc:
+            raise SystemExit(f"ripple: {exc}") from None
 
         def flows(kind: FlowKind, namespace: str, name: str) -> Entry | None:
             flow = (sequences if kind == "Sequence" else parallels).get((namespace, name))
             return None if flow is None else Entry(kind, namespace, name, flow.spec.broker)
-    settings = IngressSettings(brokers=brokers, max_body=max_body, healthy=supervisor.healthy, flows=flows)
+    settings = IngressSettings(brokers=brokers, max_body=max_body, healthy=supervisor.healthy, flows=flows,
+                               policies=policies)
     app = create_ingress_app(store, settings)
     runner = await start_site(app, host, port, name="ingress")
     announce(f"ingress listening on http://{host}:{port}")

@@ -23,7 +23,7 @@ from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import now_rfc3339, stamp_arrival
 from ripple.events.model import CloudEvent
 from ripple.ingress.body import BodyRefused, read_body
-from ripple.ingress.policies import PolicyBook
+from ripple.ingress.policies import SenderCheck
 from ripple.logformat import fields, trace_id
 from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, child, serve_metrics
 from ripple.store import EventStore, EventTooLarge, StoreUnavailable
@@ -66,7 +66,7 @@ class IngressSettings:
     """Whether the ingress's background work (the cluster's broker watch, local mode's dispatcher) can go on."""
     flows: FlowLookup = lambda kind, namespace, name: None
     """Where events sent to a Sequence or Parallel go; ``None`` (answered 404) for one that is not ready."""
-    policies: PolicyBook | None = None
+    policies: SenderCheck | None = None
     """Who may send to which broker (EventPolicies); ``None``: every broker is open."""
 
 

@@ -22,13 +22,14 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
 import jwt
 
+from ripple.api.loading import Manifests
 from ripple.api.models import EventPolicy, OidcSender
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
@@ -43,7 +44,11 @@ __all__ = [
     "PolicyBook",
     "Refusal",
     "Sender",
+    "SenderCheck",
     "TokenReviewer",
+    "manifest_policies",
+    "secret_digests",
+    "status_digests",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,13 @@ class Sender:
     kind: str
     name: str
     claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+class SenderCheck(Protocol):
+    """What the ingress asks of a request to a broker (a :class:`PolicyBook`, or a cluster's current one)."""
+
+    async def check(self, namespace: str, broker: str, authorization: str | None,
+                    events: Sequence[CloudEvent]) -> Refusal | None: ...
 
 
 @dataclass(frozen=True)
@@ -165,41 +177,73 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+TokenDigest = Callable[[EventPolicy, int], str]
+UNREADABLE = "unreadable"
+"""The digest of a token whose Secret could not be read: no SHA-256 in hex equals it."""
+SecretReader = Callable[[str, str, str], bytes | None]
+
+
+def secret_digests(read: SecretReader) -> TokenDigest:
+    """Token digests read from Secrets (``read(namespace, name, key)``), as local mode has them."""
+
+    def digest(policy: EventPolicy, index: int) -> str:
+        sender = policy.spec.from_[index].token
+        assert sender is not None
+        ref = sender.secret_ref
+        where = f"EventPolicy '{policy.namespace}/{policy.name}': spec.from[{index}].token.secretRef"
+        value = read(policy.namespace, ref.name, ref.key)
+        if value is None:
+            raise ValueError(f"{where}: Secret '{ref.name}' has no key '{ref.key}'")
+        token = bytes(value).decode("utf-8", "replace").strip()
+        if len(token.encode()) < MIN_TOKEN_BYTES:
+            raise ValueError(f"{where}: the token is shorter than {MIN_TOKEN_BYTES} bytes")
+        return _digest(token)
+
+    return digest
+
+
+def status_digests(statuses: Mapping[tuple[str, str], Mapping[str, Any]]) -> TokenDigest:
+    """Token digests from the policies' ``status.tokens``, as the operator writes them in a cluster."""
+
+    def digest(policy: EventPolicy, index: int) -> str:
+        for entry in statuses.get(policy.key, {}).get("tokens") or []:
+            if entry.get("index") == index and isinstance(entry.get("sha256"), str):
+                return str(entry["sha256"])
+        # Not read (yet): the sender matches no token, and the policy still guards its brokers (fail closed).
+        return UNREADABLE
+
+    return digest
+
+
 class PolicyBook:
     """Every EventPolicy, by the brokers it guards; :meth:`check` answers one request."""
 
-    def __init__(self, policies: Iterable[EventPolicy], secret: Any, *,
-                 brokers: Iterable[tuple[str, str]] = (), reviewer: TokenReviewer | None = None) -> None:
-        """``secret(namespace, name, key) -> bytes | None`` reads a token Secret; ``brokers`` are those an empty
-        ``spec.to`` covers (every broker of the policy's namespace)."""
+    def __init__(self, policies: Iterable[EventPolicy], token: TokenDigest, *,
+                 reviewer: TokenReviewer | None = None) -> None:
+        """``token(policy, index)`` is the SHA-256 of the static token of ``spec.from[index]`` (raising
+        ``ValueError`` naming what is wrong when there is none): read from a Secret in local mode
+        (:func:`secret_digests`), from the policy's status in a cluster (:func:`status_digests`)."""
         self.reviewer = reviewer
         self._guards: dict[tuple[str, str], list[_Policy]] = {}
+        self._namespaces: dict[str, list[_Policy]] = {}
+        """Policies with an empty ``spec.to``: every broker of their namespace, present and future."""
         self._issuers: dict[str, OidcKeys] = {}
         self._tokens: dict[str, Sender] = {}
         self._verified: OrderedDict[str, tuple[Sender, float]] = OrderedDict()
-        known = list(brokers)
         for policy in policies:
-            compiled = self._compile(policy, secret)
-            targets = ([(policy.namespace, t.broker) for t in policy.spec.to] if policy.spec.to
-                       else [key for key in known if key[0] == policy.namespace])
-            for target in targets:
-                self._guards.setdefault(target, []).append(compiled)
+            compiled = self._compile(policy, token)
+            if not policy.spec.to:
+                self._namespaces.setdefault(policy.namespace, []).append(compiled)
+            for target in policy.spec.to:
+                self._guards.setdefault((policy.namespace, target.broker), []).append(compiled)
 
-    def _compile(self, policy: EventPolicy, secret: Any) -> _Policy:
+    def _compile(self, policy: EventPolicy, token: TokenDigest) -> _Policy:
         tokens: set[str] = set()
         oidc: list[OidcSender] = []
         accounts: set[tuple[str, str]] = set()
         for index, sender in enumerate(policy.spec.from_):
             if sender.token is not None:
-                ref = sender.token.secret_ref
-                value = secret(policy.namespace, ref.name, ref.key)
-                where = f"EventPolicy '{policy.namespace}/{policy.name}': spec.from[{index}].token.secretRef"
-                if value is None:
-                    raise ValueError(f"{where}: Secret '{ref.name}' has no key '{ref.key}'")
-                token = bytes(value).decode("utf-8", "replace").strip()
-                if len(token.encode()) < MIN_TOKEN_BYTES:
-                    raise ValueError(f"{where}: the token is shorter than {MIN_TOKEN_BYTES} bytes")
-                digest = _digest(token)
+                digest = token(policy, index)
                 tokens.add(digest)
                 self._tokens[digest] = Sender("token", digest)
             elif sender.oidc is not None:
@@ -211,14 +255,17 @@ class PolicyBook:
         return _Policy(f"{policy.namespace}/{policy.name}", frozenset(tokens), tuple(oidc), frozenset(accounts),
                        policy.spec.compiled_filter)
 
+    def policies_of(self, namespace: str, broker: str) -> list[_Policy]:
+        return [*self._guards.get((namespace, broker), ()), *self._namespaces.get(namespace, ())]
+
     def guards(self, namespace: str, broker: str) -> bool:
-        return (namespace, broker) in self._guards
+        return bool(self.policies_of(namespace, broker))
 
     async def check(self, namespace: str, broker: str, authorization: str | None,
                     events: Sequence[CloudEvent]) -> Refusal | None:
         """``None`` when the request may be stored; else why not (401 or 403), counted either way."""
-        policies = self._guards.get((namespace, broker))
-        if policies is None:
+        policies = self.policies_of(namespace, broker)
+        if not policies:
             return None
         refusal = await self._check(policies, namespace, broker, authorization, events)
         outcome = "allowed" if refusal is None else "unauthenticated" if refusal.status == 401 else "forbidden"
@@ -299,3 +346,16 @@ def _who(sender: Sender) -> str:
     if sender.kind == "serviceaccount":
         return f"ServiceAccount '{sender.name}'"
     return f"OIDC subject '{sender.name}'"
+
+
+def manifest_policies(manifests: Manifests) -> PolicyBook | None:
+    """The EventPolicies of a set of manifests, their tokens read from the manifests' Secrets (local mode, or an
+    ingress given manifests); None when there are none. Raises ``ValueError`` naming a token it cannot read."""
+    if not manifests.policies:
+        return None
+
+    def secret(namespace: str, name: str, key: str) -> bytes | None:
+        found = manifests.secrets.get((namespace, name))
+        return None if found is None else found.data.get(key)
+
+    return PolicyBook(manifests.policies.values(), secret_digests(secret))

@@ -104,8 +104,9 @@ class Kube:
         return True
 
     async def secret_value(self, namespace: str, name: str, key: str) -> bytes | None:
-        """One key of a Secret, ``None`` when the Secret or the key is missing. Only for the cleanup that needs
-        it (dropping a PostgreSQL source's replication slot); the value is never logged or kept."""
+        """One key of a Secret, ``None`` when the Secret or the key is missing. Only where the value itself is
+        needed (dropping a PostgreSQL source's replication slot; an EventPolicy's token, of which only the
+        SHA-256 is kept); the value is never logged or kept."""
         try:
             secret = await self.core.read_namespaced_secret(name, namespace)
         except ApiException as exc:

@@ -82,6 +82,8 @@ class RippleObjects:
         self.items: dict[Key, Resource] = {}
         self.addresses: dict[Key, str] = {}
         """``status.address.url`` of the objects that have one (Brokers, Sequences, Parallels)."""
+        self.statuses: dict[Key, dict[str, Any]] = {}
+        """Each object's ``status`` as the operator wrote it (an EventPolicy's token digests)."""
         self.on_change = on_change
 
     async def _event(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -89,14 +91,18 @@ class RippleObjects:
         key = (metadata.get("namespace"), metadata.get("name"))
         if event_type == "DELETED" or not self.wanted(obj):
             self.addresses.pop(key, None)  # type: ignore[arg-type]
+            self.statuses.pop(key, None)  # type: ignore[arg-type]
             if self.items.pop(key, None) is None:  # type: ignore[arg-type]
                 return
         else:
             url = ((obj.get("status") or {}).get("address") or {}).get("url")
             if isinstance(url, str):
                 self.addresses[key] = url  # type: ignore[index]
+            status = obj.get("status") or {}
+            changed_status = self.statuses.get(key) != status  # type: ignore[arg-type]
+            self.statuses[key] = dict(status)  # type: ignore[index]
             resource = as_resource(self.model, obj)
-            if resource is None or self.items.get(key) == resource:  # type: ignore[arg-type]
+            if resource is None or (self.items.get(key) == resource and not changed_status):  # type: ignore[arg-type]
                 return
             self.items[key] = resource  # type: ignore[index]
         self.on_change()

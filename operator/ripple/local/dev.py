@@ -22,7 +22,7 @@ from ripple.dispatch import Dispatcher
 from ripple.dispatch.hops import flow_hops
 from ripple.dispatch.resolve import with_addresses
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.ingress.policies import PolicyBook
+from ripple.ingress.policies import manifest_policies
 from ripple.local.console import LocalConsoleSource
 from ripple.local.functions import LocalModeError, launch_specs
 from ripple.local.nats_server import NatsCluster, NatsServer
@@ -88,7 +88,10 @@ class LocalRipple:
         self.backend = LocalProcessBackend(
             launch_specs(manifests, options.data_dir, self.nats.url), host=options.host, pool_size=options.pool_size
         )
-        self.policies = self.policy_book()  # a policy whose token cannot be read stops local mode before it starts
+        try:  # a policy whose token cannot be read stops local mode before anything starts
+            self.policies = manifest_policies(manifests)
+        except ValueError as exc:
+            raise LocalModeError(str(exc)) from None
         self.store: EventStore | None = None
         self.dispatcher: Dispatcher | None = None
         self.autoscaler: Autoscaler | None = None
@@ -118,22 +121,6 @@ class LocalRipple:
         if (namespace, name) not in table:
             return None
         return f"{self.ingress_url}/{namespace}/{kind.lower()}s/{name}"
-
-    def policy_book(self) -> PolicyBook | None:
-        """The manifests' EventPolicies, their tokens read from the manifests' Secrets; None when there are none
-        (every broker open)."""
-        manifests = self.manifests
-        if not manifests.policies:
-            return None
-
-        def secret(namespace: str, name: str, key: str) -> bytes | None:
-            found = manifests.secrets.get((namespace, name))
-            return None if found is None else found.data.get(key)
-
-        try:
-            return PolicyBook(manifests.policies.values(), secret, brokers=manifests.brokers)
-        except ValueError as exc:
-            raise LocalModeError(str(exc)) from None
 
     async def start(self) -> None:
         await self.nats.start()

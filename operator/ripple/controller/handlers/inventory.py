@@ -7,13 +7,13 @@ from typing import Any
 
 import kopf
 
-from ripple.api.models import Broker, EventSource, Function, Parallel, Resource, Sequence, Trigger
+from ripple.api.models import Broker, EventPolicy, EventSource, Function, Parallel, Resource, Sequence, Trigger
 from ripple.controller.observe import Inventory, ready_status
 from ripple.kube.resources import custom_object
 
 __all__ = ["INVENTORY", "KINDS", "tally"]
 
-KINDS: tuple[type[Resource], ...] = (Broker, Function, Trigger, EventSource, Sequence, Parallel)
+KINDS: tuple[type[Resource], ...] = (Broker, Function, Trigger, EventSource, Sequence, Parallel, EventPolicy)
 INVENTORY = Inventory(tuple(kind.__name__ for kind in KINDS))
 
 
