@@ -40,8 +40,8 @@ PACKAGE_API: dict[str, set[str]] = {
     "ripple.cli": {"main"},
     "ripple.cluster": {"ClusterAutoscaler", "ClusterBrokers", "ClusterDispatcher", "ClusterFlows", "run_supervised"},
     "ripple.console": {"ConsoleSource", "create_console_app"},
-    "ripple.controller.handlers": {"broker", "eventsource", "function", "inventory", "lifecycle", "orchestration",
-                                   "trigger"},
+    "ripple.controller.handlers": {"broker", "eventpolicy", "eventsource", "function", "inventory", "lifecycle",
+                                   "orchestration", "trigger"},
     "ripple.dispatch": {"Dispatcher", "Resolver", "TriggerWorker", "Unresolvable"},
     "ripple.events": {
         "ATTRIBUTE_LIMITS",

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from ripple.api.crds import KINDS
-from ripple.api.models import API_VERSION, Broker, EventSource, Function, Parallel, Resource, Sequence, Trigger
+from ripple.api.models import (
+    API_VERSION,
+    Broker,
+    EventPolicy,
+    EventSource,
+    Function,
+    Parallel,
+    Resource,
+    Sequence,
+    Trigger,
+)
 from ripple.kube.resources import GROUP, VERSION, custom_object, plural
 
 
@@ -21,7 +31,7 @@ def test_plural_and_custom_object_of_each_kind(model, expected):
 
 
 def test_every_kind_has_a_place():
-    assert {info.model for info in KINDS} == {Broker, Function, Trigger, EventSource, Sequence, Parallel}
+    assert {info.model for info in KINDS} == {Broker, Function, Trigger, EventSource, Sequence, Parallel, EventPolicy}
     assert len({plural(info.model) for info in KINDS}) == len(KINDS)
     assert (GROUP, VERSION) == ("ripple.dev", "v1alpha1")
 

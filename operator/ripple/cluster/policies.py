@@ -22,7 +22,7 @@ class ClusterPolicies:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.reviewer = KubeTokenReviewer(api)
-        self.objects = RippleObjects(api, EventPolicy, on_change=self._rebuild)
+        self.objects = RippleObjects(api, EventPolicy, on_change=self._rebuild, status_matters=True)
         self.book = PolicyBook([], status_digests({}), reviewer=self.reviewer)
 
     def _rebuild(self) -> None:

@@ -75,7 +75,7 @@ class RippleObjects:
 
     def __init__(self, api: client.ApiClient, model: type[Resource],
                  on_change: Callable[[], None] = lambda: None,
-                 wanted: Callable[[dict[str, Any]], bool] = lambda obj: True) -> None:
+                 wanted: Callable[[dict[str, Any]], bool] = lambda obj: True, *, status_matters: bool = False) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.wanted = wanted
         self.model = model
@@ -84,6 +84,8 @@ class RippleObjects:
         """``status.address.url`` of the objects that have one (Brokers, Sequences, Parallels)."""
         self.statuses: dict[Key, dict[str, Any]] = {}
         """Each object's ``status`` as the operator wrote it (an EventPolicy's token digests)."""
+        self.status_matters = status_matters
+        """Whether a change of status alone is a change (an EventPolicy's digests); else only the model counts."""
         self.on_change = on_change
 
     async def _event(self, event_type: str, obj: dict[str, Any]) -> None:
@@ -99,7 +101,7 @@ class RippleObjects:
             if isinstance(url, str):
                 self.addresses[key] = url  # type: ignore[index]
             status = obj.get("status") or {}
-            changed_status = self.statuses.get(key) != status  # type: ignore[arg-type]
+            changed_status = self.status_matters and self.statuses.get(key) != status  # type: ignore[arg-type]
             self.statuses[key] = dict(status)  # type: ignore[index]
             resource = as_resource(self.model, obj)
             if resource is None or (self.items.get(key) == resource and not changed_status):  # type: ignore[arg-type]
