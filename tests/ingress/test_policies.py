@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import jwt
 import pytest
 from aiohttp import web
@@ -93,12 +92,6 @@ async def guarded(issuer: Issuer, store: EventStore) -> AsyncIterator[str]:
     settings = IngressSettings(brokers=lambda ns, b: ns == "default", policies=book)
     async with serve(create_ingress_app(store, settings)) as url:
         yield url + "/default"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def counted(outcome: str) -> float:
