@@ -178,3 +178,28 @@ def test_a_policy_that_cannot_work_is_refused(spec, message):
     with pytest.raises(ValueError, match=message):
         EventPolicy.model_validate({"apiVersion": "ripple.dev/v1alpha1", "kind": "EventPolicy",
                                     "metadata": {"name": "p"}, "spec": spec})
+
+
+class CountingReviewer:
+    """A TokenReview that knows no token and counts how often it is asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def review(self, token: str, audience: str) -> tuple[str, str] | None:
+        self.asked += 1
+        return None
+
+
+async def test_a_token_that_proved_nobody_is_not_checked_again_for_a_while():
+    policy = EventPolicy.model_validate({
+        "apiVersion": "ripple.dev/v1alpha1", "kind": "EventPolicy", "metadata": {"name": "accounts"},
+        "spec": {"from": [{"serviceAccount": {"namespace": "default", "name": "checkout"}}]}})
+    reviewer = CountingReviewer()
+    book = PolicyBook([policy], secret_digests(lambda *a: None), reviewer=reviewer)
+    for _ in range(5):
+        refusal = await book.check("default", "default", "Bearer junk-token-sent-in-a-loop", [])
+        assert refusal is not None and refusal.status == 401
+    assert reviewer.asked == 1
+    assert (await book.check("default", "other", "Bearer junk-token-sent-in-a-loop", [])).status == 401
+    assert reviewer.asked == 2, "another broker is another audience: asked again"

@@ -23,7 +23,7 @@ from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from ripple.api.models import Broker, Function, Parallel, Sequence, Trigger
-from ripple.console.topology import broker_counts, subscriber_node, trigger_filter
+from ripple.console.topology import broker_counts, trigger_node
 from ripple.kube.names import FUNCTION_LABEL
 from ripple.kube.objects import RippleObjects
 from ripple.store import EventStore, subjects
@@ -73,15 +73,9 @@ class ClusterConsoleSource:
         triggers = []
         for (namespace, name), resource in sorted(self.objects["Trigger"].items.items()):
             assert isinstance(resource, Trigger)
-            dead_letter = resource.spec.delivery.dead_letter_sink
-            triggers.append({
-                "id": f"{namespace}/{name}", "broker": f"{namespace}/{resource.spec.broker}",
-                "subscriber": subscriber_node(resource.spec.subscriber, namespace),
-                "filter": trigger_filter(resource),
-                "deadLetterSink": None if dead_letter is None else subscriber_node(dead_letter, namespace),
+            triggers.append(trigger_node(resource, {
                 "pending": await self._pending(namespace, resource.spec.broker, name), "inFlight": None,
-                **deliveries.get(f"{namespace}/{name}", dict.fromkeys(OUTCOMES.values(), 0)),
-            })
+                **deliveries.get(f"{namespace}/{name}", dict.fromkeys(OUTCOMES.values(), 0))}))
         return {"brokers": brokers, "triggers": triggers, "functions": await self._functions(),
                 "flows": [{"id": f"{kind} {ns}/{name}", "kind": kind, "hops": []}
                           for kind in ("Sequence", "Parallel") for ns, name in sorted(self.objects[kind].items)],
@@ -120,7 +114,8 @@ class ClusterConsoleSource:
 
     async def _functions(self) -> list[dict[str, Any]]:
         try:
-            deployments = await self.apps.list_deployment_for_all_namespaces(label_selector=FUNCTION_LABEL)
+            deployments = await self.apps.list_deployment_for_all_namespaces(label_selector=FUNCTION_LABEL,
+                                                                             _request_timeout=SCRAPE_TIMEOUT)
         except (client.ApiException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("console: cannot list the Functions' Deployments: %s", exc)
             deployments = None

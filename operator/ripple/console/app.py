@@ -114,6 +114,7 @@ FEED_KEY = web.AppKey("console_feed", _Feed)
 STREAMS_KEY = web.AppKey("console_streams", list)
 STOPPING_KEY = web.AppKey("console_stopping", asyncio.Event)
 SNAPSHOTS_KEY = web.AppKey("console_snapshots", _Snapshots)
+ASSETS_KEY = web.AppKey("console_assets", dict)
 
 
 def _broker(text: str) -> tuple[str, str] | None:
@@ -167,11 +168,17 @@ async def _feed_context(app: web.Application) -> Any:
             await subscription.unsubscribe()
 
 
+def _read_assets() -> dict[str, bytes]:
+    """The page's files, read from the package once (not from disk on the event loop for each request)."""
+    root = resources.files("ripple.console").joinpath("assets")
+    return {name: root.joinpath(*name.split("/")).read_bytes() for name in ASSETS}
+
+
 async def _asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info.get("name") or "index.html"
-    if name not in ASSETS:
+    body = request.app[ASSETS_KEY].get(name)
+    if body is None:
         raise web.HTTPNotFound(text=f"no asset {name!r}")
-    body = resources.files("ripple.console").joinpath("assets", *name.split("/")).read_bytes()
     return web.Response(body=body, content_type=ASSETS[name], headers={
         "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'"})
@@ -279,6 +286,7 @@ def create_console_app(source: ConsoleSource) -> web.Application:
     app[STREAMS_KEY] = []
     app[STOPPING_KEY] = asyncio.Event()
     app[SNAPSHOTS_KEY] = _Snapshots(source)
+    app[ASSETS_KEY] = _read_assets()
     app.cleanup_ctx.append(_feed_context)
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/", _asset)

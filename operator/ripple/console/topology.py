@@ -4,6 +4,7 @@ what every source of its figures counts alike (a broker's stored events and dead
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -11,7 +12,7 @@ import nats.js.errors
 from ripple.api.models import Destination, Trigger
 from ripple.store import EventStore, subjects
 
-__all__ = ["broker_counts", "subscriber_node", "trigger_filter"]
+__all__ = ["broker_counts", "subscriber_node", "trigger_filter", "trigger_node"]
 
 
 def subscriber_node(subscriber: Destination, namespace: str) -> str:
@@ -38,3 +39,14 @@ async def broker_counts(store: EventStore, namespace: str, broker: str) -> dict[
         with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
             counts[key] = int((await store.js.stream_info(stream)).state.messages)
     return counts
+
+
+def trigger_node(trigger: Trigger, counts: dict[str, Any]) -> dict[str, Any]:
+    """A trigger as the page draws it: its edges (broker, subscriber, dead-letter sink), filter and counts."""
+    namespace, spec = trigger.namespace, trigger.spec
+    dead_letter = spec.delivery.dead_letter_sink
+    return {
+        "id": f"{namespace}/{trigger.name}", "broker": f"{namespace}/{spec.broker}",
+        "subscriber": subscriber_node(spec.subscriber, namespace), "filter": trigger_filter(trigger),
+        "deadLetterSink": None if dead_letter is None else subscriber_node(dead_letter, namespace), **counts,
+    }

@@ -22,11 +22,11 @@ from ripple.dispatch.reply import (
     INVALID_REPLY_STATUS,
     InvalidReply,
     StampedReply,
-    in_trace,
     read_reply,
     stamp_reply,
 )
 from ripple.dispatch.resolve import Resolver, Unresolvable
+from ripple.events.extensions import in_trace
 from ripple.events.model import CloudEvent
 from ripple.metrics import POISON_EVENTS
 from ripple.store import EventStore, EventTooLarge, subjects

@@ -21,7 +21,6 @@ from ripple.events.extensions import FANOUT, fanout_of, hops_of, stamp_arrival
 from ripple.events.http import UnsupportedFormat, decode_message
 from ripple.events.model import CloudEvent, EventError
 from ripple.store import EventStore, StoreUnavailable
-from ripple.tracing import TRACEPARENT, TRACESTATE, same_trace
 
 INVALID_REPLY_STATUS = 502
 """The status a delivery is settled with when its answer is not a valid CloudEvent: a bad gateway answer."""
@@ -41,14 +40,6 @@ def read_reply(result: DeliveryResult) -> CloudEvent | None:
         return decode_message(result.headers, result.body)
     except (EventError, UnsupportedFormat) as exc:
         raise InvalidReply(str(exc)) from None
-
-
-def in_trace(reply: CloudEvent, traceparent: str, tracestate: str | None) -> CloudEvent:
-    """``reply`` in its cause's trace: its own context when it is in that trace already (a function that traced
-    its handler), else ``traceparent``, the delivery's."""
-    if same_trace(reply.get(TRACEPARENT), traceparent):
-        return reply
-    return reply.with_attributes(**{TRACEPARENT: traceparent, TRACESTATE: tracestate})
 
 
 @dataclass(frozen=True)
@@ -99,7 +90,6 @@ __all__ = [
     "InvalidReply",
     "StampedReply",
     "fanout_of",
-    "in_trace",
     "publish_reply",
     "read_reply",
     "stamp_reply",

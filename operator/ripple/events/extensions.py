@@ -13,7 +13,7 @@ from ripple.events.model import (
     EventError,
     attribute_text,
 )
-from ripple.tracing import MAX_TRACESTATE, TRACEPARENT, TRACESTATE, is_traceparent
+from ripple.tracing import MAX_TRACESTATE, TRACEPARENT, TRACESTATE, is_traceparent, same_trace
 
 __all__ = [
     "ARRIVAL_TIME",
@@ -43,6 +43,7 @@ __all__ = [
     "check_trace_context",
     "fanout_of",
     "hops_of",
+    "in_trace",
     "now_rfc3339",
     "parse_rfc3339",
     "stamp_arrival",
@@ -143,6 +144,15 @@ def check_trace_context(event: CloudEvent) -> None:
                          f"(00-<32 lowercase hex>-<16 lowercase hex>-<2 hex>, ids not all zero), got {parent!r:.80}")
     if state is not None and len(attribute_text(state).encode("utf-8", "surrogatepass")) > MAX_TRACESTATE:
         raise EventError(f"attribute '{TRACESTATE}' is over the limit of {MAX_TRACESTATE} bytes")
+
+
+def in_trace(event: CloudEvent, traceparent: object, tracestate: object) -> CloudEvent:
+    """``event`` in its cause's trace: its own context when it is in that trace already (a traced handler's
+    reply), else the cause's (``traceparent``, ``tracestate``; ``None`` removes the event's)."""
+    if same_trace(event.get(TRACEPARENT), traceparent):
+        return event
+    return event.with_attributes(**{TRACEPARENT: traceparent if isinstance(traceparent, str) else None,
+                                    TRACESTATE: tracestate if isinstance(tracestate, str) else None})
 
 
 def fanout_of(event: CloudEvent) -> int:

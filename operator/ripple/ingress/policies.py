@@ -38,6 +38,7 @@ from ripple.metrics import INGRESS_AUTH, child
 __all__ = [
     "JWKS_FOR",
     "MIN_TOKEN_BYTES",
+    "REFUSED_FOR",
     "VERIFIED_CACHE",
     "VERIFIED_FOR",
     "OidcKeys",
@@ -58,6 +59,9 @@ MIN_TOKEN_BYTES = 16
 MAX_TOKEN_BYTES = 8192
 VERIFIED_CACHE = 10_000
 VERIFIED_FOR = 300.0
+REFUSED_FOR = 30.0
+"""Seconds a token that proved nobody, for one broker, is refused without being checked again: junk sent in a
+loop costs a lookup, not a signature check or a TokenReview each time."""
 JWKS_FOR = 600.0
 """Seconds an issuer's keys are kept before they are read again (a token signed by an unknown key reads them
 again at once, at most every :data:`JWKS_RETRY` seconds: keys rotate)."""
@@ -230,6 +234,7 @@ class PolicyBook:
         self._issuers: dict[str, OidcKeys] = {}
         self._tokens: dict[str, Sender] = {}
         self._verified: OrderedDict[str, tuple[Sender, float]] = OrderedDict()
+        self._refused: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
         for policy in policies:
             compiled = self._compile(policy, token)
             if not policy.spec.to:
@@ -281,7 +286,7 @@ class PolicyBook:
                                 "allows: send 'Authorization: Bearer <token>'")
         if len(token) > MAX_TOKEN_BYTES:
             return Refusal(401, f"the bearer token is longer than {MAX_TOKEN_BYTES} bytes")
-        sender, reason = await self._identify(token, namespace, broker, policies)
+        sender, reason = await self._identify_once(token, namespace, broker, policies)
         if sender is None:
             return Refusal(401, f"the bearer token proves no sender: {reason}")
         allowing = [p for p in policies if p.allows(sender)]
@@ -292,6 +297,20 @@ class PolicyBook:
                 return Refusal(403, f"{_who(sender)} may not send event '{event.id}' of type '{event.type}' to "
                                     f"broker '{namespace}/{broker}': no policy's filters let it through")
         return None
+
+    async def _identify_once(self, token: str, namespace: str, broker: str,
+                             policies: list[_Policy]) -> tuple[Sender | None, str]:
+        key = (_digest(token), namespace, broker)
+        refused = self._refused.get(key)
+        if refused is not None and refused[1] > time.monotonic():
+            return None, refused[0]
+        sender, reason = await self._identify(token, namespace, broker, policies)
+        if sender is None:
+            self._refused[key] = (reason, time.monotonic() + REFUSED_FOR)
+            self._refused.move_to_end(key)
+            while len(self._refused) > VERIFIED_CACHE:
+                self._refused.popitem(last=False)
+        return sender, reason
 
     async def _identify(self, token: str, namespace: str, broker: str,
                         policies: list[_Policy]) -> tuple[Sender | None, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -12,6 +13,7 @@ __all__ = ["SERVICE_ACCOUNT_PREFIX", "KubeTokenReviewer"]
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+REVIEW_TIMEOUT = 5.0
 
 
 class KubeTokenReviewer:
@@ -24,9 +26,12 @@ class KubeTokenReviewer:
     async def review(self, token: str, audience: str) -> tuple[str, str] | None:
         review = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=[audience]))
         try:
-            answer = await self.authentication.create_token_review(review)
+            answer = await self.authentication.create_token_review(review, _request_timeout=REVIEW_TIMEOUT)
         except ApiException as exc:
             log.warning("TokenReview failed: %s %s", exc.status, exc.reason)
+            return None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # out of reach: nobody is proven, never a 500
+            log.warning("TokenReview failed: %s: %s", type(exc).__name__, exc)
             return None
         status = answer.status
         if status is None or not status.authenticated or audience not in (status.audiences or []):

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ripple.api.loading import Manifests
-from ripple.console.topology import broker_counts, subscriber_node, trigger_filter
+from ripple.console.topology import broker_counts, trigger_node
 from ripple.store import EventStore
 
 __all__ = ["LocalConsoleSource"]
@@ -29,16 +29,8 @@ class LocalConsoleSource:
     async def snapshot(self) -> dict[str, Any]:
         status = await self.status()
         brokers = [{"id": f"{ns}/{name}", **await broker_counts(self.store, ns, name)} for ns, name in self.brokers()]
-        triggers = []
-        for (namespace, name), trigger in sorted(self.manifests.triggers.items()):
-            counts = status["triggers"].get(f"{namespace}/{name}") or {}
-            dead_letter = trigger.spec.delivery.dead_letter_sink
-            triggers.append({
-                "id": f"{namespace}/{name}", "broker": f"{namespace}/{trigger.spec.broker}",
-                "subscriber": subscriber_node(trigger.spec.subscriber, namespace), "filter": trigger_filter(trigger),
-                "deadLetterSink": None if dead_letter is None else subscriber_node(dead_letter, namespace),
-                **counts,
-            })
+        triggers = [trigger_node(trigger, status["triggers"].get(f"{namespace}/{name}") or {})
+                    for (namespace, name), trigger in sorted(self.manifests.triggers.items())]
         functions = [{"id": key, **fn} for key, fn in sorted(status["functions"].items())]
         flows = [{"id": key, **flow} for key, flow in sorted((status.get("flows") or {}).items())]
         return {"brokers": brokers, "triggers": triggers, "functions": functions, "flows": flows,

@@ -23,12 +23,13 @@ from typing import Any
 
 from aiohttp import web
 
+from ripple.events.extensions import in_trace
 from ripple.events.http import UnsupportedFormat, decode_request, encode_binary
 from ripple.events.model import CloudEvent, EventError
 from ripple.runtime.errors import REJECTED, RETRY_LATER, Reject, RetryLater
 from ripple.runtime.event import FunctionEvent, reply_event
 from ripple.runtime.loader import Handler, HandlerError, is_async, load_handler
-from ripple.tracing import TRACEPARENT, TRACESTATE, is_traceparent, same_trace, span
+from ripple.tracing import TRACEPARENT, TRACESTATE, is_traceparent, span
 
 __all__ = [
     "LISTENING",
@@ -137,8 +138,7 @@ async def _handle(slot: Slot, event: CloudEvent, traceparent: str, tracestate: s
         reply = reply_event(result)
     except (TypeError, EventError) as exc:
         return web.json_response({"error": f"invalid reply: {exc}"}, status=500)
-    if not same_trace(reply.get(TRACEPARENT), traceparent):  # the reply is part of the handler's trace
-        reply = reply.with_attributes(**{TRACEPARENT: traceparent, TRACESTATE: tracestate})
+    reply = in_trace(reply, traceparent, tracestate)  # the reply is part of the handler's trace
     headers, payload = encode_binary(reply)
     return web.Response(status=200, body=payload, headers=headers)
 

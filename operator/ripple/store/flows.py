@@ -25,12 +25,12 @@ from ripple.events.extensions import (
     ROOT,
     SEQUENCE,
     STEP,
+    in_trace,
     now_rfc3339,
 )
 from ripple.events.model import MAX_ID_BYTES, AttributeValue, CloudEvent
 from ripple.store import subjects
 from ripple.store.jetstream import MSG_ID_HEADER, EventStore, dedup_id
-from ripple.tracing import same_trace
 
 __all__ = [
     "TRACE_CONTEXT",
@@ -108,12 +108,10 @@ def handed_off(parent: CloudEvent, child: CloudEvent, *, flow: str, position: st
         ARRIVAL_TIME: now_rfc3339(),
         HOPS: parent.get(HOPS),
         FANOUT: parent.get(FANOUT),
-        # The child stays in its own context when that is in the parent's trace (the reply of a traced step).
-        **({} if same_trace(child.get(TRACE_CONTEXT[0]), parent.get(TRACE_CONTEXT[0])) else
-           {name: parent.get(name) for name in TRACE_CONTEXT}),
         **flow_attributes,
     }
-    return child.with_attributes(**changes)
+    # The child stays in its own context when that is in the parent's trace (the reply of a traced step).
+    return in_trace(child, parent.get(TRACE_CONTEXT[0]), parent.get(TRACE_CONTEXT[1])).with_attributes(**changes)
 
 
 def hop_msg_id(hop: str, cause: str) -> str:
