@@ -22,6 +22,7 @@ __all__ = [
     "INGRESS_AUTH",
     "INGRESS_EVENTS",
     "INGRESS_REQUESTS",
+    "INGRESS_THROTTLED",
     "OPERATOR_ADMISSION_REVIEWS",
     "OPERATOR_LEADER",
     "OPERATOR_OBJECTS",
@@ -45,6 +46,12 @@ INGRESS_REQUESTS = Counter(
     "Requests answered by the ingress, by broker and HTTP status; requests to brokers that do not exist are "
     "counted under namespace and broker '_unknown', so made-up names cannot grow the metrics.",
     ["namespace", "broker", "code"],
+)
+INGRESS_THROTTLED = Counter(
+    "ripple_ingress_throttled_total",
+    "Requests to a broker answered 429 (nothing stored) by the rate limit they met: broker or sender. Only brokers "
+    "that exist have series (requests to others are 404 first).",
+    ["namespace", "broker", "limit"],
 )
 INGRESS_EVENTS = Counter(
     "ripple_ingress_events_stored_total", "Events stored in JetStream by the ingress.", ["namespace", "broker"]

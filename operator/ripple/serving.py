@@ -24,6 +24,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from prometheus_client import Counter, Gauge
 
+from ripple.tls import ReloadingTls, TlsFiles
+
 __all__ = [
     "CONNECTIONS",
     "CONNECTIONS_CLOSED",
@@ -113,9 +115,15 @@ DEFAULT_LIMITS = HttpLimits()
 
 
 async def start_site(
-    app: web.Application, host: str, port: int, *, name: str, limits: HttpLimits = DEFAULT_LIMITS
+    app: web.Application, host: str, port: int, *, name: str, limits: HttpLimits = DEFAULT_LIMITS,
+    tls: TlsFiles | None = None, tls_port: int | None = None,
 ) -> web.AppRunner:
     """Run ``app`` on ``host:port`` with ``limits``; ``name`` labels the metrics. The caller ``cleanup()``s the runner.
+
+    With ``tls`` it serves HTTPS only, reloading the certificate when its files change (:class:`ReloadingTls`);
+    a TLS handshake must complete within ``header_timeout``. Files that cannot be loaded raise at once. With
+    ``tls_port`` too, plain HTTP stays on ``port`` and HTTPS is served on ``tls_port`` (the ingress: producers
+    outside the cluster use HTTPS, Ripple's own hops inside it the plain port).
 
     Port 0 binds a free port: read it from ``runner.addresses``.
     """
@@ -129,24 +137,62 @@ async def start_site(
         max_field_size=limits.max_field_size,
         max_headers=limits.max_headers,
     )
+    reloading = None if tls is None else ReloadingTls(tls)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        if reloading is None or tls_port is not None:
+            await web.TCPSite(runner, host, port).start()
+        if reloading is not None:
+            await _TlsSite(runner, host, port if tls_port is None else tls_port, ssl_context=reloading.context,
+                           handshake_timeout=limits.header_timeout or DEFAULT_HEADER_TIMEOUT).start()
+            runner.watch_tls(reloading)
     except BaseException:
         await runner.cleanup()
         raise
     return runner
 
 
+class _TlsSite(web.TCPSite):
+    """aiohttp's TCP site with a TLS handshake timeout of its own: asyncio's default (60 s) would let a client that
+    never finishes its handshake hold a socket long after ``header_timeout``."""
+
+    def __init__(self, *args: Any, handshake_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handshake_timeout = handshake_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+            ssl_handshake_timeout=self._handshake_timeout,
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
 class _GuardedAppRunner(web.AppRunner):
     """An AppRunner whose server makes :class:`_GuardedHandler` protocols."""
 
-    __slots__ = ("_limits", "_name")
+    __slots__ = ("_limits", "_name", "_tls_watch", "tls")
 
     def __init__(self, app: web.Application, *, name: str, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._name = name
         self._limits = limits
+        self.tls: ReloadingTls | None = None
+        self._tls_watch: asyncio.Task[None] | None = None
+
+    def watch_tls(self, tls: ReloadingTls) -> None:
+        self.tls = tls
+        self._tls_watch = asyncio.get_running_loop().create_task(tls.watch(), name=f"{self._name} TLS reload")
+
+    async def cleanup(self) -> None:
+        if self._tls_watch is not None:
+            self._tls_watch.cancel()
+        await super().cleanup()
 
     async def _make_server(self) -> web.Server:
         return _GuardedServer(await super()._make_server(), name=self._name, limits=self._limits)

@@ -56,3 +56,17 @@ def test_printer_columns_short_names_and_category():
         assert version["subresources"] == {"status": {}}
     assert "Subscriber" in [c["name"] for c in names["triggers"]["versions"][0]["additionalPrinterColumns"]]
     assert "URL" in [c["name"] for c in names["functions"]["versions"][0]["additionalPrinterColumns"]]
+
+
+@pytest.mark.parametrize("info", KINDS, ids=lambda info: info.plural)
+def test_exclusive_bounds_are_openapi_3_0_flags_the_api_server_reads(info):
+    """JSON Schema's ``exclusiveMinimum: 0`` (pydantic's ``gt=0``) is ``minimum: 0, exclusiveMinimum: true`` in a
+    CRD: the API server refuses a CRD whose exclusive bound is a number."""
+    root = crd(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in walk(root):
+        for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if key in node:
+                assert node[key] is True and bound in node, f"{path}: {key} {node[key]!r}"
+    if info.plural == "brokers":
+        rate = root["properties"]["spec"]["properties"]["rateLimit"]["properties"]["eventsPerSecond"]
+        assert (rate["minimum"], rate["exclusiveMinimum"]) == (0, True)

@@ -496,6 +496,39 @@ def test_invalid_yaml_in_a_later_document_is_refused(tmp_path: Path) -> None:
     assert load_error(path).startswith(f"{path}: not valid YAML: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ("apiVersion: ripple.dev/v1alpha1\nkind: Broker\nmetadata: {name: b, labels: {at: 2024-02-30}}\n",
+         "day is out of range for month"),
+        ("retry: " + "9" * 5000 + "\n", "Exceeds the limit (4300 digits)"),
+        ("spec:\n" + "- " * 1000 + "x\n", "nested too deeply"),
+        ("spec: !!timestamp soon\n", "an explicit tag (such as !!bool or !!timestamp) is not of that type"),
+        ("spec: {on: !!bool maybe}\n", "a value with an explicit tag"),
+        ("spec: [!!int ]\n", "a value with an explicit tag"),
+    ],
+    ids=["impossible-date", "5000-digit-integer", "nested-1000-deep", "not-a-timestamp", "not-a-bool", "empty-int"],
+)
+def test_yaml_that_pyyaml_cannot_construct_is_refused_naming_the_file(tmp_path: Path, text: str, detail: str) -> None:
+    """PyYAML raises ValueError, AttributeError, KeyError, IndexError or RecursionError for these, not YAMLError
+    (tests/fuzz/corpus/manifests/regression-*)."""
+    path = write(tmp_path, "odd.yaml", text)
+
+    message = load_error(path)
+
+    assert message.startswith(f"{path}: not valid YAML: ")
+    assert detail in message
+
+
+def test_a_duration_longer_than_python_holds_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "app.yaml", docs(function("f"), trigger("t", "f", delivery={"timeout": "P99999999999D"})))
+
+    message = load_error(path)
+
+    assert message.startswith(f"{path}: document 2 (Trigger 't'): ")
+    assert "spec.delivery.timeout: 'P99999999999D' is longer than the longest duration" in message
+
+
 def test_a_file_that_is_not_text_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"apiVersion: \xff\xfe\x00\x81\n")

@@ -129,6 +129,13 @@ def test_negative_durations_are_refused(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["P1000000000D", "P999999999DT24H", "PT99999999999999999999H", "PT" + "9" * 400 + "S"])
+def test_durations_longer_than_a_timedelta_holds_are_refused(text: str) -> None:
+    """isodate raised OverflowError for these, which pydantic does not turn into a validation error."""
+    with pytest.raises(ValueError, match=r"is longer than the longest duration \(999999999 days\)"):
+        parse_duration(text)
+
+
 def _disagrees(text: str, why: str) -> Any:
     return pytest.param(
         text,

@@ -199,3 +199,28 @@ def test_key_value():
 def test_namespaced():
     assert namespaced("shop/orders") == ("shop", "orders")
     assert namespaced("orders") == ("default", "orders")
+
+
+def test_ingress_limits():
+    from ripple.defaults import MAX_BATCH, MAX_FANOUT
+    from ripple.ingress.limits import RateLimit
+
+    for command in (["ingress", "--kubernetes", "--nats", NATS], ["dev", "manifests"]):
+        args = parse(*command)
+        assert (args.max_batch, args.rate_limit_broker, args.rate_limit_sender) == (MAX_BATCH, None, None)
+        limited = parse(*command, "--max-batch", "50", "--rate-limit-broker", "2000:10000",
+                        "--rate-limit-sender", "0.5")
+        assert limited.max_batch == 50
+        assert (limited.rate_limit_broker, limited.rate_limit_sender) == (RateLimit(2000, 10000), RateLimit(0.5, 1))
+    for command in (["dev", "manifests"], ["dispatcher", "manifests", "--nats", NATS],
+                    ["operator", "--nats", NATS, "--ingress-url", "http://i"]):
+        assert parse(*command).max_fanout == MAX_FANOUT
+        assert parse(*command, "--max-fanout", "7").max_fanout == 7
+
+
+def test_ingress_limits_refusals(capsys):
+    assert "RATE[:BURST]" in refused("ingress", "--kubernetes", "--nats", NATS, "--rate-limit-broker", "fast",
+                                     capsys=capsys)
+    assert "burst must be >= 1" in refused("dev", "m", "--rate-limit-sender", "10:0", capsys=capsys)
+    assert ">= 1" in refused("dev", "m", "--max-batch", "0", capsys=capsys)
+    assert ">= 1" in refused("dispatcher", "m", "--nats", NATS, "--max-fanout", "none", capsys=capsys)

@@ -171,3 +171,50 @@ def test_functions_log_as_the_operator_does_and_trace_with_the_release_s_otel_se
     assert ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318") in variables
     assert [v for k, v in variables if k == "OTEL_TRACES_SAMPLER"] == ["always_off"], "the Function's own wins"
     assert "OTEL_SERVICE_NAME" not in dict(variables)
+
+
+def test_every_function_checks_delivery_tokens_and_cannot_opt_itself_out():
+    from ripple.api.models import API_VERSION, Function
+    from ripple.controller.config import delivery_env
+    from ripple.controller.resources.function import deployment
+
+    fn = Function.model_validate({
+        "apiVersion": API_VERSION, "kind": "Function", "metadata": {"name": "ship", "namespace": "shop"},
+        "spec": {"handler": "ship:handle", "image": "example/ship:1",
+                 "env": [{"name": "RIPPLE_DELIVERY_AUTH", "value": "off"}, {"name": "COLOR", "value": "blue"}]}})
+    url = "http://ripple-dispatcher.ripple-system.svc:8081/.well-known/jwks.json"
+    (container,) = deployment(fn, runtime_image="r", replicas=None, delivery_env=delivery_env("required", url)
+                              )["spec"]["template"]["spec"]["containers"]
+    variables = [(e["name"], e["value"]) for e in container["env"]]
+    assert [v for k, v in variables if k == "RIPPLE_DELIVERY_AUTH"] == ["required"]
+    assert ("RIPPLE_DELIVERY_KEYS", url) in variables and ("COLOR", "blue") in variables
+    assert ("RIPPLE_FUNCTION", "shop/ship") in variables  # the audience the runtime checks tokens for
+    assert delivery_env("off", url) == () and delivery_env("required", None) == ()
+
+
+def test_with_a_secured_nats_each_function_gets_the_ca_and_password_in_a_secret_of_its_own(tmp_path):
+    import base64
+
+    from ripple.api.models import API_VERSION, Function
+    from ripple.controller.config import workload_nats_client
+    from ripple.controller.resources.function import deployment
+    from ripple.controller.resources.natsclient import client_secret
+    from ripple.store.auth import NatsAuth
+
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    client = workload_nats_client(NatsAuth(ca=tmp_path / "ca.crt", user="ripple", password="pw-of-the-test"))
+    fn = Function.model_validate({
+        "apiVersion": API_VERSION, "kind": "Function", "metadata": {"name": "ship", "namespace": "shop"},
+        "spec": {"handler": "ship:handle", "image": "example/ship:1"}})
+    pod = deployment(fn, runtime_image="r", replicas=None, nats_url="nats://ripple-nats.ripple-system.svc:4222",
+                     nats_client=client)["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["RIPPLE_NATS_CA"] == "/var/run/ripple/nats/ca.crt" and env["RIPPLE_NATS_USER"] == "ripple"
+    assert env["RIPPLE_NATS_PASSWORD_FILE"] == "/var/run/ripple/nats/password"
+    assert "pw-of-the-test" not in str(pod)  # the password is in the Secret, not the Deployment
+    assert {"name": "nats-client", "secret": {"secretName": "ship-nats", "defaultMode": 0o440}} in pod["volumes"]
+    secret = client_secret("shop", "ship", {}, client)
+    assert base64.b64decode(secret["data"]["password"]) == b"pw-of-the-test"
+    plain = deployment(fn, runtime_image="r", replicas=None, nats_url="nats://n:4222",
+                       nats_client=workload_nats_client(NatsAuth()))["spec"]["template"]["spec"]
+    assert "nats-client" not in {v["name"] for v in plain["volumes"]}

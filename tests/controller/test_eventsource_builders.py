@@ -88,3 +88,32 @@ def test_database_and_storage_adapters_may_patch_only_their_own_status():
 
 def parse_args(args: list[str]):  # type: ignore[no-untyped-def]
     return build_parser().parse_args(args)
+
+
+def test_a_source_sends_to_its_broker_as_its_own_service_account():
+    to_broker = source("hooks", webhook={}, sink={"ref": {"kind": "Broker", "name": "orders", "namespace": "ops"}})
+    pod = build.deployment(to_broker, image="i", sink_url="http://ingress/ops/orders", dead_letter_url=None,
+                           nats_url=None)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (projected,) = volumes["sink-token"]["projected"]["sources"]
+    assert projected["serviceAccountToken"]["audience"] == "ripple/ops/orders"  # what the ingress reviews it for
+    (container,) = pod["containers"]
+    assert {"name": "RIPPLE_SINK_TOKEN_FILE", "value": "/var/run/ripple/sink-token/token"} in container["env"]
+    assert pod["automountServiceAccountToken"] is False  # the projected token is for the sink, not the API server
+    to_uri = build.deployment(source("hooks", webhook={}), image="i", sink_url="http://sink.example/",
+                              dead_letter_url=None, nats_url=None)["spec"]["template"]["spec"]
+    assert "sink-token" not in {v["name"] for v in to_uri["volumes"]}
+
+
+def test_a_source_sending_to_a_function_gets_its_delivery_token_from_the_dispatchers():
+    to_function = source("hooks", webhook={}, sink={"ref": {"kind": "Function", "name": "audit"}})
+    exchange = "http://ripple-dispatcher.ripple-system.svc:8081/-/delivery-token"
+    pod = build.deployment(to_function, image="i", sink_url="http://audit.shop.svc/", dead_letter_url=None,
+                           nats_url=None, token_exchange=exchange)["spec"]["template"]["spec"]
+    (projected,) = {v["name"]: v for v in pod["volumes"]}["sink-token"]["projected"]["sources"]
+    assert projected["serviceAccountToken"]["audience"] == "ripple/shop/functions/audit"
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["RIPPLE_SINK_TOKEN_EXCHANGE"] == exchange + "?function=shop%2Faudit"
+    unguarded = build.deployment(to_function, image="i", sink_url="http://audit.shop.svc/", dead_letter_url=None,
+                                 nats_url=None)["spec"]["template"]["spec"]  # Functions check no tokens
+    assert "sink-token" not in {v["name"] for v in unguarded["volumes"]}

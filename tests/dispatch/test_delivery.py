@@ -6,6 +6,7 @@ import asyncio
 import base64
 import itertools
 
+import jwt
 from aiohttp import web
 
 from ripple._aio import free_port
@@ -14,9 +15,10 @@ from ripple.dispatch.dead_letter import MAX_ERROR_DATA
 from ripple.events.extensions import ERROR_CODE, ERROR_DATA, ERROR_DEST, ERROR_TRIGGER, HOPS, stamp_arrival
 from ripple.events.http import encode_binary
 from ripple.events.model import CloudEvent
+from ripple.signing import DeliverySigner, DeliveryVerifier, function_audience
 from ripple.store import EventStore, subjects
 from ripple.store.dlq import dead_letters, redrive
-from tests.dispatch.conftest import FUNCTION_URLS
+from tests.dispatch.conftest import FUNCTION_URLS, resolve
 from tests.support import event, eventually, subscriber, trigger
 
 
@@ -324,3 +326,40 @@ async def test_function_reference_is_resolved(store, dispatcher):
         await dispatcher.apply([trigger("t", subscriber_ref={"ref": {"kind": "Function", "name": "fn"}})])
         await publish(store, event("a"))
         assert (await fn.wait_for(1))[0].event.id == "a"
+
+
+async def test_deliveries_to_functions_carry_a_token_for_that_function_and_uris_none(store):
+    signer = DeliverySigner()
+    dispatcher = Dispatcher(store, resolve, ack_wait=5.0, signer=signer)
+    try:
+        async with subscriber() as fn, subscriber(lambda ev, n: web.Response(status=500)) as failing, \
+                subscriber() as uri:
+            FUNCTION_URLS.update(fn=fn.url, failing=failing.url)
+            dead_letters = {"retry": 0, "deadLetterSink": {"ref": {"kind": "Function", "name": "fn"}}}
+            await dispatcher.apply([
+                trigger("to-fn", subscriber_ref={"ref": {"kind": "Function", "name": "fn"}},
+                        filter={"attributes": {"type": "a"}}),
+                trigger("to-uri", subscriber=uri.url, filter={"attributes": {"type": "a"}}),
+                trigger("to-failing", subscriber_ref={"ref": {"kind": "Function", "name": "failing"}},
+                        filter={"attributes": {"type": "b"}}, delivery=dead_letters),
+            ])
+            await publish(store, event("one", type="a"))
+            await publish(store, event("two", type="b"))
+            received = await fn.wait_for(2)
+            assert "Authorization" not in (await uri.wait_for(1))[0].headers
+
+            verifier = DeliveryVerifier(lambda: _jwks(signer), function_audience("default", "fn"))
+            by_id = {r.event.id: r for r in received}
+            for delivered in (by_id["one"], next(r for r in received if r.event.id != "one")):
+                assert await verifier.check(delivered.headers["Authorization"]) is None
+            claims = jwt.decode(by_id["one"].headers["Authorization"].split()[1], options={"verify_signature": False})
+            assert claims["sub"] == "ripple/default/triggers/to-fn"
+            # The failing Function got its own audience: its token is no good at the other one.
+            (attempt,) = await failing.wait_for(1)
+            assert await verifier.check(attempt.headers["Authorization"]) is not None
+    finally:
+        await dispatcher.close()
+
+
+async def _jwks(signer: DeliverySigner) -> dict[str, object]:
+    return signer.ring.jwks()

@@ -626,6 +626,29 @@ def test_encode_binary_percent_encodes_header_values() -> None:
     assert all(value.isascii() for value in headers.values())
 
 
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [
+        ("application/cloudevents+json", b'{"specversion":"1.0","id":"inner","source":"/in","type":"inner"}'),
+        ("Application/CloudEvents-Batch+JSON; charset=utf-8", b"[]"),
+        ("application/cloudevents+xmlimage/png", b"\x89PNG\r\n"),
+    ],
+)
+def test_encode_binary_sends_data_of_a_cloudevents_media_type_in_structured_mode(
+    content_type: str, data: bytes
+) -> None:
+    """As a binary Content-Type, the receiver would read the data as the event, a batch or an unsupported format
+    (tests/fuzz/corpus/http/regression-cloudevents-datacontenttype)."""
+    event = CloudEvent.create(attrs(datacontenttype=content_type, count=3), data)
+
+    headers, payload = encode_binary(event)
+
+    assert headers["Content-Type"] == STRUCTURED_CONTENT_TYPE + "; charset=utf-8"
+    [received] = decode_request(headers, payload)
+    assert received.attributes == event.attributes
+    assert received.json_data() == event.json_data()
+
+
 def test_encode_binary_of_an_event_without_data_has_an_empty_body_and_no_content_type() -> None:
     headers, payload = encode_binary(CloudEvent.create(BASE))
 

@@ -173,3 +173,33 @@ def test_constraints_only_claim_what_every_true_result_implies(
     expression: str, expected: dict[str, Any]
 ) -> None:
     assert dict(cesql.compile(expression).constraints()) == expected
+
+
+def test_integer_literals_of_more_digits_than_int_reads_are_parse_errors() -> None:
+    """``int()`` refuses more than 4300 digits with a ValueError (tests/fuzz/corpus/cesql/regression-long-literal)."""
+    with pytest.raises(cesql.CesqlError) as caught:
+        cesql.compile("priority = " + "9" * 5000)
+
+    assert caught.value.kind == "parse"
+    assert caught.value.position == 12
+    assert caught.value.detail == "integer literal 9999999999999999… (5000 digits) is outside the 32-bit range"
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("0" * 5000 + "7 = 7", (True, None)),
+        ("INT('" + "0" * 5000 + "7') = 7", (True, None)),
+        ("INT('-" + "0" * 5000 + "7')", (-7, None)),
+        ("INT('" + "9" * 5000 + "')", (0, "cast")),
+        ("IS_INT('" + "1" * 5000 + "')", (False, None)),
+        ("'" + "1" * 5000 + "' = 1", (False, "cast")),
+        ("INT('00002147483647') = 2147483647 AND NOT IS_INT('02147483648')", (True, None)),
+    ],
+)
+def test_digit_runs_past_the_int_conversion_limit_read_as_integers_or_cast_errors(
+    expression: str, expected: tuple[Any, str | None]
+) -> None:
+    """Casting text longer than 4300 digits raised ValueError when evaluated, for every event
+    (tests/fuzz/corpus/cesql/regression-long-cast)."""
+    assert evaluate(expression) == expected

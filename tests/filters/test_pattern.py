@@ -271,3 +271,24 @@ def test_malformed_patterns_are_refused_with_the_path_of_the_problem(
     assert caught.value.path == path
     assert message in caught.value.message
     assert str(caught.value) == (f"{path}: {caught.value.message}" if path else caught.value.message)
+
+
+HUGE = 10**400
+"""An integer beyond any float: refused with an OverflowError from ``math.isfinite`` until checked as an integer
+(tests/fuzz/corpus/pattern/regression-huge-integer)."""
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "expected"),
+    [
+        ({"n": [HUGE]}, HUGE, True),
+        ({"n": [HUGE]}, 5, False),
+        ({"n": [{"numeric": [">", HUGE]}]}, HUGE, False),
+        ({"n": [{"numeric": [">=", -HUGE, "<", HUGE]}]}, 1e308, True),
+        ({"n": [{"numeric": [">", 0, "<", HUGE]}]}, HUGE, False),
+        ({"n": [{"anything-but": [HUGE, 1]}]}, HUGE, False),
+        ({"n": [{"anything-but": HUGE}]}, 5, True),
+    ],
+)
+def test_integers_too_large_for_a_float_are_compared_exactly(spec: dict[str, Any], value: Any, expected: bool) -> None:
+    assert pattern.compile(spec).matches({"n": value}) is expected

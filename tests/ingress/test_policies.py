@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ripple.api.models import EventPolicy
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.ingress.policies import PolicyBook, secret_digests
+from ripple.ingress.policies import PolicyBook, Refusal, secret_digests
 from ripple.metrics import INGRESS_AUTH
 from ripple.store import EventStore
 from tests.ingress.test_ingress import BINARY, post, stored
@@ -203,3 +203,53 @@ async def test_a_token_that_proved_nobody_is_not_checked_again_for_a_while():
     assert reviewer.asked == 1
     assert (await book.check("default", "other", "Bearer junk-token-sent-in-a-loop", [])).status == 401
     assert reviewer.asked == 2, "another broker is another audience: asked again"
+
+
+class AudienceReviewer:
+    """A TokenReview that knows one token per audience, as the API server does for projected tokens."""
+
+    def __init__(self, tokens: dict[tuple[str, str], tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.asked: list[str] = []
+
+    async def review(self, token: str, audience: str) -> tuple[str, str] | None:
+        self.asked.append(audience)
+        return self.tokens.get((token, audience))
+
+
+async def test_the_namespace_default_takes_only_its_own_service_accounts_each_for_its_broker():
+    reviewer = AudienceReviewer({("shop-token", "ripple/shop/default"): ("shop", "checkout"),
+                                 ("ops-token", "ripple/shop/default"): ("ops", "checkout")})
+    book = PolicyBook([], secret_digests(lambda *a: None), reviewer=reviewer, default="namespace")
+    anonymous = await book.check("shop", "default", None, [])
+    assert isinstance(anonymous, Refusal) and anonymous.status == 401
+    assert "ServiceAccounts of namespace 'shop'" in anonymous.message and "ripple/shop/default" in anonymous.message
+    allowed = await book.check("shop", "default", "Bearer shop-token", [])
+    assert not isinstance(allowed, Refusal) and allowed is not None
+    assert allowed.identity == "serviceaccount:shop/checkout"
+    foreign = await book.check("shop", "default", "Bearer ops-token", [])
+    assert isinstance(foreign, Refusal) and foreign.status == 403 and "ops/checkout" in foreign.message
+    # Proven for broker default, the token is not taken at broker orders: it is reviewed for that audience.
+    elsewhere = await book.check("shop", "orders", "Bearer shop-token", [])
+    assert isinstance(elsewhere, Refusal) and elsewhere.status == 401
+    assert reviewer.asked.count("ripple/shop/orders") == 1
+    assert await PolicyBook([], secret_digests(lambda *a: None)).check("shop", "default", None, []) is None
+    with pytest.raises(ValueError, match="default policy 'closed'"):
+        PolicyBook([], secret_digests(lambda *a: None), default="closed")
+
+
+async def test_a_dispatcher_s_flow_hop_is_proved_by_a_token_for_that_flow_only():
+    from ripple.ingress.policies import RippleHops
+    from ripple.signing import DeliverySigner, flow_audience, trigger_subject
+
+    signer = DeliverySigner()
+
+    async def jwks() -> dict[str, object]:
+        return signer.ring.jwks()
+
+    hops = RippleHops(jwks)
+    audience = flow_audience("Sequence", "shop", "fulfil")
+    token = signer.token(audience, trigger_subject("shop", "orders"))
+    assert await hops.proves(audience, f"Bearer {token}")
+    assert not await hops.proves(flow_audience("Parallel", "shop", "fulfil"), f"Bearer {token}")
+    assert not await hops.proves(audience, None) and not await hops.proves(audience, "Bearer junk")

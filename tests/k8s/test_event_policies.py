@@ -8,11 +8,13 @@ import json
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from ripple._aio import free_port
+from ripple.signing import DeliverySigner, flow_audience, jwks_route, trigger_subject
 from tests.k8s.test_operator import apply, conditions, ingress_port, k8s_nats, operator  # noqa: F401 - fixtures
 from tests.processes import RippleProcess
-from tests.support import eventually
+from tests.support import eventually, serve
 
 pytestmark = pytest.mark.k8s
 
@@ -96,3 +98,91 @@ async def test_only_the_senders_a_policy_names_reach_its_broker(crds_installed, 
 
 async def _is(status, wanted: int) -> bool:
     return await status == wanted
+
+
+async def test_the_chart_default_lets_only_a_namespace_s_own_service_accounts_send(
+        crds_installed, operator, k8s_nats, namespace):  # noqa: F811
+    """``--default-policy namespace`` (the chart's default): a broker no policy names refuses an anonymous POST
+    (401) and another namespace's ServiceAccount (403), takes its own namespace's; a policy naming it replaces the
+    default; and a dispatcher's delivery to a Sequence, signed for the Sequence's address, is let in."""
+    plane = crds_installed
+    other = f"{namespace}-y"
+    plane.kubectl("create", "namespace", other)
+    signer = DeliverySigner()
+
+    async def jwks() -> dict[str, object]:
+        return signer.ring.jwks()
+
+    keys = web.Application()
+    keys.router.add_routes([jwks_route(jwks)])
+    try:
+        for ns in (namespace, other):
+            plane.kubectl("create", "serviceaccount", "producer", "-n", ns)
+        apply(plane, namespace, """
+            kind: Broker
+            metadata: {name: default}
+            ---
+            kind: Broker
+            metadata: {name: partners}
+            ---
+            kind: EventPolicy
+            metadata: {name: partners-only}
+            spec:
+              to: [{broker: partners}]
+              from: [{token: {secretRef: {name: partner, key: token}}}]
+            ---
+            kind: Sequence
+            metadata: {name: audited}
+            spec:
+              steps: [{uri: "http://example.invalid/"}]
+            """)
+        plane.kubectl("create", "secret", "generic", "partner", "-n", namespace, f"--from-literal=token={PARTNER}")
+        for kind, name in (("broker", "default"), ("broker", "partners"), ("sequence", "audited")):
+            await eventually(lambda k=kind, n=name: conditions(plane, namespace, k, n).get("Ready", ("",))[0] ==
+                             "True", timeout=60)
+        port = free_port()
+        async with serve(keys) as keys_url:
+            ingress = await RippleProcess(
+                "ingress", "--kubernetes", "--nats", k8s_nats.url, "--port", str(port), "--default-policy",
+                "namespace", "--delivery-keys-url", keys_url + "/.well-known/jwks.json",
+                env={"KUBECONFIG": str(plane.kubeconfig)}).start()
+            try:
+                await ingress.wait_for_line("ingress listening on")
+                base = f"http://127.0.0.1:{port}/{namespace}"
+                audience = f"ripple/{namespace}/default"
+                async with aiohttp.ClientSession() as http:
+                    async def status_of(url: str, bearer: str | None) -> tuple[int, str]:
+                        headers = {**BINARY, **({"Authorization": f"Bearer {bearer}"} if bearer else {})}
+                        async with http.post(url, headers=headers) as answer:
+                            return answer.status, await answer.text()
+
+                    await eventually(lambda: _is_status(status_of(f"{base}/default", None), 401), timeout=30)
+                    _, body = await status_of(f"{base}/default", None)
+                    assert "ServiceAccounts of namespace" in body and audience in body
+                    own = token(plane, namespace, "producer", audience)
+                    assert (await status_of(f"{base}/default", own))[0] == 202
+                    foreign = await status_of(f"{base}/default", token(plane, other, "producer", audience))
+                    assert foreign[0] == 403, foreign
+                    # A policy naming a broker replaces the default: the namespace's own account proves nobody the
+                    # policy knows (it names no ServiceAccount, so none is reviewed).
+                    await eventually(lambda: _is_status(status_of(f"{base}/partners", PARTNER), 202), timeout=60)
+                    partners = token(plane, namespace, "producer", f"ripple/{namespace}/partners")
+                    assert (await status_of(f"{base}/partners", partners))[0] == 401
+
+                    sequence = f"{base}/sequences/audited"
+                    await eventually(lambda: _is_status(status_of(sequence, None), 401), timeout=30)
+                    hop = signer.token(flow_audience("Sequence", namespace, "audited"),
+                                       trigger_subject(namespace, "orders"))
+                    assert (await status_of(sequence, hop))[0] == 202
+                    elsewhere = signer.token(flow_audience("Sequence", namespace, "other"),
+                                             trigger_subject(namespace, "orders"))
+                    assert (await status_of(sequence, elsewhere))[0] == 401
+            finally:
+                await ingress.interrupt()
+                await ingress.stop()
+    finally:
+        plane.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+async def _is_status(found, wanted: int) -> bool:
+    return (await found)[0] == wanted

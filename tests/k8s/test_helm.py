@@ -208,6 +208,7 @@ BAD_VALUES = {
     "bad-quantity": (["--set", "nats.resources.limits.memory=lots"], "/nats/resources/limits/memory"),
     "port-out-of-range": (["--set", "ingress.service.port=70000"], "/ingress/service/port"),
     "readiness-enum": (["--set", "dispatcher.readiness=dns"], "/dispatcher/readiness"),
+    "delivery-auth-enum": (["--set", "operator.deliveryAuth=sometimes"], "/operator/deliveryAuth"),
     "nats-url-scheme": (["--set", "nats.enabled=false", "--set", "nats.url=http://nats:4222"], "/nats/url"),
     "retention-enum": (["--set", "nats.persistence.whenDeleted=Sometimes"], "/nats/persistence/whenDeleted"),
     "webhook-enabled-not-boolean": (["--set-string", "operator.webhook.enabled=true"], "/operator/webhook/enabled"),
@@ -270,7 +271,9 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
     assert container_args(docs, "ripple-operator") == [
         "operator", nats, "--log-format=json", "--ingress-url=http://ripple-ingress.events.svc",
         "--runtime-image=ghcr.io/ripple-dev/ripple:0.1.0", "--liveness=http://0.0.0.0:8081/healthz",
-        "--broker-replicas=3", "--leader-election", "--metrics-port=8082",
+        "--broker-replicas=3", "--leader-election", "--metrics-port=8082", "--max-fanout=100",
+        "--delivery-auth=required",
+        "--delivery-keys-url=http://ripple-dispatcher.events.svc:8081/.well-known/jwks.json",
         "--webhook-host=ripple-operator-webhook.events.svc",
         "--webhook-service=events/ripple-operator-webhook",
         "--webhook-port=9443", "--webhook-configuration=validate.ripple.dev",
@@ -309,17 +312,57 @@ def test_components_are_wired_to_each_other(helm: Helm) -> None:
     urls = "--nats=nats://a.nats:4222,nats://b.nats:4222,nats://c.nats:4222"
     assert urls in container_args(cluster, "ripple-ingress")
     assert "--broker-replicas=5" in container_args(cluster, "ripple-operator")
-    assert not objects_of(external, "Secret")  # a certificate of one's own: the chart generates none
+    assert set(objects_of(external, "Secret")) == {"ripple-dispatcher-keys"}  # a certificate of one's own: none made
     volumes = objects_of(external, "Deployment")["ripple-operator"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "webhook-cert", "secret": {"secretName": "from-cert-manager", "defaultMode": 0o440}} in volumes
 
     no_webhook = helm.template("operator.webhook.enabled=false")
     assert not any("--webhook" in a for a in container_args(no_webhook, "ripple-operator"))
     assert "--liveness=http://0.0.0.0:8081/healthz" in container_args(no_webhook, "ripple-operator")
-    assert not objects_of(no_webhook, "ValidatingWebhookConfiguration") and not objects_of(no_webhook, "Secret")
+    assert not objects_of(no_webhook, "ValidatingWebhookConfiguration")
+    assert set(objects_of(no_webhook, "Secret")) == {"ripple-dispatcher-keys"}
     assert not objects_of(no_webhook, "MutatingWebhookConfiguration")
     for kind in WEBHOOK_KINDS:
         assert not grants(rules_of(no_webhook, "operator"), "admissionregistration.k8s.io", kind, "create")
+
+
+def test_functions_read_the_dispatchers_keys_through_its_service(helm: Helm) -> None:
+    docs = helm.template(release="ripple", namespace="events")
+    service = objects_of(docs, "Service")["ripple-dispatcher"]["spec"]
+    assert service["ports"] == [{"name": "health", "port": 8081, "targetPort": "health", "protocol": "TCP"}]
+    pods = objects_of(docs, "Deployment")["ripple-dispatcher"]["spec"]["template"]["metadata"]["labels"]
+    assert all(pods[key] == value for key, value in service["selector"].items())
+    secret = objects_of(docs, "Secret")["ripple-dispatcher-keys"]
+    assert len(base64.b64decode(secret["data"]["secret"])) >= 32
+    dispatcher = objects_of(docs, "Deployment")["ripple-dispatcher"]["spec"]["template"]["spec"]
+    assert {"name": "delivery-keys", "secret": {"secretName": "ripple-dispatcher-keys", "defaultMode": 0o440}} \
+        in dispatcher["volumes"]
+    env = {e["name"]: e.get("value") for e in dispatcher["containers"][0]["env"]}
+    assert env["RIPPLE_DELIVERY_KEYS_SECRET_FILE"] == "/etc/ripple/delivery-keys/secret"
+    for other in ("ripple-ingress", "ripple-operator"):  # no one else holds it
+        pod = objects_of(docs, "Deployment")[other]["spec"]["template"]["spec"]
+        assert all(v.get("secret", {}).get("secretName") != "ripple-dispatcher-keys" for v in pod["volumes"])
+    off = helm.template("operator.deliveryAuth=off")
+    assert "--delivery-auth=off" in container_args(off, "ripple-operator")
+
+
+def test_the_ingress_guards_brokers_by_default_and_serves_https_when_given_a_certificate(helm: Helm) -> None:
+    docs = helm.template(release="ripple", namespace="events")
+    args = container_args(docs, "ripple-ingress")
+    assert "--default-policy=namespace" in args
+    assert "--delivery-keys-url=http://ripple-dispatcher.events.svc:8081/.well-known/jwks.json" in args
+    assert not any(a.startswith("--tls") for a in args)
+    assert "--default-policy=open" in container_args(helm.template("ingress.defaultPolicy=open"), "ripple-ingress")
+    secured = helm.template("ingress.tls.secretName=shop-tls", release="ripple", namespace="events")
+    args = container_args(secured, "ripple-ingress")
+    assert {"--tls-port=8443", "--tls-cert=/etc/ripple/tls/tls.crt", "--tls-key=/etc/ripple/tls/tls.key"} <= set(args)
+    ports = objects_of(secured, "Service")["ripple-ingress"]["spec"]["ports"]
+    assert {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"} in ports
+    pod = objects_of(secured, "Deployment")["ripple-ingress"]["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "shop-tls", "defaultMode": 0o440}} in pod["volumes"]
+    issued = helm.template("ingress.tls.certManager.enabled=true", "ingress.tls.certManager.issuerRef.name=ca",
+                           release="ripple", namespace="events")
+    assert objects_of(issued, "Certificate")["ripple-ingress"]["spec"]["secretName"] == "ripple-ingress-tls"
 
 
 def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
@@ -331,6 +374,9 @@ def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
         # Whether an EventSource's Secret exists: a metadata-only get, never a list or a watch.
         assert "secrets" not in rule["resources"] or rule["verbs"] == ["get"], rule
         assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"], rule
+    secured = helm.template("nats.auth.enabled=true")
+    secret_rules = [r["verbs"] for r in rules_of(secured, "operator") if "secrets" in r["resources"]]
+    assert secret_rules == [["get"], ["create", "patch"]]  # the workloads' NATS client Secrets, never list/watch
     operator, ingress, dispatcher = (rules_of(docs, c) for c in COMPONENTS)
     for kind in WEBHOOK_KINDS:
         assert grants(operator, "admissionregistration.k8s.io", kind, "patch", WEBHOOK_CONFIGURATION)
@@ -346,6 +392,9 @@ def test_rbac_rules_are_least_privilege(helm: Helm) -> None:
     ]
     assert grants(dispatcher, "discovery.k8s.io", "endpointslices", "watch")
     assert not grants(dispatcher, "", "pods", "watch")
+    assert grants(dispatcher, "authentication.k8s.io", "tokenreviews", "create")  # the adapters' token exchange
+    assert grants(dispatcher, "ripple.dev", "eventsources", "list")
+    assert not grants(dispatcher, "ripple.dev", "eventsources", "watch")
     pods = rules_of(helm.template("dispatcher.readiness=pods"), "dispatcher")
     assert grants(pods, "", "pods", "watch") and not grants(pods, "discovery.k8s.io", "endpointslices", "watch")
     # A Function's NetworkPolicy: made with networkPolicy.enabled, removed by the operator with it off.
@@ -431,8 +480,9 @@ async def test_install_upgrade_uninstall(helm: Helm, crds_installed: ControlPlan
         assert got == {
             *(f"Deployment/{name}-{c}" for c in COMPONENTS), f"StatefulSet/{name}-nats",
             f"Service/{name}-ingress", f"Service/{name}-operator-webhook", f"Service/{name}-nats",
-            f"Service/{name}-nats-headless", *(f"ServiceAccount/{name}-{c}" for c in (*COMPONENTS, "nats")),
-            f"Secret/{name}-operator-webhook-tls",
+            f"Service/{name}-nats-headless", f"Service/{name}-dispatcher",
+            *(f"ServiceAccount/{name}-{c}" for c in (*COMPONENTS, "nats")),
+            f"Secret/{name}-operator-webhook-tls", f"Secret/{name}-dispatcher-keys",
         }
         cluster = plane.kubectl("get", "clusterroles,clusterrolebindings", "-o", "name", "-l", instance).stdout.split()
         assert sorted(cluster) == sorted(f"clusterrole{b}.rbac.authorization.k8s.io/{namespace}-{name}-{c}"
@@ -454,6 +504,7 @@ async def test_install_upgrade_uninstall(helm: Helm, crds_installed: ControlPlan
             "storage": "8Gi"}
         assert plane.get_json("pod", f"{name}-nats-0", "-n", namespace)["spec"]["securityContext"]["fsGroup"] == 10001
         certificate = plane.get_json("secret", f"{name}-operator-webhook-tls", "-n", namespace)["data"]
+        keys = plane.get_json("secret", f"{name}-dispatcher-keys", "-n", namespace)["data"]
 
         helm.run("upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
                  "--set", "ingress.replicaCount=2", "--set", "nats.persistence.whenDeleted=Delete")
@@ -463,6 +514,7 @@ async def test_install_upgrade_uninstall(helm: Helm, crds_installed: ControlPlan
         assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
         # The generated certificate survives upgrades (looked up, not generated again): no operator restart.
         assert plane.get_json("secret", f"{name}-operator-webhook-tls", "-n", namespace)["data"] == certificate
+        assert plane.get_json("secret", f"{name}-dispatcher-keys", "-n", namespace)["data"] == keys
         history = json.loads(helm.run("history", release, "-n", namespace, "-o", "json").stdout)
         assert [h["status"] for h in history] == ["superseded", "deployed"]
 
@@ -578,6 +630,9 @@ def test_service_accounts_can_do_their_work_and_nothing_more(release: Release, n
             f"patch deployments.apps -n {ns}": False, f"patch triggers.ripple.dev -n {ns}": False,
             "list pods --all-namespaces": False, "list brokers.ripple.dev --all-namespaces": False,
             f"create networkpolicies.networking.k8s.io -n {ns}": False,
+            # The token exchange for EventSource adapters whose sink is a Function.
+            "create tokenreviews.authentication.k8s.io": True, f"list eventsources.ripple.dev -n {ns}": True,
+            f"watch eventsources.ripple.dev -n {ns}": False, f"patch eventsources.ripple.dev -n {ns}": False,
         },
         "ingress": {
             "list brokers.ripple.dev --all-namespaces": True, "watch brokers.ripple.dev --all-namespaces": True,
@@ -889,7 +944,7 @@ def test_scaled_out_components_get_disruption_budgets_and_the_ingress_an_autosca
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ripple-ingress"}
     assert hpa["minReplicas"] == 2 and hpa["maxReplicas"] == 6
     dispatcher = deployments["ripple-dispatcher"]["spec"]["template"]["spec"]["containers"][0]
-    assert {e["name"] for e in dispatcher["env"]} == {"POD_NAME", "POD_NAMESPACE"}
+    assert {e["name"] for e in dispatcher["env"]} == {"POD_NAME", "POD_NAMESPACE", "RIPPLE_DELIVERY_KEYS_SECRET_FILE"}
     for component, lease in (("dispatcher", "ripple-autoscaler"), ("operator", "ripple-operator")):
         lease_role = objects_of(docs, "Role")[f"ripple-{component}-lease"]
         assert lease_role["rules"][1] == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
@@ -1047,7 +1102,8 @@ def test_cert_manager_issues_the_webhook_certificate(helm: Helm) -> None:
     # cert-manager's Secret holds tls.crt, tls.key and ca.crt: the CA is what the webhooks must trust.
     assert (flags["webhook-cert"], flags["webhook-key"], flags["webhook-ca"]) == (
         f"{mount['mountPath']}/tls.crt", f"{mount['mountPath']}/tls.key", f"{mount['mountPath']}/ca.crt")
-    assert not objects_of(docs, "Secret") and "checksum/webhook-cert" not in pod["metadata"].get("annotations", {})
+    assert set(objects_of(docs, "Secret")) == {"ripple-dispatcher-keys"}  # no webhook certificate of the chart's
+    assert "checksum/webhook-cert" not in pod["metadata"].get("annotations", {})
     for kind in WEBHOOK_KINDS_OBJECTS:
         annotations = objects_of(docs, kind)[WEBHOOK_CONFIGURATION]["metadata"]["annotations"]
         assert annotations == {"cert-manager.io/inject-ca-from": f"events/{certificate['metadata']['name']}"}
@@ -1175,3 +1231,134 @@ def test_tracing_reaches_every_component_and_what_the_operator_makes(helm: Helm)
     assert dict(telemetry_env(env_of(docs, "ripple-operator"))) == wanted
     refused = helm.run("template", "ripple", str(CHART), "--set", "tracing.env.PATH=/tmp", check=False)
     assert refused.returncode != 0
+
+
+def test_the_ingress_and_operator_get_the_abuse_limits_the_values_say(helm: Helm) -> None:
+    """ingress.maxBatch and ingress.rateLimits become the ingress's flags (a generous broker limit by default, no
+    sender limit: behind a proxy every client would share one); operator.maxFanout the operator's."""
+    from ripple.cli.parser import build_parser
+    from ripple.defaults import MAX_BATCH, MAX_FANOUT
+    from ripple.ingress.limits import RateLimit
+
+    parse = build_parser().parse_args
+    docs = helm.template()
+    ingress = parse(container_args(docs, "ripple-ingress"))
+    assert (ingress.max_batch, ingress.rate_limit_broker, ingress.rate_limit_sender) == (
+        MAX_BATCH, RateLimit(2000, 10000), None)
+    assert parse(container_args(docs, "ripple-operator")).max_fanout == MAX_FANOUT
+
+    docs = helm.template("ingress.maxBatch=50", "ingress.rateLimits.broker=null",
+                         "ingress.rateLimits.sender.eventsPerSecond=0.5", "operator.maxFanout=7")
+    ingress = parse(container_args(docs, "ripple-ingress"))
+    assert (ingress.max_batch, ingress.rate_limit_broker, ingress.rate_limit_sender) == (50, None, RateLimit(0.5, 1))
+    assert parse(container_args(docs, "ripple-operator")).max_fanout == 7
+    burst = parse(container_args(helm.template("ingress.rateLimits.sender.eventsPerSecond=10",
+                                               "ingress.rateLimits.sender.burst=100"), "ripple-ingress"))
+    assert burst.rate_limit_sender == RateLimit(10, 100)
+
+    for bad, name in (("ingress.rateLimits.broker.eventsPerSecond=0", "eventsPerSecond"),
+                      ("ingress.rateLimits.sender.eventsPerSecond=fast", "eventsPerSecond"),
+                      ("ingress.rateLimits.broker.burst=0", "burst"), ("ingress.maxBatch=0", "maxBatch"),
+                      ("operator.maxFanout=0", "maxFanout"), ("ingress.rateLimits.everyone.eventsPerSecond=1",
+                                                              "everyone")):
+        refused = helm.run("template", "ripple", str(CHART), "--set", bad, check=False)
+        assert refused.returncode != 0 and name in refused.stderr, (bad, refused.stderr)
+
+
+SECURED_NATS = ["nats.cluster.replicas=1", "nats.encryption.enabled=true", "nats.tls.enabled=true",
+                "nats.tls.secretName=nats-tls", "nats.auth.enabled=true"]
+
+
+def test_a_secured_nats_is_wired_to_every_component(helm: Helm) -> None:
+    docs = helm.template(*SECURED_NATS, release="ripple", namespace="events")
+    (nats,) = objects_of(docs, "StatefulSet").values()
+    container = nats["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["-c", "/etc/nats/config/nats.conf"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert env["JS_KEY"] == {"name": "ripple-nats-encryption", "key": "key"}
+    assert env["NATS_PASSWORD"] == {"name": "ripple-nats-client", "key": "password"}
+    secrets_made = objects_of(docs, "Secret")
+    assert secrets_made["ripple-nats-encryption"]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(secrets_made["ripple-nats-encryption"]["data"]["key"])) >= 32
+    for component in ("ingress", "dispatcher", "operator"):
+        pod = objects_of(docs, "Deployment")[f"ripple-{component}"]["spec"]["template"]["spec"]
+        (main,) = pod["containers"]
+        variables = {e["name"]: e.get("value") for e in main["env"]}
+        assert variables["RIPPLE_NATS_CA"] == "/etc/ripple/nats/ca.crt"
+        assert variables["RIPPLE_NATS_USER"] == "ripple"
+        assert variables["RIPPLE_NATS_PASSWORD_FILE"] == "/etc/ripple/nats-auth/password"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["nats-ca"]["secret"]["secretName"] == "nats-tls"
+        assert volumes["nats-auth"]["secret"]["secretName"] == "ripple-nats-client"
+    plain = helm.template(release="ripple", namespace="events")
+    assert not any(d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ripple-nats-config" for d in plain)
+    manager = helm.template("nats.tls.enabled=true", "nats.tls.certManager.enabled=true",
+                            "nats.tls.certManager.issuerRef.name=internal-ca", release="ripple", namespace="events")
+    certificate = objects_of(manager, "Certificate")["ripple-nats"]["spec"]
+    assert certificate["secretName"] == "ripple-nats-tls"
+    assert "*.ripple-nats-headless.events.svc" in certificate["dnsNames"]
+
+
+async def run_rendered_nats(helm: Helm, tmp_path: Path, values: list[str], payload: bytes) -> Path:
+    """Start nats-server as the chart's StatefulSet would (its args and config, the Secrets as files and env),
+    store one event carrying ``payload`` through Ripple's store, and return the JetStream store directory."""
+    from ripple.api.models import BrokerSpec
+    from ripple.local.nats_server import nats_server_binary
+    from ripple.store import EventStore
+    from ripple.store.auth import NatsAuth
+    from ripple.tls import throwaway_ca
+    from tests.support import event
+
+    docs = helm.template(*values, release="ripple", namespace="events")
+    (nats,) = objects_of(docs, "StatefulSet").values()
+    args = list(nats["spec"]["template"]["spec"]["containers"][0]["args"])
+    ca = throwaway_ca(tmp_path / "tls", ["127.0.0.1"])
+    env = dict(os.environ, JS_KEY=secrets.token_urlsafe(32), NATS_PASSWORD="pw-" + secrets.token_urlsafe(16))
+    auth = NatsAuth()
+    configs = objects_of(docs, "ConfigMap")
+    if "ripple-nats-config" in configs:
+        text = configs["ripple-nats-config"]["data"]["nats.conf"]
+        text = text.replace("/etc/nats/tls/tls.crt", str(ca.server.cert)).replace(
+            "/etc/nats/tls/tls.key", str(ca.server.key)).replace("/etc/nats/tls/ca.crt", str(ca.ca))
+        (tmp_path / "nats.conf").write_text(text)
+        args[args.index("/etc/nats/config/nats.conf")] = str(tmp_path / "nats.conf")
+        auth = NatsAuth(ca=ca.ca if "tls {" in text else None,
+                        user="ripple" if "authorization" in text else None,
+                        password=env["NATS_PASSWORD"] if "authorization" in text else None)
+    store_dir = tmp_path / "data"
+    args[args.index("/data")] = str(store_dir)
+    args[args.index("8222")] = str(free_port())
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        nats_server_binary(), *args, "-a", "127.0.0.1", "-p", str(port), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        store = None
+        for _ in range(100):
+            try:
+                store = await EventStore.connect(f"nats://127.0.0.1:{port}", auth=auth)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        assert store is not None, "the rendered nats-server did not take Ripple's connection"
+        await store.ensure_broker("shop", "default", BrokerSpec())
+        await store.publish_events("shop", "default", [event("at-rest", subject=payload.decode())])
+        await store.close()
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 10)
+    return store_dir
+
+
+def stored_bytes(directory: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in directory.rglob("*") if path.is_file())
+
+
+async def test_the_rendered_nats_encrypts_what_it_stores_and_requires_tls_and_a_password(
+        helm: Helm, tmp_path: Path) -> None:
+    payload = b"4111-1111-1111-1111-" + secrets.token_hex(4).encode()
+    encrypted = await run_rendered_nats(helm, tmp_path / "secured", SECURED_NATS, payload)
+    assert payload not in stored_bytes(encrypted)
+    # The same event without the cipher is there in the clear: what the check above would see if it failed.
+    clear = await run_rendered_nats(helm, tmp_path / "plain", ["nats.cluster.replicas=1"], payload)
+    assert payload in stored_bytes(clear)

@@ -671,3 +671,43 @@ async def test_a_certificate_signed_by_a_ca_registers_the_ca(crds_installed, k8s
         assert refused.returncode != 0 and "spec.filters[0].all[0].cesql" in refused.stderr, refused.stderr
     finally:
         await stop_operator(process, plane)
+
+
+async def test_a_trigger_over_the_fan_out_cap_is_not_ready_until_an_older_one_goes(crds_installed, k8s_nats,
+                                                                                     ingress_port, namespace):
+    """With --max-fanout 2, a third trigger every event matches waits, not Ready (FanoutCapExceeded), while the two
+    older ones run, and so does one pinned to a type (its events reach the two older ones too); once an older one
+    goes, the oldest waiting one becomes Ready (the timer that re-checks triggers that are not Ready)."""
+    process = await start_operator(crds_installed, k8s_nats, ingress_port, "--max-fanout", "2")
+    try:
+        apply(crds_installed, namespace, "kind: Broker\nmetadata: {name: default}\n")
+        for name in ("a-first", "b-second"):
+            apply(crds_installed, namespace, f"kind: Trigger\nmetadata: {{name: {name}}}\n"
+                                             "spec: {subscriber: {uri: 'http://sub.example/'}}\n")
+        for name in ("a-first", "b-second"):
+            await eventually(lambda n=name: ready_reason(crds_installed, namespace, "trigger", n) == ("True", "Ready"),
+                             timeout=30)
+        apply(crds_installed, namespace, """
+            kind: Trigger
+            metadata: {name: c-third}
+            spec: {subscriber: {uri: 'http://sub.example/'}}
+            ---
+            kind: Trigger
+            metadata: {name: d-pinned}
+            spec: {subscriber: {uri: 'http://sub.example/'}, filter: {attributes: {type: audit.only}}}
+        """)
+        await eventually(lambda: ready_reason(crds_installed, namespace, "trigger", "c-third")
+                         == ("False", "FanoutCapExceeded"), timeout=30)
+        found = crds_installed.get_json("trigger", "c-third", "-n", namespace)["status"]["conditions"]
+        message = next(c["message"] for c in found if c["type"] == "FanoutWithinCap")
+        assert "an event would reach 3 triggers" in message and "fan-out cap of 2" in message
+        # An audit.only event reaches the two older triggers and this one: 3 as well, so it waits too.
+        await eventually(lambda: ready_reason(crds_installed, namespace, "trigger", "d-pinned")
+                         == ("False", "FanoutCapExceeded"), timeout=30)
+        assert ready_reason(crds_installed, namespace, "trigger", "a-first") == ("True", "Ready")
+        crds_installed.kubectl("delete", "trigger", "a-first", "-n", namespace)
+        await eventually(lambda: ready_reason(crds_installed, namespace, "trigger", "c-third") == ("True", "Ready"),
+                         timeout=30)
+        assert ready_reason(crds_installed, namespace, "trigger", "d-pinned") == ("False", "FanoutCapExceeded")
+    finally:
+        await stop_operator(process, crds_installed)

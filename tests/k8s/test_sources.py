@@ -65,9 +65,12 @@ async def test_conditions_go_from_secret_not_found_to_ready(crds_installed, oper
     (container,) = pod["containers"]
     assert container["args"][:2] == ["source", "run"] and pod["serviceAccountName"] == "hooks-source"
     assert pod["automountServiceAccountToken"] is False  # a webhook never talks to the API server
-    (volume,) = pod["volumes"]
-    assert volume["secret"] == {"secretName": "github", "items": [{"key": "secret", "path": "secret"}],
-                                "defaultMode": 0o400}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert set(volumes) == {"secret-0", "sink-token"}  # the webhook's Secret, and its own token for the broker
+    assert volumes["secret-0"]["secret"] == {"secretName": "github", "items": [{"key": "secret", "path": "secret"}],
+                                             "defaultMode": 0o400}
+    (projected,) = volumes["sink-token"]["projected"]["sources"]
+    assert projected["serviceAccountToken"]["audience"] == f"ripple/{namespace}/default"
     assert plane.kubectl("get", "service", "hooks-source", "-n", namespace, check=False).returncode == 0
     roles = plane.get_json("roles", "-n", namespace)["items"]
     assert roles == []  # no RBAC for a source that does not read the API

@@ -166,3 +166,71 @@ Stream replicas of Brokers without spec.replicas: operator.brokerReplicas, else 
   value: {{ $value | quote }}
 {{- end }}
 {{- end }}
+
+{{- /* The Secrets of the bundled NATS's security settings (nats.tls, nats.auth, nats.encryption). */}}
+{{- define "ripple.natsTlsSecretName" -}}
+{{- default (printf "%s-tls" (include "ripple.componentName" (dict "ctx" . "component" "nats"))) .Values.nats.tls.secretName }}
+{{- end }}
+{{- define "ripple.natsClientSecretName" -}}
+{{- default (printf "%s-client" (include "ripple.componentName" (dict "ctx" . "component" "nats"))) .Values.nats.auth.secretName }}
+{{- end }}
+{{- define "ripple.natsEncryptionSecretName" -}}
+{{- default (printf "%s-encryption" (include "ripple.componentName" (dict "ctx" . "component" "nats"))) .Values.nats.encryption.secretName }}
+{{- end }}
+{{- define "ripple.natsSecured" -}}
+{{- if and .Values.nats.enabled (or .Values.nats.tls.enabled .Values.nats.auth.enabled) }}true{{ end }}
+{{- end }}
+
+{{- /* How a component connects to the bundled NATS when it requires TLS or a password (ripple.store.auth). */}}
+{{- define "ripple.natsClientEnv" -}}
+{{- if .Values.nats.enabled }}
+{{- if .Values.nats.tls.enabled }}
+- name: RIPPLE_NATS_CA
+  value: /etc/ripple/nats/ca.crt
+{{- end }}
+{{- if .Values.nats.auth.enabled }}
+- name: RIPPLE_NATS_USER
+  value: ripple
+- name: RIPPLE_NATS_PASSWORD_FILE
+  value: /etc/ripple/nats-auth/password
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "ripple.natsClientMounts" -}}
+{{- if .Values.nats.enabled }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-ca
+  mountPath: /etc/ripple/nats
+  readOnly: true
+{{- end }}
+{{- if .Values.nats.auth.enabled }}
+- name: nats-auth
+  mountPath: /etc/ripple/nats-auth
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "ripple.natsClientVolumes" -}}
+{{- if .Values.nats.enabled }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-ca
+  secret:
+    secretName: {{ include "ripple.natsTlsSecretName" . }}
+    items: [{key: ca.crt, path: ca.crt}]
+    defaultMode: 0444
+{{- end }}
+{{- if .Values.nats.auth.enabled }}
+- name: nats-auth
+  secret:
+    secretName: {{ include "ripple.natsClientSecretName" . }}
+    items: [{key: password, path: password}]
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* Every component's environment: tracing and the NATS client settings. */}}
+{{- define "ripple.componentEnv" -}}
+{{- include "ripple.tracingEnv" . }}
+{{- include "ripple.natsClientEnv" . }}
+{{- end }}

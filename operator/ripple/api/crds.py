@@ -178,6 +178,11 @@ def structural(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str,
             out["items"] = structural(value, definitions)
         elif key == "default" and value is None:
             continue
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema's exclusive bound is a number; OpenAPI 3.0's, which the API server reads, is the bound
+            # and a flag (a number there makes it refuse the whole CRD).
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         else:
             out[key] = value
     additional = schema.get("additionalProperties")

@@ -30,7 +30,10 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} uses months or years; use days, hours, minutes or seconds")
     if not isinstance(text, str) or not _DURATION.fullmatch(text):
         raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT0.5S, PT30S or PT5M")
-    value = isodate.parse_duration(text)
+    try:
+        value = isodate.parse_duration(text)
+    except OverflowError:  # more days than timedelta holds (999999999), or digits no float can hold
+        raise ValueError(f"{text!r} is longer than the longest duration (999999999 days)") from None
     assert isinstance(value, timedelta)  # the pattern admits days, hours, minutes and seconds only
     return value
 

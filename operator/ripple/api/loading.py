@@ -74,14 +74,30 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def _documents(path: Path) -> Iterator[tuple[int, Any]]:
+    """The file's non-empty YAML documents, numbered from 1.
+
+    PyYAML's constructors let some errors out as plain exceptions instead of :class:`yaml.YAMLError`: a value
+    that looks like a date or a number but is none (``2024-02-30``, ``0x_``, 5000 digits) as
+    :class:`ValueError`, a scalar with an explicit tag it does not fit (``!!bool x``, ``!!timestamp x``) as
+    :class:`LookupError` or :class:`AttributeError`; and its composer recurses once per level of nesting. All
+    are refused like any other invalid YAML.
+    """
     try:
-        for index, doc in enumerate(yaml.safe_load_all(path.read_text()), start=1):
-            if doc is not None:
-                yield index, doc
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+        text = path.read_text()
     except (UnicodeDecodeError, OSError) as exc:
         raise ManifestError(f"{path}: cannot read: {exc}") from None
+    try:
+        for index, doc in enumerate(yaml.safe_load_all(text), start=1):
+            if doc is not None:
+                yield index, doc
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    except (LookupError, AttributeError):
+        raise ManifestError(
+            f"{path}: not valid YAML: a value with an explicit tag (such as !!bool or !!timestamp) is not of that type"
+        ) from None
+    except RecursionError:
+        raise ManifestError(f"{path}: not valid YAML: nested too deeply") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "VERSION",
     "AttributesFilter",
     "Broker",
+    "BrokerRateLimit",
     "BrokerSpec",
     "CeOverrides",
     "DeliverySpec",
@@ -325,9 +326,19 @@ class Placement(Model):
     """Server tags (nats-server ``server_tags``) every replica's server must have."""
 
 
+class BrokerRateLimit(Model):
+    events_per_second: float = Field(gt=0, le=1_000_000)
+    """Events per second the ingress takes for the broker, from all its producers together (per ingress replica)."""
+    burst: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Events it takes at once after a quiet spell; unset: one second's worth."""
+
+
 class BrokerSpec(Model):
     retention: Retention = Field(default_factory=Retention)
     """How long and how much the broker keeps."""
+    rate_limit: BrokerRateLimit | None = None
+    """The broker's own rate limit at the ingress (past it, 429 with Retry-After): where the installation sets one
+    (``--rate-limit-broker``), this may only make it stricter; unset: the installation's."""
     duplicate_window: Duration = "PT2M"
     """A re-sent event with the same source and id inside this window is stored once."""
     replicas: Literal[1, 3, 5] | None = None

@@ -8,15 +8,18 @@ from collections.abc import Mapping
 from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
 from ripple.api.models import Parallel, Sequence
-from ripple.cli.health import run_component
+from ripple.cli.health import run_component, serve_health
 from ripple.cli.logs import announce, configure_logging
 from ripple.cli.parser import namespaced
 from ripple.dispatch import Dispatcher
+from ripple.dispatch.fanout import manifests_over_fanout
 from ripple.dispatch.resolve import static_resolver
+from ripple.signing import DeliverySigner, KeyRing, jwks_route
 from ripple.store import EventStore
+from ripple.store.keys import SharedKeys, sharing_secret
 from ripple.store.records import RecordSettings
 
-__all__ = ["record_settings", "run", "run_cluster_dispatcher", "run_dispatcher"]
+__all__ = ["record_settings", "run", "run_cluster_dispatcher", "run_dispatcher", "signing_keys"]
 
 
 def record_settings(args: argparse.Namespace) -> RecordSettings:
@@ -39,7 +42,11 @@ async def run(args: argparse.Namespace) -> int:
     if not args.paths:
         raise SystemExit("ripple dispatcher: give manifest paths or --kubernetes")
     urls = {namespaced(key): url for key, url in args.function_url}
-    await run_dispatcher(args.nats, load_manifests(args.paths), urls, records=records)
+    manifests = load_manifests(args.paths)
+    over = manifests_over_fanout(manifests.triggers.values(), args.max_fanout)
+    if over is not None:
+        raise SystemExit(f"ripple dispatcher: {over}")
+    await run_dispatcher(args.nats, manifests, urls, records=records, health_port=args.health_port)
     return 0
 
 
@@ -48,25 +55,52 @@ async def run_cluster_dispatcher(
     autoscale: bool = True, records: RecordSettings | None = None,
 ) -> None:
     from ripple.cluster import ClusterDispatcher
-    from ripple.kube.client import load_kube_config
+    from ripple.cluster.exchange import TokenExchange
+    from ripple.kube.client import Kube, load_kube_config
+    from ripple.kube.tokens import KubeTokenReviewer
 
     store = await EventStore.connect(nats_url, name="ripple-dispatcher")
-    cluster = ClusterDispatcher(store, await load_kube_config(), readiness=readiness,
-                                activation_timeout=activation_timeout, autoscale=autoscale, records=records)
-    await run_component(store, cluster.run(), "dispatcher watching the cluster's triggers and functions",
-                                 health_port, cluster.healthy)
+    keys = await signing_keys(store)
+    api = await load_kube_config()
+    signer = DeliverySigner(keys.ring)
+    cluster = ClusterDispatcher(store, api, readiness=readiness, activation_timeout=activation_timeout,
+                                autoscale=autoscale, records=records, signer=signer)
+    exchange = TokenExchange(Kube(api), signer, KubeTokenReviewer(api))
+    try:
+        await run_component(store, cluster.run(), "dispatcher watching the cluster's triggers and functions",
+                            health_port, cluster.healthy, [jwks_route(keys.jwks), exchange.route()])
+    finally:
+        await keys.close()
+
+
+async def signing_keys(store: EventStore) -> SharedKeys:
+    """This dispatcher's delivery-token keys, its first one published before anything is delivered."""
+    try:
+        secret = sharing_secret()
+    except ValueError as exc:
+        raise SystemExit(f"ripple: {exc}") from None
+    keys = SharedKeys(store, KeyRing(), secret)
+    await keys.start()
+    return keys
 
 
 async def run_dispatcher(nats_url: str, manifests: Manifests, function_urls: Mapping[tuple[str, str], str], *,
-                         records: RecordSettings | None = None) -> None:
+                         records: RecordSettings | None = None, health_port: int | None = None) -> None:
     store = await EventStore.connect(nats_url, name="ripple-dispatcher")
     await store.ensure_brokers(manifests.brokers)
-    dispatcher = Dispatcher(store, static_resolver(function_urls), records=records)
+    keys = await signing_keys(store)
+    dispatcher = Dispatcher(store, static_resolver(function_urls), records=records,
+                            signer=DeliverySigner(keys.ring))
     flows: list[Sequence | Parallel] = [*manifests.sequences.values(), *manifests.parallels.values()]
     await dispatcher.apply(manifests.triggers.values(), flows)
+    health = None if health_port is None else await serve_health(
+        store, dispatcher.healthy, "127.0.0.1", health_port, [jwks_route(keys.jwks)])
     announce(f"dispatcher running {len(dispatcher.stats())} triggers and {len(flows)} sequences and parallels")
     try:
         await wait_for_signal()
     finally:
+        if health is not None:
+            await health.cleanup()
         await dispatcher.close()
+        await keys.close()
         await store.close()

@@ -4,7 +4,7 @@ component until it is signalled."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -17,8 +17,10 @@ from ripple.store import EventStore
 __all__ = ["run_component", "serve_health"]
 
 
-async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, port: int) -> web.AppRunner:
-    """``GET /-/health`` (200 while NATS is connected and the component's loops run, else 503) and ``/metrics``."""
+async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, port: int,
+                       routes: Iterable[web.RouteDef] = ()) -> web.AppRunner:
+    """``GET /-/health`` (200 while NATS is connected and the component's loops run, else 503), ``/metrics`` and
+    ``routes`` (the dispatcher's JWKS)."""
 
     async def health(request: web.Request) -> web.Response:
         connected, running = store.connected, alive()
@@ -27,17 +29,18 @@ async def serve_health(store: EventStore, alive: Callable[[], bool], host: str, 
     app = web.Application()
     app.router.add_get("/-/health", health)
     app.router.add_get("/metrics", serve_metrics)
+    app.router.add_routes(routes)
     return await start_site(app, host, port, name="health")
 
 
 async def run_component(
     store: EventStore, work: Coroutine[Any, Any, None], banner: str, health_port: int | None,
-    healthy: Callable[[], bool],
+    healthy: Callable[[], bool], routes: Iterable[web.RouteDef] = (),
 ) -> None:
     running = asyncio.create_task(work)
     health = None
     if health_port is not None:
-        health = await serve_health(store, lambda: not running.done() and healthy(), "0.0.0.0", health_port)
+        health = await serve_health(store, lambda: not running.done() and healthy(), "0.0.0.0", health_port, routes)
     print(banner, flush=True)
     try:
         await wait_for_signal()

@@ -40,7 +40,8 @@ async def run(args: argparse.Namespace) -> int:
             args.nats, args.ingress_url, args.runtime_image or DEFAULT_RUNTIME_IMAGE, tuple(args.namespace),
             args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key, args.webhook_service,
             args.liveness, args.broker_replicas, args.leader_election, args.webhook_configuration,
-            args.log_format, args.metrics_port, dispatcher, args.webhook_ca,
+            args.log_format, args.metrics_port, dispatcher, args.webhook_ca, args.max_fanout,
+            delivery_auth=args.delivery_auth, delivery_keys_url=args.delivery_keys_url,
         ))  # fmt: skip
     except LeadershipLost as exc:
         log.error("%s; exiting so that this pod starts again as a standby", exc)

@@ -5,10 +5,33 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ripple.defaults import ACTIVATION_TIMEOUT, DATA_DIR, MAX_BODY, OPERATOR_METRICS_PORT, WEBHOOK_CONFIGURATION
+from ripple.defaults import (
+    ACTIVATION_TIMEOUT,
+    DATA_DIR,
+    DEFAULT_POLICIES,
+    DELIVERY_AUTH_MODES,
+    MAX_BODY,
+    OPERATOR_METRICS_PORT,
+    WEBHOOK_CONFIGURATION,
+)
 
-__all__ = ["DEFAULT_DATA_DIR", "NATS_HELP", "build_parser", "duration", "key_value", "namespaced"]
+if TYPE_CHECKING:
+    from ripple.ingress.limits import RateLimit
+    from ripple.tls import TlsFiles
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "NATS_HELP",
+    "add_tls",
+    "build_parser",
+    "duration",
+    "key_value",
+    "namespaced",
+    "rate_limit",
+    "tls_files",
+]
 
 DEFAULT_DATA_DIR = DATA_DIR
 
@@ -28,6 +51,68 @@ def duration(text: str) -> float:
         return float(text) if text.replace(".", "", 1).isdigit() else seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (PT6H, P7D, or seconds)") from exc
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def rate_limit(text: str) -> RateLimit:
+    """A rate limit from ``RATE[:BURST]``: events per second, and the burst (default: one second's worth)."""
+    from ripple.ingress.limits import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_ingress_limits(parser: argparse.ArgumentParser) -> None:
+    from ripple.defaults import MAX_BATCH
+
+    parser.add_argument("--max-batch", type=_positive, default=MAX_BATCH, metavar="N",
+                        help="most events in one batched request; more is 413 (default %(default)s)")
+    parser.add_argument("--rate-limit-broker", type=rate_limit, metavar="RATE[:BURST]",
+                        help="each broker takes at most RATE events per second, BURST at once (default: one "
+                             "second's worth), per ingress process; more is 429 with Retry-After (default: off)")
+    parser.add_argument("--rate-limit-sender", type=rate_limit, metavar="RATE[:BURST]",
+                        help="each sender (the identity an EventPolicy proved, else the client address) sends at "
+                             "most RATE events per second over all brokers; more is 429 (default: off)")
+
+
+def add_tls(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group("TLS", "serve HTTPS (only) with this certificate, reloaded when its files change")
+    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="certificate (chain), e.g. a Secret's tls.crt")
+    tls.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key, e.g. a Secret's tls.key")
+    tls.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                     help="also require client certificates signed by this CA (mutual TLS)")
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The ``--tls-*`` options as :class:`~ripple.tls.TlsFiles`; ``SystemExit`` naming what is missing."""
+    from ripple.tls import TlsFiles
+
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise SystemExit("ripple: --tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise SystemExit("ripple: give both --tls-cert and --tls-key")
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+def _add_max_fanout(parser: argparse.ArgumentParser, where: str) -> None:
+    from ripple.defaults import MAX_FANOUT
+
+    parser.add_argument("--max-fanout", type=_positive, default=MAX_FANOUT, metavar="N",
+                        help=f"most triggers of one broker one event may be delivered to: {where} "
+                             "(default %(default)s)")
 
 
 def _add_records(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +171,8 @@ def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     dev.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted request, in bytes")
+    _add_ingress_limits(dev)
+    _add_max_fanout(dev, "manifests whose triggers would let an event reach more are refused")
     dev.add_argument("--pool-size", type=int, default=1, help="warm-pool runtime processes (0: none)")
     _add_records(dev)
     dev.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT,
@@ -93,6 +180,13 @@ def _add_dev(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     dev.add_argument("--nats-cluster", type=int, default=1, choices=(1, 3, 5), metavar="N",
                      help="run N nats-servers as one JetStream cluster (1, 3 or 5), so that brokers with "
                           "replicas: 3 survive a server's loss")
+    dev.add_argument("--tls", action="store_true",
+                     help="serve the ingress over HTTPS with a throw-away CA made in the data directory "
+                          "(tls/ca.crt: trust it with ripple send --cacert or curl --cacert)")
+    dev.add_argument("--delivery-auth", choices=DELIVERY_AUTH_MODES, default="optional",
+                     help="what Functions do with the delivery token every delivery carries: optional (default: a "
+                          "token sent must be valid, none is needed, so you may call a Function directly), required "
+                          "(as in a cluster: only deliveries invoke it), off")
 
 
 
@@ -108,6 +202,8 @@ def _add_send(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     send.add_argument("--ext", action="append", type=key_value, default=[], metavar="NAME=VALUE")
     send.add_argument("--token", metavar="TOKEN|@FILE",
                       help="bearer token for a broker an EventPolicy guards (default: $RIPPLE_TOKEN)")
+    send.add_argument("--cacert", type=Path, metavar="PEM",
+                      help="trust this CA for an https:// ingress (ripple dev --tls prints its throw-away CA)")
 
 
 
@@ -133,6 +229,17 @@ def _add_ingress(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ingress.add_argument("--host", default="0.0.0.0")
     ingress.add_argument("--port", type=int, default=8080)
     ingress.add_argument("--max-body", type=int, default=MAX_BODY)
+    add_tls(ingress)
+    ingress.add_argument("--tls-port", type=int, metavar="PORT",
+                         help="serve HTTPS on this port and keep plain HTTP on --port (default: HTTPS on --port only)")
+    ingress.add_argument("--default-policy", choices=DEFAULT_POLICIES, default="open",
+                         help="with --kubernetes, what guards a broker no EventPolicy names: open (default), or "
+                              "namespace: only its namespace's own ServiceAccounts (bearer tokens for the audience "
+                              "ripple/<namespace>/<broker>, checked by TokenReview) may send")
+    ingress.add_argument("--delivery-keys-url", metavar="URL",
+                         help="the dispatchers' JWKS: a dispatcher's delivery to a Sequence's or Parallel's address, "
+                              "signed for it, is let in whatever guards the flow's broker")
+    _add_ingress_limits(ingress)
 
 
 
@@ -146,11 +253,15 @@ def _add_dispatcher(commands: argparse._SubParsersAction[argparse.ArgumentParser
     dispatcher.add_argument("--activation-timeout", type=float, default=ACTIVATION_TIMEOUT)
     dispatcher.add_argument("--log-deliveries", action="store_true",
                             help="log every successful delivery too, not only retries and dead letters")
-    dispatcher.add_argument("--health-port", type=int, help="serve GET /-/health on this port (cluster mode)")
+    dispatcher.add_argument("--health-port", type=int,
+                            help="serve GET /-/health, /metrics and the delivery tokens' JWKS (/.well-known/jwks.json) "
+                                 "on this port (all interfaces in cluster mode, else 127.0.0.1)")
     dispatcher.add_argument("--no-autoscaler", action="store_true",
                             help="cluster mode: leave scaling to a separate `ripple autoscaler` (wake from zero only)")
     dispatcher.add_argument("--nats", required=True, help=NATS_HELP)
     _add_records(dispatcher)
+    _add_max_fanout(dispatcher, "manifests whose triggers would let an event reach more are refused (in a "
+                                "cluster the operator's --max-fanout decides, by Trigger readiness)")
     dispatcher.add_argument("--function-url", action="append", type=key_value, default=[],
                             metavar="NS/NAME=URL", help="where a referenced Function listens")
 
@@ -182,6 +293,14 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     operator.add_argument("--leader-election", action="store_true",
                           help="reconcile only while holding the Lease ripple-operator in $POD_NAMESPACE, so that "
                                "several replicas can run (the others wait as standbys)")
+    _add_max_fanout(operator, "a Trigger that would let an event reach more is not Ready, so no dispatcher "
+                              "runs it")
+    operator.add_argument("--delivery-auth", choices=DELIVERY_AUTH_MODES, default="required",
+                          help="what Functions do with delivery tokens: required (default: only a trigger's delivery "
+                               "invokes a Function), optional (a token sent must be valid), off")
+    operator.add_argument("--delivery-keys-url", metavar="URL",
+                          help="the dispatchers' JWKS, http://<dispatcher Service>:8081/.well-known/jwks.json; "
+                               "without it Functions check no delivery tokens")
     operator.add_argument("--metrics-port", type=int, default=OPERATOR_METRICS_PORT,
                           help="serve GET /metrics on this port, standbys too (default %(default)s; 0: none)")
     operator.add_argument("--webhook-ca", type=Path,
@@ -296,5 +415,6 @@ def _add_source(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     run.add_argument("--host", default="0.0.0.0")
     run.add_argument("--port", type=int, default=8080)
     run.add_argument("--max-body", type=int, default=MAX_BODY, help="largest accepted webhook request, in bytes")
+    add_tls(run)
     run.add_argument("--report-progress", action="store_true",
                      help="patch the EventSource's status.progress (PostgreSQL lag, storage checkpoint)")

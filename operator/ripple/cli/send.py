@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,9 @@ class SendOptions:
     extensions: dict[str, str] = field(default_factory=dict)
     token: str | None = field(default=None, repr=False)
     """A bearer token for a broker an EventPolicy guards (``@file`` to read it from a file)."""
+    cacert: Path | None = None
+    """Trust this CA for an ``https://`` ingress (``ripple dev --tls`` prints its throw-away CA), besides the
+    system's."""
 
 
 def build_event(options: SendOptions) -> CloudEvent:
@@ -65,15 +70,27 @@ async def send(options: SendOptions) -> tuple[int, str]:
     headers, body = encode_structured(event) if options.mode == "structured" else encode_binary(event)
     if options.token:
         headers["Authorization"] = f"Bearer {bearer(options.token)}"
+    trust: ssl.SSLContext | bool = True
+    if options.cacert is not None:
+        trust = ssl.create_default_context()
+        trust.load_verify_locations(options.cacert)
     async with aiohttp.ClientSession() as session:
-        post = session.post(options.to, data=body, headers=headers, skip_auto_headers=NO_AUTO_CONTENT_TYPE)
+        post = session.post(options.to, data=body, headers=headers, skip_auto_headers=NO_AUTO_CONTENT_TYPE, ssl=trust)
         async with post as response:
             return response.status, await response.text()
 
 
 async def run(args: argparse.Namespace) -> int:
     options = SendOptions(args.to, args.type, args.source, args.id, args.subject, args.data, args.mode, dict(args.ext),
-                          args.token or os.environ.get("RIPPLE_TOKEN"))
-    status, body = await send(options)
+                          args.token or os.environ.get("RIPPLE_TOKEN"), args.cacert)
+    try:
+        status, body = await send(options)
+    except aiohttp.ClientConnectorCertificateError as exc:
+        print(f"ripple: {options.to}: the server's certificate is not trusted ({exc.certificate_error}); "
+              "give its CA with --cacert", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"ripple: cannot send to {options.to}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     print(f"{status} {body}".rstrip())
     return 0 if 200 <= status < 300 else 1

@@ -14,6 +14,7 @@ import yaml
 from ripple.api.loading import parse_resource
 from ripple.api.models import EventSource
 from ripple.cli.logs import configure_logging
+from ripple.cli.parser import tls_files
 from ripple.cluster.source import AdapterOptions, run_source_adapter
 from ripple.sources.adapter import SecretMissing
 
@@ -42,7 +43,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"ripple: give the sink's URL with --sink or ${SINK_ENV}", file=sys.stderr)
         return 2
     options = AdapterOptions(source, sink, args.dead_letter_sink, args.secrets_dir, args.nats, args.host,
-                             args.port, args.max_body, args.report_progress)
+                             args.port, args.max_body, args.report_progress, tls=tls_files(args))
     try:
         return await run_source_adapter(options)
     except SecretMissing as exc:

@@ -30,6 +30,7 @@ from ripple.kube.objects import Key, RippleObjects, watch_forever
 from ripple.scaling.activator import Activator
 from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.kubernetes import KubernetesBackend
+from ripple.signing import DeliverySigner
 from ripple.store import EventStore
 from ripple.store.flows import Entry, FlowKind
 from ripple.store.records import RecordSettings
@@ -77,7 +78,7 @@ class ClusterDispatcher:
 
     def __init__(self, store: EventStore, api: client.ApiClient, *, readiness: str = "endpointslices",
                  activation_timeout: float = ACTIVATION_TIMEOUT, autoscale: bool = True,
-                 records: RecordSettings | None = None) -> None:
+                 records: RecordSettings | None = None, signer: DeliverySigner | None = None) -> None:
         self.store = store
         self.autoscale = autoscale
         self.api = api
@@ -98,7 +99,8 @@ class ClusterDispatcher:
         # With the autoscaler in another process (`ripple autoscaler`), waking from zero is this process's job.
         activate = self.autoscaler.activate if autoscale else self.backend.wake
         self.activator = Activator(self.backend, activate, self.function_keys, timeout=activation_timeout)
-        self.dispatcher = Dispatcher(store, with_addresses(self.activator.resolve, self._address), records=records)
+        self.dispatcher = Dispatcher(store, with_addresses(self.activator.resolve, self._address), records=records,
+                                     signer=signer)
 
     def _address(self, kind: str, namespace: str, name: str) -> str | None:
         return (self.sequences if kind == "Sequence" else self.parallels).addresses.get((namespace, name))

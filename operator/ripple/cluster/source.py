@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,11 @@ from ripple.kube.client import load_kube_config
 from ripple.metrics import serve_metrics
 from ripple.serving import start_site
 from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, endpoint_path, stream_keeper
-from ripple.sources.sink import HttpSink
+from ripple.sources.sink import SINK_TOKEN_ENV, TOKEN_EXCHANGE_ENV, ExchangedToken, HttpSink, TokenFile
 from ripple.sources.storage import checkpoint_bucket
 from ripple.store import EventStore
 from ripple.supervision import Supervisor
+from ripple.tls import TlsFiles
 
 __all__ = ["PROGRESS_EVERY", "READY", "SECRETS_DIR", "AdapterOptions", "file_secrets", "report_progress",
            "run_source_adapter"]
@@ -53,6 +55,8 @@ class AdapterOptions:
     max_body: int = 1024 * 1024
     report_progress: bool = False
     """Patch the EventSource's ``status.progress`` (what the operator's Deployment asks for)."""
+    tls: TlsFiles | None = None
+    """Serve the webhook (and health) over HTTPS with this certificate (``ripple source run --tls-cert``)."""
 
 
 def file_secrets(directory: Path) -> SecretLookup:
@@ -89,7 +93,14 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         dead_sink = None
         if options.dead_letter_sink_url is not None:
             dead_sink = HttpSink(session, options.dead_letter_sink_url, timeout=timeout, structured=structured)
-        adapter = Adapter(source, HttpSink(session, options.sink_url, timeout=timeout, structured=structured),
+        token = os.environ.get(SINK_TOKEN_ENV)
+        sink = HttpSink(session, options.sink_url, timeout=timeout, structured=structured)
+        exchange = os.environ.get(TOKEN_EXCHANGE_ENV)
+        if token and exchange:
+            sink.authorization = ExchangedToken(session, exchange, TokenFile(Path(token)))
+        elif token:
+            sink.authorization = TokenFile(Path(token))
+        adapter = Adapter(source, sink,
                           dead_letter_sink=dead_sink, keep=stream_keeper(source, nats_store),
                           secrets=file_secrets(options.secrets_dir),
                           kube_api=load_kube_config, checkpoints=checkpoints)
@@ -104,7 +115,7 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         if adapter.serves_http:
             app.router.add_route("*", endpoint_path(source), adapter.endpoint(options.max_body).handle)
         app.router.add_route("*", "/{path:.*}", _not_found)
-        runner = await start_site(app, options.host, options.port, name="source")
+        runner = await start_site(app, options.host, options.port, name="source", tls=options.tls)
         print(f"{READY}{options.host}:{options.port} ({source.namespace}/{source.name} {adapter.kind})", flush=True)
         try:
             if not adapter.serves_http:

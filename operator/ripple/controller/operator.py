@@ -16,15 +16,23 @@ import kopf
 from aiohttp import web
 
 from ripple.controller.certs import self_signed
-from ripple.controller.config import DEFAULT_RUNTIME_IMAGE, OperatorConfig, telemetry_env
+from ripple.controller.config import (
+    DEFAULT_RUNTIME_IMAGE,
+    OperatorConfig,
+    delivery_env,
+    telemetry_env,
+    token_exchange_url,
+    workload_nats_client,
+)
 from ripple.controller.leader import OPERATOR_LEASE, run_when_leading
 from ripple.controller.observe import admission
 from ripple.controller.resources.function import DispatcherPods
-from ripple.defaults import OPERATOR_METRICS_PORT, WEBHOOK_CONFIGURATION
+from ripple.defaults import MAX_FANOUT, OPERATOR_METRICS_PORT, WEBHOOK_CONFIGURATION
 from ripple.kube.client import load_kube_config
 from ripple.kube.lease import KubeLease
 from ripple.metrics import OPERATOR_LEADER, serve_metrics
 from ripple.serving import start_site
+from ripple.store.auth import NatsAuth
 
 __all__ = ["OperatorOptions", "ServiceWebhookServer", "run_operator"]
 
@@ -80,6 +88,13 @@ class OperatorOptions:
     webhook_ca: Path | None = None
     """The CA that signed ``webhook_cert`` (cert-manager's ``ca.crt``), registered as the webhooks' caBundle;
     None: the certificate itself (it is self-signed)."""
+    max_fanout: int = MAX_FANOUT
+    delivery_auth: str = "required"
+    """What Functions do with delivery tokens: ``required``, ``optional`` or ``off`` (``ripple.signing``)."""
+    delivery_keys_url: str | None = None
+    """The dispatchers' JWKS (``http://<dispatcher Service>:8081/.well-known/jwks.json``); None: Functions check
+    no tokens."""
+    """Most triggers of one broker an event may reach: a Trigger past it is not Ready."""
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -129,7 +144,10 @@ async def _run(options: OperatorOptions, stop: asyncio.Event | None) -> None:
     config = OperatorConfig(nats_url=options.nats_url, ingress_url=options.ingress_url,
                             runtime_image=options.runtime_image, broker_replicas=options.broker_replicas,
                             log_format=options.log_format, function_network_policy=options.function_network_policy,
-                            pod_env=telemetry_env(os.environ))
+                            pod_env=telemetry_env(os.environ), max_fanout=options.max_fanout,
+                            delivery_env=delivery_env(options.delivery_auth, options.delivery_keys_url),
+                            token_exchange=token_exchange_url(options.delivery_auth, options.delivery_keys_url),
+                            nats_client=await asyncio.to_thread(workload_nats_client, NatsAuth.from_env()))
     from ripple.controller.handlers import trigger  # registers the handlers: only when the operator runs
 
     if options.webhook_host is not None:

@@ -15,7 +15,7 @@ import aiohttp
 from nats.aio.msg import Msg
 
 from ripple.api.models import Trigger
-from ripple.dispatch.client import DeliveryResult, deliver
+from ripple.dispatch.client import DeliveryResult, authorization, deliver
 from ripple.dispatch.dead_letter import undecodable_event
 from ripple.dispatch.policy import CONNECTION_ERROR, DeliveryPolicy
 from ripple.dispatch.reply import (
@@ -29,6 +29,7 @@ from ripple.dispatch.resolve import Resolver, Unresolvable
 from ripple.events.extensions import in_trace
 from ripple.events.model import CloudEvent
 from ripple.metrics import POISON_EVENTS
+from ripple.signing import DeliverySigner
 from ripple.store import EventStore, EventTooLarge, subjects
 from ripple.tracing import TRACEPARENT, TRACESTATE, span
 from ripple.tracing import enabled as tracing_enabled
@@ -70,8 +71,9 @@ class Attempt:
 
     def __init__(self, trigger: Trigger, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver,
                  policy: DeliveryPolicy, fanout: FanoutCounter, stats: AttemptStats,
-                 stamp: Stamp | None = None) -> None:
+                 stamp: Stamp | None = None, signer: DeliverySigner | None = None) -> None:
         self.trigger = trigger
+        self.signer = signer
         self.stamp: Stamp = stamp or (lambda parent, reply: stamp_reply(parent, reply, siblings=fanout(parent)))
         self.store = store
         self.session = session
@@ -162,7 +164,9 @@ class Attempt:
             except Unresolvable as exc:
                 return "", DeliveryResult(CONNECTION_ERROR, error=f"subscriber not resolvable: {exc}")
             result = await deliver(self.session, url, event, timeout=self.policy.timeout,
-                                   structured=self.policy.structured, traceparent=traceparent)
+                                   structured=self.policy.structured, traceparent=traceparent,
+                                   authorization=authorization(self.signer, subscriber, self.trigger.namespace,
+                                                               self.trigger.name))
             if not result.refused:
                 break
         return url, result

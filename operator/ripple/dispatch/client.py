@@ -11,11 +11,13 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from ripple.api.models import Destination
 from ripple.dispatch.policy import CONNECTION_ERROR
 from ripple.events.http import encode_binary, encode_structured
 from ripple.events.model import CloudEvent
+from ripple.signing import DeliverySigner, flow_audience, function_audience, trigger_subject
 
-__all__ = ["MAX_RESPONSE_BODY", "NO_AUTO_CONTENT_TYPE", "DeliveryResult", "deliver"]
+__all__ = ["MAX_RESPONSE_BODY", "NO_AUTO_CONTENT_TYPE", "DeliveryResult", "authorization", "deliver"]
 
 MAX_RESPONSE_BODY = 1024 * 1024
 NO_AUTO_CONTENT_TYPE = ("Content-Type",)
@@ -42,15 +44,18 @@ class DeliveryResult:
 
 async def deliver(
     session: aiohttp.ClientSession, url: str, event: CloudEvent, *, timeout: float, structured: bool = False,
-    traceparent: str | None = None,
+    traceparent: str | None = None, authorization: str | None = None,
 ) -> DeliveryResult:
     """POST the event (binary mode unless ``structured``) and read the answer, all within ``timeout``.
 
-    ``traceparent`` is the delivery's own W3C context (the HTTP header; the event's extension is its own)."""
+    ``traceparent`` is the delivery's own W3C context (the HTTP header; the event's extension is its own);
+    ``authorization`` the ``Authorization`` header (a Function's delivery token, :func:`authorization`)."""
     headers, body = encode_structured(event) if structured else encode_binary(event)
     headers["Prefer"] = "reply"
     if traceparent is not None:
         headers["traceparent"] = traceparent
+    if authorization is not None:
+        headers["Authorization"] = authorization
     started = time.monotonic()
     try:
         async with session.post(_parsed(url), data=body, headers=headers, allow_redirects=False,
@@ -65,6 +70,24 @@ async def deliver(
     except aiohttp.ClientError as exc:
         error, refused = f"{type(exc).__name__}: {exc}", False
     return DeliveryResult(CONNECTION_ERROR, error=error, latency=time.monotonic() - started, refused=refused)
+
+
+def authorization(signer: DeliverySigner | None, destination: Destination, namespace: str,
+                  trigger: str) -> str | None:
+    """The ``Authorization`` of a delivery from ``trigger`` (in ``namespace``) to ``destination``: a delivery token
+    for a Function, or for a Sequence's or Parallel's address (the ingress lets Ripple's own hops in); nothing
+    for a URI (whose owner has no way to check Ripple's tokens) or when not signing. Only within the trigger's
+    own namespace: a trigger naming another namespace's Function or flow gets no token, so a tenant cannot invoke
+    what another tenant guards (nor enter its flows past its broker's policies) by pointing a trigger at it."""
+    ref = destination.ref
+    if signer is None or ref is None or ref.kind not in ("Function", "Sequence", "Parallel"):
+        return None
+    ref_namespace, name = ref.key(namespace)
+    if ref_namespace != namespace:
+        return None
+    audience = function_audience(ref_namespace, name) if ref.kind == "Function" else \
+        flow_audience(ref.kind, ref_namespace, name)
+    return "Bearer " + signer.token(audience, trigger_subject(namespace, trigger))
 
 
 async def _read_body(content: aiohttp.StreamReader) -> bytes:

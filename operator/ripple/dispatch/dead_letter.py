@@ -9,11 +9,12 @@ import re
 import aiohttp
 
 from ripple.api.models import Destination, Trigger
-from ripple.dispatch.client import DeliveryResult, deliver
+from ripple.dispatch.client import DeliveryResult, authorization, deliver
 from ripple.dispatch.policy import CONNECTION_ERROR, is_success
 from ripple.dispatch.resolve import Resolver, Unresolvable
 from ripple.events.extensions import ERROR_CODE, ERROR_DATA, ERROR_DEST, ERROR_REASON, ERROR_TRIGGER
 from ripple.events.model import CloudEvent
+from ripple.signing import DeliverySigner
 from ripple.store import EventStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,10 @@ class DeadLetterSink:
     the broker's dead-letter stream."""
 
     def __init__(
-        self, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver, trigger: Trigger, *, timeout: float
+        self, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver, trigger: Trigger, *, timeout: float,
+        signer: DeliverySigner | None = None,
     ) -> None:
+        self.signer = signer
         self.store = store
         self.session = session
         self.resolve = resolve
@@ -91,7 +94,9 @@ class DeadLetterSink:
         # stream still takes the letter: this is the last stop of an event, so nothing may escape from it.
         try:
             sink_url = await self.resolve(sink, self.trigger.namespace)
-            sent = await deliver(self.session, sink_url, letter, timeout=self.timeout)
+            sent = await deliver(self.session, sink_url, letter, timeout=self.timeout,
+                                 authorization=authorization(self.signer, sink, self.trigger.namespace,
+                                                             self.trigger.name))
         except Unresolvable as exc:
             log.warning("trigger %s: dead-letter sink not resolvable (%s); using the stream", self.name, exc)
             return False

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import logging
+import ssl
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
@@ -32,6 +33,7 @@ from ripple.dispatch.router import ROUTER_TRIGGER, BrokerRouter, ParallelRouter
 from ripple.dispatch.worker import ACK_WAIT, TriggerWorker
 from ripple.events.model import CloudEvent
 from ripple.filters import Filter
+from ripple.signing import DeliverySigner
 from ripple.store import EventStore, subjects
 from ripple.store.fetching import Handlers, Slots, fetch_forever
 from ripple.store.records import RecordSettings, ensure_records_stream
@@ -58,9 +60,14 @@ class Dispatcher:
 
     def __init__(
         self, store: EventStore, resolve: Resolver, *, ack_wait: float = ACK_WAIT, supervisor: Supervisor | None = None,
-        records: RecordSettings | None = None,
+        records: RecordSettings | None = None, signer: DeliverySigner | None = None,
+        client_tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.client_tls = client_tls
+        """What HTTPS subscribers are checked against; ``None``: the system's CAs."""
         self.store = store
+        self.signer = signer
+        """Signs deliveries to Functions (:mod:`ripple.signing`); ``None``: they go without a token."""
         self.record_settings = records or RecordSettings()
         self.resolve = resolve
         self.ack_wait = ack_wait
@@ -85,7 +92,8 @@ class Dispatcher:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60)
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60,
+                                             ssl=self.client_tls or True)
             # No cookies (a delivery is not a browser session: sharing them between subscribers would leak them),
             # and no session timeout: each delivery has its own.
             self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
@@ -118,7 +126,8 @@ class Dispatcher:
         for key, (trigger, hop) in wanted.items():
             if key not in self.workers:
                 worker = TriggerWorker(trigger, self.store, self.session, self.resolve, ack_wait=self.ack_wait,
-                                       supervisor=self.supervisor, fanout=self._counter(trigger), hop=hop)
+                                       supervisor=self.supervisor, fanout=self._counter(trigger), hop=hop,
+                                       signer=self.signer)
                 try:
                     await worker.start()
                 except Exception as exc:  # its broker's stream may not exist yet: the others go on

@@ -37,6 +37,7 @@ from ripple.events.model import CloudEvent
 from ripple.filters import Filter
 from ripple.logformat import fields, trace_id
 from ripple.metrics import DELIVERIES, DELIVERY_SECONDS, FILTERED, REPLIES, child
+from ripple.signing import DeliverySigner
 from ripple.store import EventStore, StoreUnavailable, subjects
 from ripple.store.consumers import ACK_WAIT
 from ripple.store.fetching import Handlers, Slots, fetch_forever
@@ -88,6 +89,7 @@ class TriggerWorker:
         supervisor: Supervisor | None = None,
         fanout: FanoutCounter = lambda event: 1,
         hop: Hop | None = None,
+        signer: DeliverySigner | None = None,
     ) -> None:
         self.trigger = trigger
         self.hop = hop
@@ -104,8 +106,9 @@ class TriggerWorker:
         self.filter: Filter = trigger.spec.compiled_filter
         self.stream = subjects.stream_name(trigger.namespace, trigger.spec.broker)
         self.attempt = Attempt(trigger, store, session, resolve, self.policy, fanout, self.stats,
-                               stamp=None if hop is None else hop.stamp)
-        self.dead_letters = DeadLetterSink(store, session, resolve, trigger, timeout=self.policy.timeout)
+                               stamp=None if hop is None else hop.stamp, signer=signer)
+        self.dead_letters = DeadLetterSink(store, session, resolve, trigger, timeout=self.policy.timeout,
+                                           signer=signer)
         self._slots = Slots(self.policy.concurrency)
         self._handlers = Handlers(self._handle, self._slots)
         self._in_flight: dict[int, tuple[Msg, float]] = {}

@@ -58,6 +58,15 @@ class UnsupportedFormat(Exception):
     """A structured-mode event format other than JSON (answered with 415)."""
 
 
+class BatchTooLarge(Exception):
+    """A batch holds more events than the receiver takes (the ingress answers 413); nothing of it is used."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"the batch holds {count} events, over the limit of {limit} events per request")
+        self.count = count
+        self.limit = limit
+
+
 def media_type(content_type: str | None) -> str:
     """The lower-cased media type without parameters: ``Application/JSON; charset=x`` → ``application/json``."""
     if not content_type:
@@ -65,8 +74,10 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def decode_request(headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes) -> list[CloudEvent]:
-    """Read every event of one HTTP request; raise :class:`EventError` or :class:`UnsupportedFormat`.
+def decode_request(headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes, *,
+                   max_batch: int | None = None) -> list[CloudEvent]:
+    """Read every event of one HTTP request; raise :class:`EventError` or :class:`UnsupportedFormat`, or
+    :class:`BatchTooLarge` for a batch of more than ``max_batch`` events (counted before any is validated).
 
     A batch is validated whole: one bad event refuses the request before anything is stored.
     """
@@ -74,7 +85,7 @@ def decode_request(headers: Mapping[str, str] | Iterable[tuple[str, str]], body:
     content_type = next((v for k, v in pairs if k.lower() == "content-type"), None)
     kind = media_type(content_type)
     if kind == BATCH_CONTENT_TYPE:
-        return _decode_batch(body)
+        return _decode_batch(body, max_batch)
     if kind.startswith("application/cloudevents+") or kind == "application/cloudevents":
         if kind != STRUCTURED_CONTENT_TYPE:
             raise UnsupportedFormat(f"unsupported structured event format {kind!r}: only {STRUCTURED_CONTENT_TYPE}")
@@ -129,10 +140,12 @@ def _json_utf8(value: Any, what: str) -> bytes:
         raise EventError(f"{what} contains a lone surrogate (U+{ord(char):04X}), which UTF-8 cannot carry") from None
 
 
-def _decode_batch(body: bytes) -> list[CloudEvent]:
+def _decode_batch(body: bytes, max_batch: int | None) -> list[CloudEvent]:
     doc = _parse_json(body)
     if not isinstance(doc, list):
         raise EventError("a batch must be a JSON array of events")
+    if max_batch is not None and len(doc) > max_batch:
+        raise BatchTooLarge(len(doc), max_batch)
     events = [_structured_event(item, where=f"event[{i}]: ") for i, item in enumerate(doc)]
     versions = {e.attributes["specversion"] for e in events}
     if len(versions) > 1:
@@ -230,7 +243,11 @@ def percent_encode(value: str) -> str:
 
 
 def encode_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
-    """Headers and body of the event in binary mode."""
+    """Headers and body of the event in binary mode, or in structured mode when its ``datacontenttype`` is a
+    CloudEvents media type: as a binary Content-Type it would make the receiver read the data as a structured
+    event or a batch (see :func:`carries_cloudevents`) instead of as this event's data."""
+    if media_type(event.datacontenttype).startswith("application/cloudevents"):
+        return encode_structured(event)
     headers: dict[str, str] = {}
     for name, value in event.attributes.items():
         if name == "datacontenttype":
@@ -299,6 +316,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "SPEC_VERSION",
     "STRUCTURED_CONTENT_TYPE",
+    "BatchTooLarge",
     "UnsupportedFormat",
     "carries_cloudevents",
     "decode_message",

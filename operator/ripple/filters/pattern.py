@@ -397,5 +397,7 @@ def _cidr(arg: Any, path: str) -> Test:
 
 
 def _check_finite(number: float, path: str, what: str) -> None:
-    if not math.isfinite(number):
+    """Refuse NaN and infinities; an integer is always finite, however large (``math.isfinite`` would convert it
+    to a float, which overflows past 1e308)."""
+    if isinstance(number, float) and not math.isfinite(number):
         raise PatternError(path, f"{what} needs a finite number, got {number!r}")

@@ -2,8 +2,9 @@
 
 The contract with producers: ``202`` means every event of the request is stored in JetStream, so the producer
 may forget it. Anything short of that is an answer the producer can act on: ``400`` (fix the event), ``404``
-(no such broker), ``413`` (too large), ``415`` (unsupported format or content coding) or ``503`` with
-``Retry-After`` (try again).
+(no such broker), ``413`` (too large: the body, an event, or a batch of more than ``max_batch`` events),
+``415`` (unsupported format or content coding), ``429`` with ``Retry-After`` (a rate limit of
+:mod:`ripple.ingress.limits`: send slower) or ``503`` with ``Retry-After`` (try again).
 
 Every input is hostile until checked: a request the ingress cannot use is answered 4xx naming the problem, never
 500. The body is read by :func:`ripple.ingress.body.read_body`: bounded by ``max_body`` however it is sent
@@ -18,14 +19,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ripple.defaults import MAX_BODY
+from ripple.defaults import MAX_BATCH, MAX_BODY
 from ripple.events import EventError, UnsupportedFormat, decode_request
 from ripple.events.extensions import now_rfc3339, stamp_arrival
+from ripple.events.http import BatchTooLarge
 from ripple.events.model import CloudEvent
 from ripple.ingress.body import BodyRefused, read_body
-from ripple.ingress.policies import SenderCheck
+from ripple.ingress.limits import RateLimiter, client_sender
+from ripple.ingress.policies import Refusal, RippleHops, SenderCheck
 from ripple.logformat import fields, trace_id
-from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, child, serve_metrics
+from ripple.metrics import INGRESS_EVENTS, INGRESS_REQUESTS, INGRESS_THROTTLED, child, serve_metrics
+from ripple.signing import flow_audience
 from ripple.store import EventStore, EventTooLarge, StoreUnavailable
 from ripple.store.flows import Entry, FlowKind, store_entries
 from ripple.tracing import TRACEPARENT, TRACESTATE, is_traceparent, span
@@ -68,6 +72,12 @@ class IngressSettings:
     """Where events sent to a Sequence or Parallel go; ``None`` (answered 404) for one that is not ready."""
     policies: SenderCheck | None = None
     """Who may send to which broker (EventPolicies); ``None``: every broker is open."""
+    hops: RippleHops | None = None
+    """Recognises a dispatcher's delivery to a flow's address (its delivery token); ``None``: none is."""
+    max_batch: int | None = MAX_BATCH
+    """Most events in one batched request (more is 413); ``None``: as many as the body holds."""
+    rates: RateLimiter | None = None
+    """Per-broker and per-sender rate limits (429); ``None``: none."""
 
 
 SETTINGS_KEY = web.AppKey("settings", IngressSettings)
@@ -105,11 +115,17 @@ async def receive_flow(request: web.Request) -> web.Response:
         child(INGRESS_REQUESTS, UNKNOWN_BROKER, UNKNOWN_BROKER, "404").inc()
         return error(404, f"no {kind} '{name}' ready in namespace '{namespace}'")
     store = request.app[STORE_KEY]
-    return await _accept(request, namespace, entry.broker, lambda events: store_entries(store, entry, events))
+    hops = request.app[SETTINGS_KEY].hops
+    hop = hops is not None and await hops.proves(flow_audience(kind, namespace, name),
+                                                 request.headers.get("Authorization"))
+    return await _accept(request, namespace, entry.broker, lambda events: store_entries(store, entry, events),
+                         hop=hop)
 
 
 async def _accept(request: web.Request, namespace: str, broker: str,
-                  store: Callable[[list[CloudEvent]], Awaitable[object]]) -> web.Response:
+                  store: Callable[[list[CloudEvent]], Awaitable[object]], *, hop: bool = False) -> web.Response:
+    """``hop``: a dispatcher moving an event along a flow (proved by its delivery token): neither the broker's
+    policies nor the producers' rate limits apply to it."""
     settings = request.app[SETTINGS_KEY]
     try:
         body = await read_body(request, settings.max_body)
@@ -122,16 +138,27 @@ async def _accept(request: web.Request, namespace: str, broker: str,
         response.force_close()
         return _counted(response, namespace, broker)
     try:
-        events = decode_request(request.headers.items(), body)
+        events = decode_request(request.headers.items(), body, max_batch=settings.max_batch)
     except EventError as exc:
         return _counted(error(400, str(exc)), namespace, broker)
+    except BatchTooLarge as exc:
+        return _counted(error(413, str(exc)), namespace, broker)
     except UnsupportedFormat as exc:
         return _counted(error(415, str(exc)), namespace, broker)
-    if settings.policies is not None:
-        refusal = await settings.policies.check(namespace, broker, request.headers.get("Authorization"), events)
-        if refusal is not None:
-            challenge = {"WWW-Authenticate": 'Bearer realm="ripple"'} if refusal.status == 401 else {}
-            return _counted(error(refusal.status, refusal.message, **challenge), namespace, broker)
+    sender: str | None = None
+    if settings.policies is not None and not hop:
+        found = await settings.policies.check(namespace, broker, request.headers.get("Authorization"), events)
+        if isinstance(found, Refusal):
+            challenge = {"WWW-Authenticate": 'Bearer realm="ripple"'} if found.status == 401 else {}
+            return _counted(error(found.status, found.message, **challenge), namespace, broker)
+        sender = found.identity if found is not None else None
+    if settings.rates is not None and not hop:
+        # Counted in events, after the policies (a refused request takes no tokens) and before anything is stored.
+        throttled = settings.rates.admit(namespace, broker, sender or client_sender(request.remote), len(events))
+        if throttled is not None:
+            child(INGRESS_THROTTLED, namespace, broker, throttled.limit).inc()
+            response = error(429, throttled.message, **{"Retry-After": str(throttled.retry_after)})
+            return _counted(response, namespace, broker)
     # The request's own W3C context is the span's parent; an event's extension is its fallback (one event, or a
     # batch sent without one). Events without a context join the request's trace.
     header = request.headers.get(TRACEPARENT)

@@ -1,6 +1,8 @@
 """Who may send: the EventPolicies of a namespace, compiled into one check per request to a broker they guard.
 
-A broker that no policy names is open. A broker some policy names (``spec.to``, or every broker of the namespace
+A broker that no policy names is open, unless the book's ``default`` is ``namespace`` (the chart's default in a
+cluster): then such a broker takes tokens of its own namespace's ServiceAccounts only, checked by TokenReview. A
+broker some policy names (``spec.to``, or every broker of the namespace
 when ``to`` is empty) takes a request only with ``Authorization: Bearer <token>`` whose holder a policy for it
 allows: no token, or one that proves nobody, is ``401``; a sender who is someone, but whom no policy for that
 broker allows, or whose events a policy's ``filters`` refuse, is ``403``. Either way nothing is stored.
@@ -31,9 +33,11 @@ import jwt
 
 from ripple.api.loading import Manifests
 from ripple.api.models import EventPolicy, OidcSender
+from ripple.defaults import DEFAULT_POLICIES
 from ripple.events.model import CloudEvent
-from ripple.filters import Filter
+from ripple.filters import Filter, compile_filter
 from ripple.metrics import INGRESS_AUTH, child
+from ripple.signing import DeliveryVerifier, JwksSource
 
 __all__ = [
     "JWKS_FOR",
@@ -44,6 +48,7 @@ __all__ = [
     "OidcKeys",
     "PolicyBook",
     "Refusal",
+    "RippleHops",
     "Sender",
     "SenderCheck",
     "TokenReviewer",
@@ -72,19 +77,27 @@ ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 
 @dataclass(frozen=True)
 class Sender:
-    """Who a token proved the sender to be: ``token:<ns>/<secret>``, ``oidc:<issuer>#<sub>`` or
+    """Who a token proved the sender to be: ``token:<sha256 of the token>``, ``oidc:<issuer>#<sub>`` or
     ``serviceaccount:<ns>/<name>``."""
 
     kind: str
     name: str
     claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def identity(self) -> str:
+        """The sender as one string (``kind:name``), the same for every broker it sends to: its rate limit's key."""
+        return f"{self.kind}:{self.name}"
+
 
 class SenderCheck(Protocol):
     """What the ingress asks of a request to a broker (a :class:`PolicyBook`, or a cluster's current one)."""
 
     async def check(self, namespace: str, broker: str, authorization: str | None,
-                    events: Sequence[CloudEvent]) -> Refusal | None: ...
+                    events: Sequence[CloudEvent]) -> Refusal | Sender | None:
+        """``None``: no policy guards the broker; a :class:`Sender`: a policy allows this proven sender; a
+        :class:`Refusal`: why not (401 or 403)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -160,13 +173,20 @@ class _Policy:
     oidc: tuple[OidcSender, ...]
     accounts: frozenset[tuple[str, str]]
     filter: Filter
+    accounts_of: str | None = None
+    """Every ServiceAccount of this namespace (the default guard of a broker no policy names)."""
+
+    @property
+    def reviews(self) -> bool:
+        """Whether a ServiceAccount token could satisfy it (worth a TokenReview)."""
+        return bool(self.accounts) or self.accounts_of is not None
 
     def allows(self, sender: Sender) -> bool:
         if sender.kind == "token":
             return sender.name in self.tokens
         if sender.kind == "serviceaccount":
             namespace, _, name = sender.name.partition("/")
-            return (namespace, name) in self.accounts
+            return (namespace, name) in self.accounts or namespace == self.accounts_of
         return any(o.issuer.rstrip("/") == sender.claims.get("iss", "").rstrip("/")
                    and _audience_ok(sender.claims, o.audience)
                    and all(str(sender.claims.get(k)) == v for k, v in o.claims.items()) for o in self.oidc)
@@ -223,11 +243,15 @@ class PolicyBook:
     """Every EventPolicy, by the brokers it guards; :meth:`check` answers one request."""
 
     def __init__(self, policies: Iterable[EventPolicy], token: TokenDigest, *,
-                 reviewer: TokenReviewer | None = None) -> None:
+                 reviewer: TokenReviewer | None = None, default: str = "open") -> None:
         """``token(policy, index)`` is the SHA-256 of the static token of ``spec.from[index]`` (raising
         ``ValueError`` naming what is wrong when there is none): read from a Secret in local mode
-        (:func:`secret_digests`), from the policy's status in a cluster (:func:`status_digests`)."""
+        (:func:`secret_digests`), from the policy's status in a cluster (:func:`status_digests`). ``default``
+        (one of :data:`DEFAULT_POLICIES`) guards the brokers no policy names."""
+        if default not in DEFAULT_POLICIES:
+            raise ValueError(f"default policy '{default}' is not one of {', '.join(DEFAULT_POLICIES)}")
         self.reviewer = reviewer
+        self.default = default
         self._guards: dict[tuple[str, str], list[_Policy]] = {}
         self._namespaces: dict[str, list[_Policy]] = {}
         """Policies with an empty ``spec.to``: every broker of their namespace, present and future."""
@@ -261,27 +285,38 @@ class PolicyBook:
                        policy.spec.compiled_filter)
 
     def policies_of(self, namespace: str, broker: str) -> list[_Policy]:
-        return [*self._guards.get((namespace, broker), ()), *self._namespaces.get(namespace, ())]
+        named = [*self._guards.get((namespace, broker), ()), *self._namespaces.get(namespace, ())]
+        if named or self.default == "open":
+            return named
+        return [_Policy(f"the default for brokers no EventPolicy names: ServiceAccounts of '{namespace}'",
+                        frozenset(), (), frozenset(), _EVERY_EVENT, accounts_of=namespace)]
 
     def guards(self, namespace: str, broker: str) -> bool:
         return bool(self.policies_of(namespace, broker))
 
     async def check(self, namespace: str, broker: str, authorization: str | None,
-                    events: Sequence[CloudEvent]) -> Refusal | None:
-        """``None`` when the request may be stored; else why not (401 or 403), counted either way."""
+                    events: Sequence[CloudEvent]) -> Refusal | Sender | None:
+        """``None`` when no policy guards the broker; the proven :class:`Sender` when a policy allows the request;
+        else why not (401 or 403). Counted unless the broker is open."""
         policies = self.policies_of(namespace, broker)
         if not policies:
             return None
-        refusal = await self._check(policies, namespace, broker, authorization, events)
-        outcome = "allowed" if refusal is None else "unauthenticated" if refusal.status == 401 else "forbidden"
+        found = await self._check(policies, namespace, broker, authorization, events)
+        outcome = ("allowed" if isinstance(found, Sender) else
+                   "unauthenticated" if found.status == 401 else "forbidden")
         child(INGRESS_AUTH, namespace, broker, outcome).inc()
-        return refusal
+        return found
 
     async def _check(self, policies: list[_Policy], namespace: str, broker: str, authorization: str | None,
-                     events: Sequence[CloudEvent]) -> Refusal | None:
+                     events: Sequence[CloudEvent]) -> Refusal | Sender:
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
+            if all(p.accounts_of is not None for p in policies):
+                return Refusal(401, f"broker '{namespace}/{broker}' takes events only from ServiceAccounts of "
+                                    f"namespace '{namespace}' (or senders an EventPolicy allows): send "
+                                    f"'Authorization: Bearer <a ServiceAccount token for the audience "
+                                    f"ripple/{namespace}/{broker}>'")
             return Refusal(401, f"broker '{namespace}/{broker}' takes events only from senders an EventPolicy "
                                 "allows: send 'Authorization: Bearer <token>'")
         if len(token) > MAX_TOKEN_BYTES:
@@ -296,7 +331,7 @@ class PolicyBook:
             if not any(p.filter.matches(event.as_mapping()) for p in allowing):
                 return Refusal(403, f"{_who(sender)} may not send event '{event.id}' of type '{event.type}' to "
                                     f"broker '{namespace}/{broker}': no policy's filters let it through")
-        return None
+        return sender
 
     async def _identify_once(self, token: str, namespace: str, broker: str,
                              policies: list[_Policy]) -> tuple[Sender | None, str]:
@@ -315,10 +350,15 @@ class PolicyBook:
     async def _identify(self, token: str, namespace: str, broker: str,
                         policies: list[_Policy]) -> tuple[Sender | None, str]:
         digest = _digest(token)
-        cached = self._verified.get(digest)
-        if cached is not None and cached[1] > time.time():
-            self._verified.move_to_end(digest)
-            return cached[0], ""
+        audience = f"ripple/{namespace}/{broker}"
+        # A ServiceAccount token is proven for one broker's audience: it is kept under that audience, so the
+        # review for broker A never lets it into broker B. OIDC tokens are kept by digest: each policy checks
+        # their audience itself.
+        for key in (f"{digest}|{audience}", digest):
+            cached = self._verified.get(key)
+            if cached is not None and cached[1] > time.time():
+                self._verified.move_to_end(key)
+                return cached[0], ""
         if digest in self._tokens:
             return self._tokens[digest], ""
         try:
@@ -328,11 +368,11 @@ class PolicyBook:
             unverified, header = None, {}
         if unverified is not None and str(unverified.get("iss", "")).rstrip("/") in self._issuers:
             return await self._oidc(token, digest, unverified, header, policies)
-        if self.reviewer is not None and any(p.accounts for p in policies):
-            account = await self.reviewer.review(token, f"ripple/{namespace}/{broker}")
+        if self.reviewer is not None and any(p.reviews for p in policies):
+            account = await self.reviewer.review(token, audience)
             if account is not None:
                 sender = Sender("serviceaccount", "/".join(account))
-                self._remember(digest, sender, time.time() + VERIFIED_FOR)
+                self._remember(f"{digest}|{audience}", sender, time.time() + VERIFIED_FOR)
                 return sender, ""
         return None, "it is no static token, OIDC token or ServiceAccount token any policy of this broker accepts"
 
@@ -357,6 +397,29 @@ class PolicyBook:
         self._verified[digest] = (sender, until)
         while len(self._verified) > VERIFIED_CACHE:
             self._verified.popitem(last=False)
+
+
+_EVERY_EVENT = compile_filter(None, None)
+
+
+class RippleHops:
+    """Ripple's own deliveries to a Sequence's or Parallel's address: a dispatcher signs a delivery token for the
+    address (:func:`ripple.signing.flow_audience`), checked against the dispatchers' JWKS; such a request is
+    Ripple moving an event along a flow, not a producer, so the flow's broker's policies do not apply to it."""
+
+    def __init__(self, keys: JwksSource) -> None:
+        self.keys = keys
+        self._verifiers: OrderedDict[str, DeliveryVerifier] = OrderedDict()
+
+    async def proves(self, audience: str, authorization: str | None) -> bool:
+        if not authorization:
+            return False
+        verifier = self._verifiers.get(audience)
+        if verifier is None:
+            verifier = self._verifiers[audience] = DeliveryVerifier(self.keys, audience)
+            while len(self._verifiers) > VERIFIED_CACHE:
+                self._verifiers.popitem(last=False)
+        return await verifier.check(authorization) is None
 
 
 def _who(sender: Sender) -> str:

@@ -59,6 +59,8 @@ class Kube:
             await self.core.patch_namespaced_config_map(name, namespace, obj, **args)
         elif kind == "NetworkPolicy":
             await self.networking.patch_namespaced_network_policy(name, namespace, obj, **args)
+        elif kind == "Secret":
+            await self.core.patch_namespaced_secret(name, namespace, obj, **args)
         else:
             raise ValueError(f"cannot apply {kind}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 __all__ = [
     "CODE_MOUNT",
     "FUNCTION_LABEL",
@@ -10,6 +12,7 @@ __all__ = [
     "RUNTIME_PORT",
     "RUNTIME_PORT_NAME",
     "SERVICE_NAME_LABEL",
+    "adapter_name",
     "broker_url",
     "code_configmap_name",
     "deployment_name",
@@ -59,3 +62,12 @@ def broker_url(ingress_url: str, namespace: str, name: str) -> str:
 def flow_url(ingress_url: str, kind: str, namespace: str, name: str) -> str:
     """A Sequence's or Parallel's address on the ingress: ``/<namespace>/sequences/<name>``."""
     return f"{ingress_url.rstrip('/')}/{namespace}/{kind.lower()}s/{name}"
+
+
+def adapter_name(source: str) -> str:
+    """The name of an EventSource's adapter Deployment, Service and ServiceAccount: ``<source>-source``, shortened
+    with a hash when that would not be a DNS label."""
+    name = f"{source}-source"
+    if len(name) <= 63:
+        return name
+    return f"{source[:48]}-{hashlib.sha256(source.encode()).hexdigest()[:6]}-source"

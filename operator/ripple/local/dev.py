@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,14 @@ from ripple._aio import wait_for_signal
 from ripple.api.loading import Manifests, load_manifests
 from ripple.api.models import Parallel, Sequence
 from ripple.console import create_console_app
-from ripple.defaults import DATA_DIR, MAX_BODY, SCALE_DOWN_DELAY
+from ripple.defaults import DATA_DIR, MAX_BATCH, MAX_BODY, MAX_FANOUT, SCALE_DOWN_DELAY
 from ripple.dispatch import Dispatcher
+from ripple.dispatch.fanout import manifests_over_fanout
 from ripple.dispatch.hops import flow_hops
 from ripple.dispatch.resolve import with_addresses
 from ripple.ingress.app import IngressSettings, create_ingress_app
-from ripple.ingress.policies import manifest_policies
+from ripple.ingress.limits import RateLimiter, RateSettings, broker_rate
+from ripple.ingress.policies import RippleHops, manifest_policies
 from ripple.local.console import LocalConsoleSource
 from ripple.local.functions import LocalModeError, launch_specs
 from ripple.local.nats_server import NatsCluster, NatsServer
@@ -32,14 +36,19 @@ from ripple.scaling.activator import DEFAULT_ACTIVATION_TIMEOUT, Activator
 from ripple.scaling.autoscaler import Autoscaler
 from ripple.scaling.local import LocalProcessBackend
 from ripple.serving import start_site
+from ripple.signing import AUTH_ENV, KEYS_ENV, AuthMode, DeliverySigner, jwks_route
 from ripple.store import EventStore
+from ripple.store.auth import NatsAuth
 from ripple.store.flows import Entry, FlowKind
 from ripple.store.records import RecordSettings
+from ripple.tls import ThrowawayCa, throwaway_ca
 
 __all__ = ["DevOptions", "LocalRipple", "SourceRefused", "kubeconfig_found", "run_dev"]
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
+KEYS_FILE = "delivery-keys.json"
+"""The public keys of the delivery tokens, for the Functions (in the data directory)."""
 
 
 class SourceRefused(LocalModeError):
@@ -68,6 +77,18 @@ class DevOptions:
     """nats-servers to run as one JetStream cluster (1: a single server)."""
     records: RecordSettings = field(default_factory=RecordSettings)
     """How much delivery history (``ripple events show``) is kept."""
+    max_batch: int = MAX_BATCH
+    """Most events in one batched request to the ingress."""
+    rates: RateSettings = field(default_factory=RateSettings)
+    """The ingress's rate limits: none unless asked for (a Broker's ``spec.rateLimit`` applies regardless)."""
+    max_fanout: int = MAX_FANOUT
+    """Most triggers of one broker an event may reach: manifests whose triggers allow more are refused."""
+    tls: bool = False
+    """Serve the ingress over HTTPS with a throw-away CA made in ``data_dir/tls`` (``ripple dev --tls``)."""
+    delivery_auth: AuthMode = "optional"
+    """What the Functions do with delivery tokens (every delivery carries one): ``optional`` (the default here, so
+    that a developer may call a Function directly) checks only tokens that are sent; ``required`` is the
+    cluster's default."""
 
 
 class LocalRipple:
@@ -85,8 +106,21 @@ class LocalRipple:
                     for (ns, name), b in sorted(manifests.brokers.items()) if (b.spec.replicas or 1) > servers]
         if too_many:
             raise LocalModeError("; ".join(too_many))
+        over = manifests_over_fanout(manifests.triggers.values(), options.max_fanout)
+        if over is not None:
+            raise LocalModeError(over)
+        self.signer = DeliverySigner()
+        # The Functions read the keys from a file, rewritten as keys are made: nothing to trust or to reach.
+        self.keys_file = (options.data_dir / KEYS_FILE).resolve()
+        self._key_writes: set[asyncio.Task[None]] = set()
+        self.signer.ring.on_new_key = lambda key: self._spawn_key_write()
+        token_env = {} if options.delivery_auth == "off" else {
+            KEYS_ENV: str(self.keys_file), AUTH_ENV: options.delivery_auth}
+        self.tls: ThrowawayCa | None = None
+        self.client_tls: ssl.SSLContext | None = None
         self.backend = LocalProcessBackend(
-            launch_specs(manifests, options.data_dir, self.nats.url), host=options.host, pool_size=options.pool_size
+            launch_specs(manifests, options.data_dir, self.nats.url, token_env), host=options.host,
+            pool_size=options.pool_size,
         )
         try:  # a policy whose token cannot be read stops local mode before anything starts
             self.policies = manifest_policies(manifests)
@@ -101,7 +135,19 @@ class LocalRipple:
 
     @property
     def ingress_url(self) -> str:
-        return f"http://{self.options.host}:{self.options.port}"
+        return f"{'https' if self.options.tls else 'http'}://{self.options.host}:{self.options.port}"
+
+    def _spawn_key_write(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._write_keys())
+        self._key_writes.add(task)
+        task.add_done_callback(self._key_writes.discard)
+
+    async def _write_keys(self) -> None:
+        text = json.dumps(self.signer.ring.jwks())
+        temporary = self.keys_file.with_suffix(".tmp")
+        await asyncio.to_thread(self.keys_file.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(temporary.write_text, text)
+        await asyncio.to_thread(temporary.replace, self.keys_file)  # a reader never sees half a file
 
     def broker_urls(self) -> list[str]:
         return [f"{self.ingress_url}/{ns}/{name}" for ns, name in sorted(self.manifests.brokers)]
@@ -123,8 +169,16 @@ class LocalRipple:
         return f"{self.ingress_url}/{namespace}/{kind.lower()}s/{name}"
 
     async def start(self) -> None:
+        self.signer.ring.signing_key()  # the first key, written before any Function starts
+        await asyncio.gather(*self._key_writes)
+        if self.options.tls:
+            hosts = list(dict.fromkeys([self.options.host, "localhost", "127.0.0.1"]))
+            self.tls = await asyncio.to_thread(throwaway_ca, self.options.data_dir / "tls", hosts)
+            # What Ripple itself sends to the ingress (a flow's entry, a source's sink) trusts the CA too.
+            self.client_tls = ssl.create_default_context()
+            await asyncio.to_thread(self.client_tls.load_verify_locations, self.tls.ca)
         await self.nats.start()
-        self.store = store = await EventStore.connect(self.nats.url, name="ripple-dev")
+        self.store = store = await EventStore.connect(self.nats.url, name="ripple-dev", auth=NatsAuth())
         await store.ensure_brokers(self.manifests.brokers)
         await self.backend.start()
         flows = self.flows()
@@ -140,19 +194,29 @@ class LocalRipple:
             self.backend, autoscaler.activate, set(self.manifests.functions), timeout=self.options.activation_timeout
         )
         resolve = with_addresses(activator.resolve, self.address)
-        self.dispatcher = dispatcher = Dispatcher(store, resolve, records=self.options.records)
+        self.dispatcher = dispatcher = Dispatcher(store, resolve, records=self.options.records, signer=self.signer,
+                                                  client_tls=self.client_tls)
         await dispatcher.apply(self.manifests.triggers.values(), flows)
         await autoscaler.start()
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+                                             connector=aiohttp.TCPConnector(ssl=self.client_tls or True))
         self.sources = sources = LocalSources(self.manifests, store, self.session, resolve,
-                                              max_body=self.options.max_body, kubeconfig_available=kubeconfig_found())
+                                              max_body=self.options.max_body, kubeconfig_available=kubeconfig_found(),
+                                              signer=self.signer)
         refusals = sources.refusals()
         if refusals:
             raise SourceRefused("; ".join(refusals))
         brokers = self.manifests.brokers
+
+        async def jwks() -> dict[str, Any]:
+            return self.signer.ring.jwks()
+
         settings = IngressSettings(brokers=lambda ns, b: (ns, b) in brokers, max_body=self.options.max_body,
                                    healthy=lambda: dispatcher.healthy() and sources.supervisor.healthy(),
-                                   flows=self.entry, policies=self.policies)
+                                   flows=self.entry, policies=self.policies, max_batch=self.options.max_batch,
+                                   rates=RateLimiter(self.options.rates,
+                                                     broker_limits=lambda ns, b: broker_rate(brokers.get((ns, b)))),
+                                   hops=RippleHops(jwks))
 
         async def full_status() -> dict[str, Any]:
             found = await collect_status(store, dispatcher, autoscaler, self.backend)
@@ -162,9 +226,11 @@ class LocalRipple:
             return web.json_response(await full_status())
 
         console = create_console_app(LocalConsoleSource(self.manifests, store, full_status))
-        app = create_ingress_app(store, settings, [web.get("/-/status", status), *sources.routes()],
-                                 subapps=[("/ui/", console)])
-        self.runner = await start_site(app, self.options.host, self.options.port, name="ingress")
+
+        routes = [web.get("/-/status", status), jwks_route(jwks), *sources.routes()]
+        app = create_ingress_app(store, settings, routes, subapps=[("/ui/", console)])
+        self.runner = await start_site(app, self.options.host, self.options.port, name="ingress",
+                                       tls=None if self.tls is None else self.tls.server)
         state = {"nats": self.nats.url, "ingress": self.ingress_url, "brokers": self.broker_urls(),
                  "paths": [str(path.resolve()) for path in self.options.paths]}
         (self.options.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -198,6 +264,9 @@ async def run_dev(options: DevOptions) -> int:
     try:
         await local.start()
         print(f"ripple dev: {len(manifests.functions)} functions, {len(manifests.triggers)} triggers", flush=True)
+        if local.tls is not None:
+            print(f"tls: HTTPS with a throw-away CA: trust {local.tls.ca} "
+                  f"(ripple send --cacert, curl --cacert)", flush=True)
         for url in local.broker_urls():
             print(f"broker ready: {url}", flush=True)
         assert local.sources is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from ripple.api.durations import seconds
@@ -37,9 +38,11 @@ def code_directory(function: Function, manifest_file: Path, data_dir: Path) -> P
     raise LocalModeError(f"{where}: spec.image: local mode runs source.path or source.inline; images need a cluster")
 
 
-def launch_specs(manifests: Manifests, data_dir: Path, nats_url: str | None = None) -> dict[FunctionKey, LaunchSpec]:
-    """How each Function runs; ``nats_url`` reaches it as ``RIPPLE_NATS_URL`` (its idempotency ledger)."""
-    ripple_env = {} if nats_url is None else {NATS_URL_ENV: nats_url}
+def launch_specs(manifests: Manifests, data_dir: Path, nats_url: str | None = None,
+                 ripple_env: Mapping[str, str] | None = None) -> dict[FunctionKey, LaunchSpec]:
+    """How each Function runs; ``nats_url`` reaches it as ``RIPPLE_NATS_URL`` (its idempotency ledger), and
+    ``ripple_env`` (the delivery-token settings) is set after the Function's own ``env``."""
+    ripple_env = dict(ripple_env or {}) | ({} if nats_url is None else {NATS_URL_ENV: nats_url})
     return {
         key: LaunchSpec(
             handler=fn.spec.handler,

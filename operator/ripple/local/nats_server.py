@@ -14,6 +14,7 @@ import nats
 import nats.errors
 
 from ripple._aio import free_port
+from ripple.store.auth import NatsAuth
 
 __all__ = ["CLUSTER_NAME", "NatsCluster", "NatsServer", "nats_server_binary"]
 
@@ -46,8 +47,12 @@ class NatsServer:
 
     def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
                  name: str | None = None, cluster_port: int | None = None, routes: Sequence[str] = (),
-                 command_prefix: Sequence[str] = ()) -> None:
+                 command_prefix: Sequence[str] = (), config: str = "", auth: NatsAuth | None = None) -> None:
         self.store_dir = Path(store_dir)
+        self.config = config
+        """More server configuration (``tls {}``, ``authorization {}``, JetStream's ``cipher``), appended as is."""
+        self.auth = auth or NatsAuth()
+        """How the readiness check connects (what ``config`` requires of clients)."""
         self.host = host
         self.port = port or free_port(host)
         self.name = name
@@ -77,7 +82,7 @@ class NatsServer:
             routes = ", ".join(f'"{route}"' for route in self.routes)
             text += (f'cluster {{ name: "{CLUSTER_NAME}", listen: "{self.host}:{self.cluster_port}", '
                      f"routes: [{routes}] }}\n")
-        config.write_text(text)
+        config.write_text(text + self.config)
         return config
 
     def start_process(self) -> None:
@@ -103,7 +108,9 @@ class NatsServer:
                 # nats-py waits seconds between connect attempts: probe the port first.
                 _, writer = await asyncio.open_connection(self.host, self.port)
                 writer.close()
-                nc = await nats.connect(self.url, connect_timeout=1, allow_reconnect=False, error_cb=_quiet)
+                secured = await asyncio.to_thread(self.auth.connect_options)
+                nc = await nats.connect(self.url, connect_timeout=1, allow_reconnect=False, error_cb=_quiet,
+                                        **secured)
                 try:
                     await nc.jetstream().account_info()
                     return

@@ -20,6 +20,7 @@ from ripple.api.models import Destination, EventSource, SecretKeyRef
 from ripple.api.models import Sink as SinkSpec
 from ripple.dispatch.resolve import Resolver
 from ripple.kube.client import load_kube_config
+from ripple.signing import DeliverySigner, function_audience, source_subject
 from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, endpoint_path, stream_keeper
 from ripple.sources.sink import HttpSink, Sink, StoreSink
 from ripple.sources.storage import checkpoint_bucket
@@ -40,7 +41,9 @@ def webhook_path(source: EventSource) -> str:
 
 class LocalSources:
     def __init__(self, manifests: Manifests, store: EventStore, session: aiohttp.ClientSession, resolve: Resolver,
-                 *, max_body: int, kubeconfig_available: bool) -> None:
+                 *, max_body: int, kubeconfig_available: bool, signer: DeliverySigner | None = None) -> None:
+        self.signer = signer
+        """Signs what a source sends to a Function, as a trigger's deliveries are (:mod:`ripple.signing`)."""
         self.manifests = manifests
         self.store = store
         self.session = session
@@ -60,7 +63,8 @@ class LocalSources:
             return secret.data[ref.key]
         return lookup
 
-    def _sink(self, destination: SinkSpec | Destination, namespace: str, timeout: float, structured: bool) -> Sink:
+    def _sink(self, destination: SinkSpec | Destination, namespace: str, timeout: float, structured: bool,
+              source: str) -> Sink:
         if isinstance(destination, SinkSpec) and destination.ref is not None and destination.ref.kind == "Broker":
             broker_namespace, broker = destination.ref.key(namespace)
             return StoreSink(self.store, broker_namespace, broker)
@@ -73,15 +77,22 @@ class LocalSources:
         async def url() -> str:
             return await self.resolve(destination, namespace)
 
+        signer = self.signer
+
+        async def authorization() -> str | None:
+            if signer is None:
+                return None
+            return "Bearer " + signer.token(function_audience(*target), source_subject(namespace, source))
+
         return HttpSink(self.session, url, timeout=timeout, structured=structured,
-                        name=f"function {target[0]}/{target[1]}")
+                        name=f"function {target[0]}/{target[1]}", authorization=authorization)
 
     def _adapter(self, source: EventSource) -> Adapter:
         delivery = source.spec.delivery
         timeout, structured = seconds(delivery.timeout), delivery.format == "json"
-        sink = self._sink(source.spec.sink, source.namespace, timeout, structured)
+        sink = self._sink(source.spec.sink, source.namespace, timeout, structured, source.name)
         dead = delivery.dead_letter_sink
-        dead_sink = None if dead is None else self._sink(dead, source.namespace, timeout, structured)
+        dead_sink = None if dead is None else self._sink(dead, source.namespace, timeout, structured, source.name)
         async def store() -> EventStore:
             return self.store
 

@@ -36,6 +36,7 @@ import orjson
 from ripple.api.durations import seconds
 from ripple.runtime.errors import RetryLater
 from ripple.runtime.event import reply_event
+from ripple.store.auth import NatsAuth
 from ripple.store.jetstream import server_urls
 
 __all__ = [
@@ -112,8 +113,12 @@ class KvLedger:
             url = self.url or os.environ.get(NATS_URL_ENV)
             if not url:
                 raise IdempotencyError(f"no NATS for the idempotency ledger: ${NATS_URL_ENV} is not set")
-            self._nc = await nats.connect(servers=server_urls(url), name="ripple-idempotency", connect_timeout=5,
-                                          max_reconnect_attempts=-1)
+            try:
+                secured = await asyncio.to_thread(NatsAuth.from_env().connect_options)
+            except ValueError as exc:
+                raise IdempotencyError(f"NATS settings for the idempotency ledger: {exc}") from None
+            self._nc = await nats.connect(**secured, servers=server_urls(url), name="ripple-idempotency",
+                                          connect_timeout=5, max_reconnect_attempts=-1)
             js = self._js = self._nc.jetstream(timeout=5)
             try:
                 self._kv = await js.key_value(self.bucket)

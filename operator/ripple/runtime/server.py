@@ -5,6 +5,10 @@ Answers: ``202`` when the handler returns nothing, ``200`` with the reply in bin
 (``422`` for :class:`~ripple.runtime.errors.Reject`, ``409``/``503`` for ``RetryLater``), and ``504`` when it
 runs past the function's timeout. ``GET /health`` answers 200 once a handler is loaded.
 
+With delivery tokens on (``RIPPLE_DELIVERY_KEYS``, see :mod:`ripple.signing`; the operator sets it for every
+Function in a cluster), a request without a valid token for this Function is answered ``401`` before anything
+reads its body, so only a trigger's delivery can invoke it; ``503`` when the keys to check it cannot be read.
+
 A runtime started without a handler is a **warm-pool** process: Python, aiohttp and Ripple are imported and the
 port is open, but it serves nothing until ``POST /-/specialize`` names the function's code; a cold start then
 costs an import, not a process start.
@@ -13,10 +17,11 @@ costs an import, not a process start.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,9 @@ from ripple.events.http import UnsupportedFormat, decode_request, encode_binary
 from ripple.events.model import CloudEvent, EventError
 from ripple.runtime.errors import REJECTED, RETRY_LATER, Reject, RetryLater
 from ripple.runtime.event import FunctionEvent, reply_event
+from ripple.runtime.idempotency import FUNCTION_ENV
 from ripple.runtime.loader import Handler, HandlerError, is_async, load_handler
+from ripple.signing import DeliveryVerifier, function_audience, verifier_from_env
 from ripple.tracing import TRACEPARENT, TRACESTATE, is_traceparent, span
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "exit_with_parent",
     "health",
     "receive",
+    "runtime_verifier",
     "specialize",
 ]
 
@@ -53,9 +61,23 @@ class Slot:
     handler: Handler | None = None
     timeout: float = 30.0
     name: str = ""
+    verifier: DeliveryVerifier | None = None
+    """Checks each request's delivery token; ``None``: not checked."""
 
 
 SLOT_KEY = web.AppKey("slot", Slot)
+
+
+def runtime_verifier(environ: Mapping[str, str] = os.environ) -> DeliveryVerifier | None:
+    """The delivery-token check the environment asks for, for the Function it names (``RIPPLE_FUNCTION``);
+    ``ValueError`` naming the variable for a setting that cannot be used."""
+    function = environ.get(FUNCTION_ENV, "")
+    namespace, _, name = function.partition("/")
+    verifier = verifier_from_env(function_audience(namespace, name), environ)
+    if verifier is not None and not (namespace and name):
+        raise ValueError(f"delivery tokens are checked for the Function {FUNCTION_ENV} names (NAMESPACE/NAME); "
+                         f"it is '{function}'")
+    return verifier
 LISTENING = "listening on http://"
 """What a runtime prints once it serves: whoever started it may check its readiness at once."""
 PARENT_PID_ENV = "RIPPLE_PARENT_PID"
@@ -93,6 +115,13 @@ async def receive(request: web.Request) -> web.Response:
     slot = request.app[SLOT_KEY]
     if slot.handler is None:
         return web.json_response({"error": "this runtime has no function yet"}, status=503)
+    if slot.verifier is not None:
+        refusal = await slot.verifier.check(request.headers.get("Authorization"))
+        if refusal is not None:
+            headers = {"WWW-Authenticate": 'Bearer realm="ripple"'} if refusal.status == 401 else {"Retry-After": "5"}
+            response = web.json_response({"error": refusal.message}, status=refusal.status, headers=headers)
+            response.force_close()  # the body is not read
+            return response
     body = await request.read()
     try:
         events = decode_request(request.headers.items(), body)
@@ -162,16 +191,31 @@ async def specialize(request: web.Request) -> web.Response:
         os.chdir(path)
     try:
         handler = await asyncio.to_thread(load_handler, spec["handler"], Path(path) if path else None)
-    except (HandlerError, KeyError) as exc:
+        verifier = runtime_verifier()
+    except (HandlerError, KeyError, ValueError) as exc:
         return web.json_response({"error": str(exc)}, status=400)
+    slot.verifier = verifier
     slot.handler, slot.timeout, slot.name = handler, float(spec.get("timeout", 30.0)), str(spec.get("name", ""))
     return web.json_response({"status": "ok", "function": slot.name})
 
 
-def create_function_app(handler: Handler | None, *, timeout: float = 30.0, name: str = "") -> web.Application:
-    """The runtime's app; ``handler=None`` makes a warm-pool process that waits for ``/-/specialize``."""
+async def _import_jwt(app: web.Application) -> None:
+    """PyJWT, imported off the event loop as the runtime starts, rather than by the first request it checks."""
+    task = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "jwt")
+    app[_WARMING_KEY] = task
+
+
+_WARMING_KEY = web.AppKey("warming", asyncio.Future)
+
+
+def create_function_app(handler: Handler | None, *, timeout: float = 30.0, name: str = "",
+                        verifier: DeliveryVerifier | None = None) -> web.Application:
+    """The runtime's app; ``handler=None`` makes a warm-pool process that waits for ``/-/specialize`` (which
+    reads the delivery-token settings from the environment it is given)."""
     app = web.Application(client_max_size=8 * 1024 * 1024)
-    app[SLOT_KEY] = Slot(handler, timeout, name)
+    app[SLOT_KEY] = Slot(handler, timeout, name, verifier)
+    if verifier is not None:
+        app.on_startup.append(_import_jwt)
     app.router.add_get("/health", health)
     app.router.add_post("/", receive)
     if handler is None:

@@ -31,6 +31,7 @@ from ripple.api.durations import seconds
 from ripple.api.models import Broker, BrokerSpec, Trigger
 from ripple.events.model import CloudEvent
 from ripple.store import subjects
+from ripple.store.auth import NatsAuth
 from ripple.store.consumers import ACK_WAIT, backstop_consumer_config, router_consumer_config, trigger_consumer_config
 from ripple.store.publisher import Publisher
 
@@ -117,8 +118,11 @@ class EventStore:
     life: read them through the store each time, and rebuild subscriptions when a fetch says the old one closed.
     """
 
-    def __init__(self, url: str, *, name: str = "ripple", publish_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, name: str = "ripple", publish_timeout: float = 5.0,
+                 auth: NatsAuth | None = None) -> None:
         self.url = url
+        self.auth = NatsAuth() if auth is None else auth
+        """TLS and credentials for NATS (:mod:`ripple.store.auth`)."""
         self.name = name
         self.publish_timeout = publish_timeout
         self.closing = False
@@ -134,8 +138,16 @@ class EventStore:
         """Replicas of Ripple's own streams (advisories, records): the most any broker of this store asked for."""
 
     @classmethod
-    async def connect(cls, url: str, *, name: str = "ripple", publish_timeout: float = 5.0) -> EventStore:
-        store = cls(url, name=name, publish_timeout=publish_timeout)
+    async def connect(cls, url: str, *, name: str = "ripple", publish_timeout: float = 5.0,
+                      auth: NatsAuth | None = None) -> EventStore:
+        """A connected store; ``auth`` defaults to the ``RIPPLE_NATS_*`` variables (an unusable one exits the
+        process naming it: no component can do anything without its store)."""
+        if auth is None:
+            try:
+                auth = NatsAuth.from_env()
+            except ValueError as exc:
+                raise SystemExit(f"ripple: {exc}") from None
+        store = cls(url, name=name, publish_timeout=publish_timeout, auth=auth)
         await store._open()
         return store
 
@@ -156,7 +168,9 @@ class EventStore:
         async def on_reconnect() -> None:
             log.info("nats: reconnected to %s", url)
 
+        secured = await asyncio.to_thread(self.auth.connect_options)
         nc = await nats.connect(
+            **secured,
             servers=server_urls(url),
             name=self.name,
             max_reconnect_attempts=-1,

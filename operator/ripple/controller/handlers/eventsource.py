@@ -20,6 +20,7 @@ from ripple.api.models import Broker, EventSource, Function, Resource
 from ripple.controller.config import OperatorConfig
 from ripple.controller.observe import reconciler
 from ripple.controller.resources import eventsource as build
+from ripple.controller.resources import natsclient
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.status import write_conditions
 from ripple.kube.client import Kube
@@ -140,7 +141,11 @@ async def _deploy(cfg: OperatorConfig, kube: Kube, body: kopf.Body, patch: kopf.
     else:
         patch_url = None
     owned.append(build.deployment(source, image=cfg.runtime_image, sink_url=sink_url, dead_letter_url=dead_letter,
-                                  nats_url=cfg.nats_url, log_format=cfg.log_format, pod_env=cfg.pod_env))
+                                  nats_url=cfg.nats_url, log_format=cfg.log_format, pod_env=cfg.pod_env,
+                                  token_exchange=cfg.token_exchange, nats_client=cfg.nats_client))
+    if cfg.nats_url and cfg.nats_client.needed:
+        owned.append(natsclient.client_secret(source.namespace, build.adapter_name(source.name),
+                                              build.adapter_labels(source), cfg.nats_client))
     for obj in owned:
         kopf.adopt(obj, owner=body)
         try:

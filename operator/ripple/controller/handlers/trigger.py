@@ -7,7 +7,7 @@ handler) that removes it before the Trigger goes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -18,6 +18,7 @@ from ripple.controller.observe import reconciler
 from ripple.controller.resources.conditions import Condition
 from ripple.controller.resources.trigger import trigger_status
 from ripple.controller.status import write_conditions
+from ripple.dispatch.fanout import fanout_refusals
 from ripple.filters import FilterError, from_trigger_spec
 from ripple.kube.conditions import is_ready
 from ripple.kube.names import flow_url
@@ -26,6 +27,7 @@ from ripple.kube.resources import custom_object
 from ripple.store import EventStore, StoreUnavailable
 
 __all__ = [
+    "admission_order",
     "delete_trigger",
     "ensure_consumer",
     "flow_addresses",
@@ -79,9 +81,13 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
         filter_error = None
     except FilterError as exc:
         trigger_filter, filter_error = None, str(exc)
+    fanout = None
+    if broker_exists and trigger_filter is not None:
+        others = await kube.ripple_objects(Trigger, namespace)
+        fanout = fanout_refusals(admission_order(others, body), cfg.max_fanout).get(trigger.key)
     found = trigger_status(
         trigger, broker_exists=broker_exists, function_exists=lambda ns, n: (ns, n) in functions,
-        filter_error=filter_error, address=lambda kind, ns, n: flows.get((kind, ns, n)),
+        filter_error=filter_error, address=lambda kind, ns, n: flows.get((kind, ns, n)), fanout_refusal=fanout,
     )
     parts = found.parts
     if found.ready and trigger_filter is not None:
@@ -89,6 +95,25 @@ async def reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, cfg
     patch.status["subscriberUri"] = found.subscriber_uri
     patch.status["deadLetterSinkUri"] = found.dead_letter_sink_uri
     write_conditions(body, status, patch, parts)
+
+
+def admission_order(objects: Iterable[Mapping[str, Any]], this: Mapping[str, Any]) -> list[Trigger]:
+    """The namespace's valid Triggers (``this`` one as reconciled, whether or not the list had it yet), oldest
+    first: the order they take their broker's fan-out in, so that a new trigger never unseats an older one."""
+    def created(obj: Mapping[str, Any]) -> tuple[str, str]:
+        metadata = obj.get("metadata") or {}
+        # RFC 3339 in UTC, to the second, sorts as text; one not stamped yet (this one, just created) goes last.
+        return str(metadata.get("creationTimestamp") or "~"), str(metadata.get("name") or "")
+
+    name = (this.get("metadata") or {}).get("name")
+    bodies = [obj for obj in objects if (obj.get("metadata") or {}).get("name") != name] + [this]
+    found = []
+    for obj in sorted(bodies, key=created):
+        try:
+            found.append(parse(Trigger, obj))
+        except InvalidSpec:
+            continue
+    return found
 
 
 async def flow_addresses(cfg: OperatorConfig, namespace: str,

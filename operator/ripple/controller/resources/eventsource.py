@@ -8,20 +8,25 @@ token is mounted only for a Kubernetes source: the others never talk to the API 
 
 from __future__ import annotations
 
-import hashlib
 import json
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ripple.api.models import GROUP, EventSource
-from ripple.kube.names import PART_OF, RUNTIME_PORT, RUNTIME_PORT_NAME
+from ripple.controller.resources.natsclient import NatsClient, client_env, client_volume
+from ripple.kube.names import PART_OF, RUNTIME_PORT, RUNTIME_PORT_NAME, adapter_name
+from ripple.signing import function_audience
 from ripple.sources.adapter import endpoint_path
+from ripple.sources.sink import SINK_TOKEN_ENV, TOKEN_EXCHANGE_ENV
 
 __all__ = [
     "ADAPTERS",
     "ADAPTER_LABEL",
     "SECRETS_MOUNT",
+    "SINK_TOKEN_MOUNT",
+    "SINK_TOKEN_SECONDS",
     "Grant",
     "adapter_labels",
     "adapter_name",
@@ -38,6 +43,9 @@ ADAPTER_LABEL = "ripple.dev/eventsource"
 ADAPTERS = {"app.kubernetes.io/component": "eventsource", **PART_OF}
 """Labels every adapter's pods carry, whatever their source: what a Function's NetworkPolicy admits."""
 SECRETS_MOUNT = "/var/run/ripple/secrets"
+SINK_TOKEN_MOUNT = "/var/run/ripple/sink-token"
+SINK_TOKEN_SECONDS = 3600
+"""The projected token's life; the kubelet renews it at 80% of that."""
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
 RESOURCES = {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 WATCH_VERBS = ["get", "list", "watch"]
@@ -51,15 +59,6 @@ class Grant:
     group: str
     plural: str
     namespace: str | None
-
-
-def adapter_name(source: str) -> str:
-    """The name of the adapter's Deployment, Service and ServiceAccount: ``<source>-source``, shortened with a
-    hash when that would not be a DNS label."""
-    name = f"{source}-source"
-    if len(name) <= 63:
-        return name
-    return f"{source[:48]}-{hashlib.sha256(source.encode()).hexdigest()[:6]}-source"
 
 
 def adapter_labels(source: EventSource) -> dict[str, str]:
@@ -134,7 +133,10 @@ def _manifest(source: EventSource) -> str:
 
 def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_url: str | None,
                nats_url: str | None, log_format: str = "text",
-               pod_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+               pod_env: tuple[tuple[str, str], ...] = (), token_exchange: str | None = None,
+               nats_client: NatsClient | None = None) -> dict[str, Any]:
+    """The adapter's Deployment. ``token_exchange`` is where a dispatcher swaps the adapter's own token for a
+    delivery token (Functions check them): given, a source whose sink is a Function gets one from there."""
     args = ["source", "run", "--sink", sink_url, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
             "--secrets-dir", SECRETS_MOUNT, "--log-format", log_format]
     if dead_letter_url is not None:
@@ -153,13 +155,35 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
         items = [{"key": key, "path": key} for key in sorted(secret_keys)]
         volumes.append({"name": volume, "secret": {"secretName": secret, "items": items, "defaultMode": 0o400}})
         mounts.append({"name": volume, "mountPath": f"{SECRETS_MOUNT}/{secret}", "readOnly": True})
+    token_env = []
+    if nats_url is not None and nats_client is not None and nats_client.needed:
+        nats_volume, nats_mount = client_volume(adapter_name(source.name))
+        volumes.append(nats_volume)
+        mounts.append(nats_mount)
+        token_env += client_env(nats_client)
+    sink = source.spec.sink.ref
+    audience = None
+    if sink is not None and sink.kind == "Broker":
+        # The source sends as itself: its ServiceAccount's token for the broker's audience, renewed by the kubelet.
+        sink_namespace, broker = sink.key(source.namespace)
+        audience = f"ripple/{sink_namespace}/{broker}"
+    elif sink is not None and sink.kind == "Function" and token_exchange is not None:
+        function_namespace, function = sink.key(source.namespace)
+        audience = function_audience(function_namespace, function)
+        query = urllib.parse.urlencode({"function": f"{function_namespace}/{function}"})
+        token_env.append({"name": TOKEN_EXCHANGE_ENV, "value": f"{token_exchange}?{query}"})
+    if audience is not None:
+        volumes.append({"name": "sink-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": audience, "expirationSeconds": SINK_TOKEN_SECONDS, "path": "token"}}]}})
+        mounts.append({"name": "sink-token", "mountPath": SINK_TOKEN_MOUNT, "readOnly": True})
+        token_env.append({"name": SINK_TOKEN_ENV, "value": f"{SINK_TOKEN_MOUNT}/token"})
     probe = {"httpGet": {"path": "/-/health", "port": RUNTIME_PORT_NAME}, "periodSeconds": 5, "timeoutSeconds": 2}
     container = {
         "name": "adapter",
         "image": image,
         "args": args,
         "env": [{"name": "RIPPLE_EVENTSOURCE", "value": _manifest(source)},
-                *({"name": k, "value": v} for k, v in pod_env)],
+                *({"name": k, "value": v} for k, v in pod_env), *token_env],
         "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "failureThreshold": 1},
         "livenessProbe": {**probe, "failureThreshold": 6, "initialDelaySeconds": 10},

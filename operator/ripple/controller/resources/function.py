@@ -10,6 +10,7 @@ from typing import Any
 from ripple.api.durations import seconds
 from ripple.api.models import Function
 from ripple.controller.resources.eventsource import ADAPTERS
+from ripple.controller.resources.natsclient import NatsClient, client_env, client_volume
 from ripple.kube.names import (
     CODE_MOUNT,
     NAMESPACE_NAME_LABEL,
@@ -58,7 +59,12 @@ def module_path(fn: Function) -> str:
 
 
 def container(fn: Function, runtime_image: str, nats_url: str | None = None, *, log_format: str = "text",
-              pod_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+              pod_env: tuple[tuple[str, str], ...] = (), delivery_env: tuple[tuple[str, str], ...] = (),
+              nats_client: NatsClient | None = None) -> dict[str, Any]:
+    """The Function's container. ``pod_env`` (the release's tracing) comes first, so a Function may override it;
+    ``delivery_env`` (the delivery-token check) comes last and a Function's own variables of those names are
+    dropped: whether only deliveries may invoke Functions is the platform's decision, not each Function's."""
+    guarded = {name for name, _ in delivery_env}
     inline = code_configmap(fn) is not None
     args = ["function", "serve", "--handler", fn.spec.handler, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT),
             "--timeout", f"{seconds(fn.spec.timeout):g}", "--log-format", log_format]
@@ -68,15 +74,19 @@ def container(fn: Function, runtime_image: str, nats_url: str | None = None, *, 
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     if inline:
         mounts.append({"name": "code", "mountPath": CODE_MOUNT, "readOnly": True})
+    secured = nats_url is not None and nats_client is not None and nats_client.needed
+    if secured:
+        mounts.append(client_volume(fn.name)[1])
     return {
         "name": "function",
         "image": fn.spec.image or runtime_image,
         "args": args,
-        # The release's tracing settings first: a Function's own env may override them.
         "env": [{"name": k, "value": v} for k, v in pod_env if k not in {e.name for e in fn.spec.env}]
-        + [{"name": v.name, "value": v.value} for v in fn.spec.env]
+        + [{"name": v.name, "value": v.value} for v in fn.spec.env if v.name not in guarded]
         + [{"name": "RIPPLE_FUNCTION", "value": f"{fn.namespace}/{fn.name}"}]
-        + ([{"name": NATS_URL_ENV, "value": nats_url}] if nats_url else []),
+        + ([{"name": NATS_URL_ENV, "value": nats_url}] if nats_url else [])
+        + (client_env(nats_client) if secured and nats_client is not None else [])
+        + [{"name": k, "value": v} for k, v in delivery_env],
         "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "failureThreshold": 1},
         "livenessProbe": {**probe, "failureThreshold": 5, "initialDelaySeconds": 5},
@@ -93,9 +103,13 @@ def container(fn: Function, runtime_image: str, nats_url: str | None = None, *, 
 
 def deployment(fn: Function, *, runtime_image: str, replicas: int | None,
                nats_url: str | None = None, log_format: str = "text",
-               pod_env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
-    """The Deployment; ``replicas`` only when creating it (afterwards the autoscaler owns the figure)."""
+               pod_env: tuple[tuple[str, str], ...] = (), delivery_env: tuple[tuple[str, str], ...] = (),
+               nats_client: NatsClient | None = None) -> dict[str, Any]:
+    """The Deployment; ``replicas`` only when creating it (afterwards the autoscaler owns the figure).
+    ``nats_client``: what NATS requires of clients (its Secret is :func:`natsclient.client_secret`)."""
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if nats_url is not None and nats_client is not None and nats_client.needed:
+        volumes.append(client_volume(fn.name)[0])
     if code_configmap(fn) is not None:
         items = [{"key": CODE_KEY, "path": module_path(fn)}]
         volumes.append({"name": "code", "configMap": {"name": code_configmap_name(fn.name), "items": items}})
@@ -104,7 +118,8 @@ def deployment(fn: Function, *, runtime_image: str, replicas: int | None,
         "template": {
             "metadata": {"labels": function_labels(fn.name)},
             "spec": {
-                "containers": [container(fn, runtime_image, nats_url, log_format=log_format, pod_env=pod_env)],
+                "containers": [container(fn, runtime_image, nats_url, log_format=log_format, pod_env=pod_env,
+                                         delivery_env=delivery_env, nats_client=nats_client)],
                 "volumes": volumes,
                 "securityContext": POD_SECURITY,
                 "enableServiceLinks": False,

@@ -60,8 +60,10 @@ class TriggerStatus:
 
 def trigger_status(
     trigger: Trigger, *, broker_exists: bool, function_exists: FunctionExists, filter_error: str | None,
-    address: AddressLookup = lambda kind, namespace, name: None,
+    address: AddressLookup = lambda kind, namespace, name: None, fanout_refusal: str | None = None,
 ) -> TriggerStatus:
+    """``fanout_refusal``: why the trigger is over its broker's fan-out cap
+    (:func:`ripple.dispatch.fanout.fanout_refusals`), ``None`` when it is within it."""
     namespace, spec = trigger.namespace, trigger.spec
     broker = (
         Condition("BrokerReady", True, "BrokerReady")
@@ -84,5 +86,10 @@ def trigger_status(
         if filter_error is None
         else Condition("FilterValid", False, "FilterInvalid", filter_error)
     )
-    return TriggerStatus([broker, subscriber_condition, sink_condition, filter_condition], subscriber.url,
-                         dead_letter.url)
+    fanout_condition = (
+        Condition("FanoutWithinCap", True, "FanoutWithinCap")
+        if fanout_refusal is None
+        else Condition("FanoutWithinCap", False, "FanoutCapExceeded", fanout_refusal)
+    )
+    return TriggerStatus([broker, subscriber_condition, sink_condition, filter_condition, fanout_condition],
+                         subscriber.url, dead_letter.url)

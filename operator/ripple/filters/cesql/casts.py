@@ -11,19 +11,43 @@ from collections.abc import Callable
 
 from .ast import CAST, INT_MAX, INT_MIN, Value
 
-__all__ = ["IMPLICIT", "ZERO", "Cast", "parse_int", "to_bool", "to_bool_explicit", "to_int", "to_str"]
+__all__ = [
+    "IMPLICIT",
+    "ZERO",
+    "Cast",
+    "digits_value",
+    "parse_int",
+    "to_bool",
+    "to_bool_explicit",
+    "to_int",
+    "to_str",
+]
 
 Cast = Callable[[Value], tuple[Value, str | None]]
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 ZERO: dict[type, Value] = {bool: False, int: 0, str: ""}
+_INT32_DIGITS = len(str(INT_MAX))
+
+
+def digits_value(digits: str) -> int | None:
+    """The value of a run of ASCII digits, or None when it has more significant digits than a 32-bit integer.
+
+    Leading zeros are dropped before ``int()``, which counts them against its limit of 4300 digits (beyond it,
+    :class:`ValueError`; ``sys.get_int_max_str_digits``), and longer text is out of range without converting it.
+    """
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _INT32_DIGITS else None
 
 
 def parse_int(text: str) -> int | None:
     """A base-10, optionally signed, 32-bit integer; None for anything else (no spaces, no underscores)."""
     if _INTEGER.fullmatch(text) is None:
         return None
-    value = int(text)
+    magnitude = digits_value(text.lstrip("+-"))
+    if magnitude is None:
+        return None
+    value = -magnitude if text.startswith("-") else magnitude
     return value if INT_MIN <= value <= INT_MAX else None
 
 

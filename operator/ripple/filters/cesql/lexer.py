@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass
 
 from .ast import PARSE, CesqlError
+from .casts import digits_value
 
 __all__ = ["Token", "tokenize"]
 
@@ -42,7 +43,11 @@ def tokenize(source: str) -> list[Token]:
                 j += 1
             word = source[i:j]
             kind = "int" if word.isdigit() else "word"
-            tokens.append(Token(kind, word, int(word) if kind == "int" else word, i + 1))
+            value = digits_value(word) if kind == "int" else word
+            if value is None:
+                shown = word if len(word) <= 16 else f"{word[:16]}… ({len(word)} digits)"
+                raise CesqlError(PARSE, i + 1, f"integer literal {shown} is outside the 32-bit range")
+            tokens.append(Token(kind, word, value, i + 1))
             i = j
         elif c in "'\"":
             value, j = _string(source, i)
