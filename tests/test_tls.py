@@ -99,3 +99,29 @@ async def test_a_handshake_that_never_finishes_is_cut_off(served) -> None:
         assert await asyncio.wait_for(reader.read(), timeout=10) == b""  # closed by the server
     finally:
         writer.close()
+
+
+async def test_with_a_client_ca_only_clients_with_a_certificate_it_signed_get_in(tmp_path: Path) -> None:
+    server = throwaway_ca(tmp_path / "server", ["127.0.0.1"])
+    clients = throwaway_ca(tmp_path / "clients", ["producer"], client=True)
+    app = web.Application()
+    app.router.add_get("/", hello)
+    files = TlsFiles(server.server.cert, server.server.key, client_ca=clients.ca)
+    runner = await start_site(app, "127.0.0.1", 0, name="mtls-test", tls=files)
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    try:
+        anonymous = trusting(server.ca)
+        known = trusting(server.ca)
+        known.load_cert_chain(clients.server.cert, clients.server.key)
+        stranger_ca = throwaway_ca(tmp_path / "stranger", ["producer"], client=True)
+        stranger = trusting(server.ca)
+        stranger.load_cert_chain(stranger_ca.server.cert, stranger_ca.server.key)
+        async with aiohttp.ClientSession() as session:
+            for context in (anonymous, stranger):
+                with pytest.raises(aiohttp.ClientError):
+                    async with session.get(url, ssl=context) as response:
+                        await response.read()
+            async with session.get(url, ssl=known) as response:
+                assert response.status == 200
+    finally:
+        await runner.cleanup()

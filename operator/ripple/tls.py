@@ -103,9 +103,10 @@ class ThrowawayCa:
     server: TlsFiles
 
 
-def throwaway_ca(directory: Path, hostnames: list[str], *, days: int = 30) -> ThrowawayCa:
+def throwaway_ca(directory: Path, hostnames: list[str], *, days: int = 30, client: bool = False) -> ThrowawayCa:
     """A new CA and a server certificate for ``hostnames`` (IP literals become IP SANs) signed by it, written to
-    ``directory`` (``ca.crt``, ``tls.crt``, ``tls.key``; the key readable by its owner only)."""
+    ``directory`` (``ca.crt``, ``tls.crt``, ``tls.key``; the key readable by its owner only). With ``client`` the
+    certificate is a client's (for mutual TLS) instead."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ripple dev throw-away CA")])
@@ -131,7 +132,8 @@ def throwaway_ca(directory: Path, hostnames: list[str], *, days: int = 30) -> Th
               .not_valid_after(now + datetime.timedelta(days=days))
               .add_extension(x509.SubjectAlternativeName(names), critical=False)
               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client
+                                                    else ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
               .sign(ca_key, hashes.SHA256()))
     directory.mkdir(parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM

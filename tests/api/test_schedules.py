@@ -40,6 +40,7 @@ def test_every_durations(text, seconds):
     ("@every 5 minutes", "UTC", "invalid cron schedule"),
     ("@every 5x", "UTC", "@every takes a duration"),
     ("@every 100ms", "UTC", "shorter than 1s"),
+    ("@every 99999999999999999999999999h", "UTC", "longer than a year"),
     ("@hourly", "Mars/Olympus", "unknown time zone"),
 ])
 def test_invalid_schedules_name_the_problem(expression, zone, message):

@@ -218,3 +218,14 @@ def test_with_a_secured_nats_each_function_gets_the_ca_and_password_in_a_secret_
     plain = deployment(fn, runtime_image="r", replicas=None, nats_url="nats://n:4222",
                        nats_client=workload_nats_client(NatsAuth()))["spec"]["template"]["spec"]
     assert "nats-client" not in {v["name"] for v in plain["volumes"]}
+
+
+def test_a_function_pod_carries_no_api_token():
+    from ripple.api.models import API_VERSION, Function
+    from ripple.controller.resources.function import deployment
+
+    fn = Function.model_validate({
+        "apiVersion": API_VERSION, "kind": "Function", "metadata": {"name": "ship", "namespace": "shop"},
+        "spec": {"handler": "ship:handle", "image": "example/ship:1"}})
+    assert deployment(fn, runtime_image="r", replicas=None)["spec"]["template"]["spec"][
+        "automountServiceAccountToken"] is False

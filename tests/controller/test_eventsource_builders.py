@@ -117,3 +117,20 @@ def test_a_source_sending_to_a_function_gets_its_delivery_token_from_the_dispatc
     unguarded = build.deployment(to_function, image="i", sink_url="http://audit.shop.svc/", dead_letter_url=None,
                                  nats_url=None)["spec"]["template"]["spec"]  # Functions check no tokens
     assert "sink-token" not in {v["name"] for v in unguarded["volumes"]}
+
+
+def test_a_webhook_with_a_certificate_serves_https_from_its_secret():
+    hooks = source("hooks", webhook={"path": "/github", "tls": {"secretName": "hooks-tls"}})
+    assert [(path, ref.name, ref.key) for path, ref in hooks.spec.secret_refs()] == [
+        ("spec.webhook.tls.secretName", "hooks-tls", "tls.crt"), ("spec.webhook.tls.secretName", "hooks-tls",
+                                                                  "tls.key")]  # the operator waits for the Secret
+    pod = build.deployment(hooks, image="i", sink_url="http://ingress/shop/default", dead_letter_url=None,
+                           nats_url=None)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--tls-cert") + 1] == "/var/run/ripple/secrets/hooks-tls/tls.crt"
+    assert args[args.index("--tls-key") + 1] == "/var/run/ripple/secrets/hooks-tls/tls.key"
+    assert parse_args(args).tls_cert is not None  # what `ripple source run` understands
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert build.service(hooks)["spec"]["ports"][0]["port"] == 443
+    assert build.webhook_url(hooks) == "https://hooks-source.shop.svc.cluster.local/github"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ripple.filters import cesql
 from ripple.filters.constraints import OneOf, StartsWith
@@ -203,3 +205,35 @@ def test_digit_runs_past_the_int_conversion_limit_read_as_integers_or_cast_error
     """Casting text longer than 4300 digits raised ValueError when evaluated, for every event
     (tests/fuzz/corpus/cesql/regression-long-cast)."""
     assert evaluate(expression) == expected
+
+
+def test_like_with_many_wildcards_is_linear_not_a_regex_that_backtracks():
+    """Found by fuzzing: a LIKE pattern of many ``%`` compiled to a regular expression of ``.*`` runs took seconds
+    (exponential backtracking) on a value that does not match, stalling whoever evaluates it."""
+    from ripple.filters.cesql.evaluator import like_pattern
+    from ripple.filters.wildcards import matches as like_matches
+
+    pattern = like_pattern("c" + "%a" * 40 + "%b")  # as a regular expression, this ran for hours on the first text
+    assert not like_matches(pattern, "c" + "a" * 5000)
+    assert like_matches(pattern, "c" + "a" * 5000 + "b")
+    assert like_pattern("a%%%%b") == like_pattern("a%b")
+
+
+@given(st.text(alphabet="ab%_\\", max_size=8), st.text(alphabet="ab%_\\", max_size=10))
+def test_like_matches_as_the_regular_expression_it_replaces(pattern: str, text: str):
+    import re
+
+    from ripple.filters.cesql.evaluator import like_pattern
+    from ripple.filters.wildcards import matches as like_matches
+
+    parts, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_\\":
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        parts.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        i += 1
+    expected = re.compile("".join(parts), re.DOTALL).fullmatch(text) is not None
+    assert like_matches(like_pattern(pattern), text) == expected

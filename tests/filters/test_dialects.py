@@ -227,3 +227,18 @@ def test_validate_accepts_what_compiles() -> None:
         "filters": [{"cesql": "EXISTS subject"}, {"pattern": {"type": [{"prefix": "a"}]}}],
     }
     assert validate_trigger_spec(spec) is None
+
+
+def test_filters_nested_past_the_limit_are_refused_not_a_recursion_error():
+    from ripple.filters import compile_filter
+    from ripple.filters.dialects import MAX_FILTER_DEPTH, FilterError
+
+    def nested(depth: int) -> dict:
+        node: dict = {"exact": {"type": "a"}}
+        for _ in range(depth):
+            node = {"not": node}
+        return node
+
+    compile_filter(None, [nested(MAX_FILTER_DEPTH - 1)])  # at the limit: compiles
+    with pytest.raises(FilterError, match=f"nest more than {MAX_FILTER_DEPTH} levels"):
+        compile_filter(None, [nested(600)])  # deep enough to have hit Python's recursion limit before

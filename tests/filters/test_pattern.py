@@ -292,3 +292,10 @@ HUGE = 10**400
 )
 def test_integers_too_large_for_a_float_are_compared_exactly(spec: dict[str, Any], value: Any, expected: bool) -> None:
     assert pattern.compile(spec).matches({"n": value}) is expected
+
+
+def test_a_wildcard_with_many_stars_matches_in_linear_steps():
+    """As a regular expression, ``*a*a...*b`` backtracked for as long as the text had a's and no b."""
+    spec = {"subject": [{"wildcard": "*a" * 30 + "*b"}]}
+    assert not matches(spec, {**EVENT, "subject": "a" * 5000})
+    assert matches(spec, {**EVENT, "subject": "a" * 5000 + "b"})

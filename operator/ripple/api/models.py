@@ -23,6 +23,7 @@ __all__ = [
     "API_VERSION",
     "GROUP",
     "KINDS",
+    "TLS_KEYS",
     "VERSION",
     "AttributesFilter",
     "Broker",
@@ -71,6 +72,7 @@ __all__ = [
     "TriggerSpec",
     "WebhookSignature",
     "WebhookSource",
+    "WebhookTls",
     "backoff",
     "default_broker",
 ]
@@ -448,6 +450,14 @@ class WebhookSignature(Model):
     """stripe: how far the signed timestamp may be from now."""
 
 
+TLS_KEYS = ("tls.crt", "tls.key")
+
+
+class WebhookTls(Model):
+    secret_name: Name
+    """A ``kubernetes.io/tls`` Secret (``tls.crt``, ``tls.key``) in the source's namespace, e.g. cert-manager's."""
+
+
 class WebhookSource(Model):
     path: str = Field(default="/", pattern=r"^/[^\s]*$")
     """URL path the source listens on."""
@@ -455,6 +465,8 @@ class WebhookSource(Model):
     """CloudEvents type of the events made from requests (CloudEvents sent as such keep theirs)."""
     signature: WebhookSignature | None = None
     """How requests are verified; without it the endpoint is open (the EventSource's status says so)."""
+    tls: WebhookTls | None = None
+    """Serve HTTPS with this certificate (in a cluster; reloaded when the Secret is renewed)."""
 
 
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly|every \S+)|(\S+\s+){4}\S+)$"
@@ -616,6 +628,9 @@ class EventSourceSpec(Model):
         refs: list[tuple[str, SecretKeyRef | None]] = []
         if self.webhook is not None and self.webhook.signature is not None:
             refs.append(("spec.webhook.signature.secretRef", self.webhook.signature.secret_ref))
+        if self.webhook is not None and self.webhook.tls is not None:
+            name = self.webhook.tls.secret_name
+            refs += [("spec.webhook.tls.secretName", SecretKeyRef(name=name, key=key)) for key in TLS_KEYS]
         if self.postgres is not None:
             refs.append(("spec.postgres.connectionSecretRef", self.postgres.connection_secret_ref))
         if self.storage is not None:

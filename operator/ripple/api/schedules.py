@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-__all__ = ["MAX_CATCH_UP_TICKS", "Schedule", "ScheduleError", "parse_every", "tick_id"]
+__all__ = ["MAX_CATCH_UP_TICKS", "MAX_INTERVAL", "MIN_INTERVAL", "Schedule", "ScheduleError", "parse_every", "tick_id"]
 
 MAX_CATCH_UP_TICKS = 1000
 """Ticks one catch-up replays at most: a long outage of a frequent schedule would otherwise flood the broker."""
@@ -27,6 +27,8 @@ _GO_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(h|ms|m|s))")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 MIN_INTERVAL = 1.0
 """Shortest ``@every`` interval, in seconds."""
+MAX_INTERVAL = 366 * 24 * 3600.0
+"""Longest ``@every`` interval (a year): longer ones would overflow the tick arithmetic; use a cron schedule."""
 
 
 class ScheduleError(ValueError):
@@ -41,6 +43,8 @@ def parse_every(text: str) -> float:
     interval = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
     if interval < MIN_INTERVAL:
         raise ScheduleError(f"@every {text} is shorter than {MIN_INTERVAL:g}s")
+    if interval > MAX_INTERVAL:
+        raise ScheduleError(f"@every {text} is longer than a year ({MAX_INTERVAL:g}s): use a cron schedule")
     return interval
 
 

@@ -17,6 +17,7 @@ from .attributes import event_attribute_text
 from .constraints import NONE, Constraints, conjoin, disjoin, exactly, starting
 
 __all__ = [
+    "MAX_FILTER_DEPTH",
     "AllOf",
     "AnyOf",
     "Attributes",
@@ -240,8 +241,15 @@ def _filter_field(value: Any, path: str) -> Node | None:
     return Attributes(attributes) if attributes else None
 
 
+MAX_FILTER_DEPTH = 64
+"""Most nested dialects (``all``/``any``/``not``) one filter may have: compiling and matching recurse, and a
+Trigger that arrives as JSON from the API server is not bounded by a YAML parser's own limits."""
+
+
 def expression(value: Any, path: str) -> Node:
     """Compile one Subscriptions API filter expression found at ``path``."""
+    if path.count(".") > MAX_FILTER_DEPTH:  # each level of nesting adds one ``.<dialect>`` to the path
+        raise FilterError(f"{path[:80]}...: filters nest more than {MAX_FILTER_DEPTH} levels deep")
     if not isinstance(value, Mapping):
         raise FilterError(f"{path}: expected a mapping with one dialect key, got {type(value).__name__}")
     if len(value) != 1:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .attributes import NOT_ATTRIBUTES
 from .constraints import NONE, Constraints, OneOf, common_prefix, conjoin, disjoin, starting
+from .wildcards import ANY_RUN, Wildcard, matches
 
 __all__ = ["Pattern", "PatternError", "compile"]
 
@@ -263,8 +263,8 @@ def _operator(op: Any, arg: Any, path: str) -> Test:
         folded = _string_arg(op, arg, path).casefold()
         return lambda v: type(v) is str and v.casefold() == folded
     if op == "wildcard":
-        regex = _wildcard(_string_arg(op, arg, path), path)
-        return lambda v: type(v) is str and regex.fullmatch(v) is not None
+        wildcard = _wildcard(_string_arg(op, arg, path), path)
+        return lambda v: type(v) is str and matches(wildcard, v)
     if op == "anything-but":
         return _anything_but(arg, path)
     if op == "numeric":
@@ -297,26 +297,26 @@ def _affix(op: str, arg: Any, path: str) -> Test:
     return lambda v: type(v) is str and v.endswith(arg)
 
 
-def _wildcard(text: str, path: str) -> re.Pattern[str]:
+def _wildcard(text: str, path: str) -> Wildcard:
     r"""``*`` matches any run of characters; ``\*`` and ``\\`` are a literal star and backslash."""
-    parts: list[str] = []
+    parts: list[object] = []
     i = 0
     while i < len(text):
         c = text[i]
         if c == "\\":
             if i + 1 >= len(text) or text[i + 1] not in "*\\":
                 raise PatternError(path, f"wildcard {text!r}: a backslash may only escape '*' or '\\'")
-            parts.append(re.escape(text[i + 1]))
+            parts.append(text[i + 1])
             i += 2
             continue
         if c == "*":
             if text.startswith("*", i + 1):
                 raise PatternError(path, f"wildcard {text!r}: consecutive '*' are not allowed")
-            parts.append(".*")
+            parts.append(ANY_RUN)
         else:
-            parts.append(re.escape(c))
+            parts.append(c)
         i += 1
-    return re.compile("".join(parts), re.DOTALL)
+    return tuple(parts)
 
 
 def _anything_but(arg: Any, path: str) -> Test:

@@ -141,6 +141,9 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
             "--secrets-dir", SECRETS_MOUNT, "--log-format", log_format]
     if dead_letter_url is not None:
         args += ["--dead-letter-sink", dead_letter_url]
+    tls = _webhook_tls(source)
+    if tls is not None:  # mounted with the source's other Secret keys, below; reloaded when it is renewed
+        args += ["--tls-cert", f"{SECRETS_MOUNT}/{tls}/tls.crt", "--tls-key", f"{SECRETS_MOUNT}/{tls}/tls.key"]
     if nats_url is not None:
         args += ["--nats", nats_url]
     if reports_progress(source):
@@ -177,7 +180,8 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
             "audience": audience, "expirationSeconds": SINK_TOKEN_SECONDS, "path": "token"}}]}})
         mounts.append({"name": "sink-token", "mountPath": SINK_TOKEN_MOUNT, "readOnly": True})
         token_env.append({"name": SINK_TOKEN_ENV, "value": f"{SINK_TOKEN_MOUNT}/token"})
-    probe = {"httpGet": {"path": "/-/health", "port": RUNTIME_PORT_NAME}, "periodSeconds": 5, "timeoutSeconds": 2}
+    probe = {"httpGet": {"path": "/-/health", "port": RUNTIME_PORT_NAME, **({"scheme": "HTTPS"} if tls else {})},
+             "periodSeconds": 5, "timeoutSeconds": 2}
     container = {
         "name": "adapter",
         "image": image,
@@ -217,14 +221,21 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
     }
 
 
+def _webhook_tls(source: EventSource) -> str | None:
+    """The Secret a webhook serves HTTPS with (``spec.webhook.tls``), if any."""
+    webhook = source.spec.webhook
+    return webhook.tls.secret_name if webhook is not None and webhook.tls is not None else None
+
+
 def service(source: EventSource) -> dict[str, Any]:
-    """A webhook's Service: port 80 to the adapter."""
+    """A webhook's Service: port 80 to the adapter, 443 when it serves HTTPS."""
+    port = 443 if _webhook_tls(source) else 80
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(source),
         "spec": {"selector": {ADAPTER_LABEL: source.name},
-                 "ports": [{"name": RUNTIME_PORT_NAME, "port": 80, "targetPort": RUNTIME_PORT_NAME,
+                 "ports": [{"name": RUNTIME_PORT_NAME, "port": port, "targetPort": RUNTIME_PORT_NAME,
                             "protocol": "TCP"}]},
     }
 
@@ -233,4 +244,5 @@ def webhook_url(source: EventSource, cluster_domain: str = "cluster.local") -> s
     """The address of a webhook (or of a storage source's notification endpoint)."""
     path = endpoint_path(source)
     path = "" if path == "/" else path
-    return f"http://{adapter_name(source.name)}.{source.namespace}.svc.{cluster_domain}{path}"
+    scheme = "https" if _webhook_tls(source) else "http"
+    return f"{scheme}://{adapter_name(source.name)}.{source.namespace}.svc.{cluster_domain}{path}"

@@ -123,6 +123,8 @@ def deployment(fn: Function, *, runtime_image: str, replicas: int | None,
                 "volumes": volumes,
                 "securityContext": POD_SECURITY,
                 "enableServiceLinks": False,
+                # A handler has no business with the API server: no token of the namespace's default account.
+                "automountServiceAccountToken": False,
                 "terminationGracePeriodSeconds": 30,
             },
         },

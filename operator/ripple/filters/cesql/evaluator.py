@@ -13,11 +13,11 @@ Compiling to closures instead of walking the tree per event keeps per-event cost
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..attributes import NOT_ATTRIBUTES, to_text
+from ..wildcards import ANY_ONE, ANY_RUN, Wildcard, matches
 from .ast import (
     INT_MAX,
     INT_MIN,
@@ -37,7 +37,7 @@ from .ast import (
 from .casts import IMPLICIT, ZERO, to_bool, to_int, to_str
 from .functions import resolve
 
-__all__ = ["build"]
+__all__ = ["build", "like_pattern"]
 
 Result = tuple[Value, str | None]
 Evaluate = Callable[[Mapping[str, Any]], Result]
@@ -70,7 +70,7 @@ def build(node: Node) -> Evaluate:
         case Binary(op, left, right):
             return _integers(_ARITHMETIC[op], 0, build(left), build(right))
         case Like(operand, pattern, negated):
-            return _like(build(operand), _like_regex(pattern), negated)
+            return _like(build(operand), like_pattern(pattern), negated)
         case In(operand, items, negated):
             return _in(build(operand), [build(item) for item in items], negated)
         case Call(name, args):
@@ -78,19 +78,22 @@ def build(node: Node) -> Evaluate:
     raise AssertionError(f"unknown node {node!r}")
 
 
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    r"""``%`` is any run of characters, ``_`` one; ``\`` before ``%``, ``_`` or ``\`` makes it literal."""
-    parts: list[str] = []
+def like_pattern(pattern: str) -> Wildcard:
+    r"""``%`` is any run of characters, ``_`` one; ``\`` before ``%``, ``_`` or ``\`` makes it literal. Runs of
+    ``%`` are one: they match the same."""
+    tokens: list[object] = []
     i = 0
     while i < len(pattern):
         c = pattern[i]
         if c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_\\":
-            parts.append(re.escape(pattern[i + 1]))
+            tokens.append(pattern[i + 1])
             i += 2
             continue
-        parts.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        token = ANY_RUN if c == "%" else ANY_ONE if c == "_" else c
+        if not (token is ANY_RUN and tokens and tokens[-1] is ANY_RUN):
+            tokens.append(token)
         i += 1
-    return re.compile("".join(parts), re.DOTALL)
+    return tuple(tokens)
 
 
 def _attribute(name: str) -> Evaluate:
@@ -243,13 +246,13 @@ _ORDERINGS: dict[str, Callable[[int, int], Result]] = {
 }
 
 
-def _like(operand: Evaluate, regex: re.Pattern[str], negated: bool) -> Evaluate:
+def _like(operand: Evaluate, pattern: Wildcard, negated: bool) -> Evaluate:
     def run(event: Mapping[str, Any]) -> Result:
         value, error = operand(event)
         if error:
             return False, error
         text, _ = to_str(value)
-        return (regex.fullmatch(str(text)) is not None) != negated, None
+        return matches(pattern, str(text)) != negated, None
 
     return run
 
