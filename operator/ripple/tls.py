@@ -26,7 +26,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["RELOAD_EVERY", "ReloadingTls", "ThrowawayCa", "TlsFiles", "server_context", "throwaway_ca"]
+__all__ = [
+    "RELOAD_EVERY",
+    "ReloadingTls",
+    "ThrowawayCa",
+    "TlsFiles",
+    "alternative_names",
+    "server_context",
+    "throwaway_ca",
+]
 
 log = logging.getLogger(__name__)
 RELOAD_EVERY = 10.0
@@ -96,6 +104,17 @@ class ReloadingTls:
             await self.reload_if_changed()
 
 
+def alternative_names(hostnames: list[str]) -> list[x509.GeneralName]:
+    """A certificate's subject alternative names: IP literals as IP addresses, the rest as DNS names."""
+    names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
+
+
 @dataclass(frozen=True)
 class ThrowawayCa:
     ca: Path
@@ -119,12 +138,7 @@ def throwaway_ca(directory: Path, hostnames: list[str], *, days: int = 30, clien
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in hostnames:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
+    names = alternative_names(hostnames)
     server = (x509.CertificateBuilder()
               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
               .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())

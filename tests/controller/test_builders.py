@@ -229,3 +229,23 @@ def test_a_function_pod_carries_no_api_token():
         "spec": {"handler": "ship:handle", "image": "example/ship:1"}})
     assert deployment(fn, runtime_image="r", replicas=None)["spec"]["template"]["spec"][
         "automountServiceAccountToken"] is False
+
+
+def test_functions_connect_as_the_user_limited_to_their_ledger_when_the_operator_has_one(tmp_path):
+    import pytest
+
+    from ripple.controller.config import functions_nats_client
+    from ripple.store.auth import NatsAuth
+
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "functions-password").write_text("fn-pw-of-the-test\n")
+    operator = NatsAuth(ca=tmp_path / "ca.crt", user="ripple", password="ripple-pw")
+    password = str(tmp_path / "functions-password")
+    limited = functions_nats_client(operator, {"RIPPLE_FUNCTIONS_NATS_USER": "functions",
+                                               "RIPPLE_FUNCTIONS_NATS_PASSWORD_FILE": password})
+    assert (limited.user, limited.password) == ("functions", "fn-pw-of-the-test")
+    assert limited.ca == b"-----BEGIN CERTIFICATE-----\n"
+    assert functions_nats_client(operator, {}).user == "ripple"  # no such user configured: the adapters' settings
+    with pytest.raises(ValueError, match="RIPPLE_FUNCTIONS_NATS_PASSWORD_FILE"):
+        functions_nats_client(operator, {"RIPPLE_FUNCTIONS_NATS_USER": "functions",
+                                         "RIPPLE_FUNCTIONS_NATS_PASSWORD_FILE": str(tmp_path / "missing")})

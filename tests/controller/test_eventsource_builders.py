@@ -134,3 +134,17 @@ def test_a_webhook_with_a_certificate_serves_https_from_its_secret():
     assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert build.service(hooks)["spec"]["ports"][0]["port"] == 443
     assert build.webhook_url(hooks) == "https://hooks-source.shop.svc.cluster.local/github"
+
+
+def test_a_dead_letter_function_gets_an_exchanged_token_too():
+    hooks = source("hooks", webhook={}, sink={"ref": {"kind": "Broker", "name": "default"}},
+                   delivery={"deadLetterSink": {"ref": {"kind": "Function", "name": "parking"}}})
+    exchange = "http://ripple-dispatcher.ripple-system.svc:8081/-/delivery-token"
+    pod = build.deployment(hooks, image="i", sink_url="http://ingress/shop/default",
+                           dead_letter_url="http://parking.shop.svc/", nats_url=None,
+                           token_exchange=exchange)["spec"]["template"]["spec"]
+    (projected,) = {v["name"]: v for v in pod["volumes"]}["dead-letter-token"]["projected"]["sources"]
+    assert projected["serviceAccountToken"]["audience"] == "ripple/shop/functions/parking"
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["RIPPLE_DEAD_LETTER_TOKEN_EXCHANGE"] == exchange + "?function=shop%2Fparking"
+    assert env["RIPPLE_DEAD_LETTER_TOKEN_FILE"] == "/var/run/ripple/dead-letter-token/token"

@@ -14,10 +14,12 @@ import shutil
 import ssl
 import subprocess
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -1289,6 +1291,8 @@ def test_a_secured_nats_is_wired_to_every_component(helm: Helm) -> None:
         assert variables["RIPPLE_NATS_PASSWORD_FILE"] == "/etc/ripple/nats-auth/password"
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["nats-ca"]["secret"]["secretName"] == "nats-tls"
+        # Only the operator knows the Functions' NATS user, to hand it to the Functions it deploys.
+        assert ("RIPPLE_FUNCTIONS_NATS_USER" in variables) == (component == "operator")
         assert volumes["nats-auth"]["secret"]["secretName"] == "ripple-nats-client"
     plain = helm.template(release="ripple", namespace="events")
     assert not any(d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ripple-nats-config" for d in plain)
@@ -1299,21 +1303,31 @@ def test_a_secured_nats_is_wired_to_every_component(helm: Helm) -> None:
     assert "*.ripple-nats-headless.events.svc" in certificate["dnsNames"]
 
 
-async def run_rendered_nats(helm: Helm, tmp_path: Path, values: list[str], payload: bytes) -> Path:
-    """Start nats-server as the chart's StatefulSet would (its args and config, the Secrets as files and env),
-    store one event carrying ``payload`` through Ripple's store, and return the JetStream store directory."""
-    from ripple.api.models import BrokerSpec
+@dataclass
+class RenderedNats:
+    url: str
+    store_dir: Path
+    ca: Path
+    env: dict[str, str]
+    ripple: Any
+    """A NatsAuth for the user ``ripple`` (or none when the chart asks for none)."""
+
+
+@asynccontextmanager
+async def rendered_nats(helm: Helm, tmp_path: Path, values: list[str]) -> AsyncIterator[RenderedNats]:
+    """nats-server started as the chart's StatefulSet would start it: its args and rendered config, the Secrets
+    as files and environment variables."""
     from ripple.local.nats_server import nats_server_binary
     from ripple.store import EventStore
     from ripple.store.auth import NatsAuth
     from ripple.tls import throwaway_ca
-    from tests.support import event
 
     docs = helm.template(*values, release="ripple", namespace="events")
     (nats,) = objects_of(docs, "StatefulSet").values()
     args = list(nats["spec"]["template"]["spec"]["containers"][0]["args"])
     ca = throwaway_ca(tmp_path / "tls", ["127.0.0.1"])
-    env = dict(os.environ, JS_KEY=secrets.token_urlsafe(32), NATS_PASSWORD="pw-" + secrets.token_urlsafe(16))
+    env = dict(os.environ, JS_KEY=secrets.token_urlsafe(32), NATS_PASSWORD="pw-" + secrets.token_urlsafe(16),
+               NATS_FUNCTIONS_PASSWORD="fn-" + secrets.token_urlsafe(16))
     auth = NatsAuth()
     configs = objects_of(docs, "ConfigMap")
     if "ripple-nats-config" in configs:
@@ -1332,22 +1346,80 @@ async def run_rendered_nats(helm: Helm, tmp_path: Path, values: list[str], paylo
     process = await asyncio.create_subprocess_exec(
         nats_server_binary(), *args, "-a", "127.0.0.1", "-p", str(port), env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    url = f"nats://127.0.0.1:{port}"
     try:
-        store = None
         for _ in range(100):
             try:
-                store = await EventStore.connect(f"nats://127.0.0.1:{port}", auth=auth)
+                await (await EventStore.connect(url, auth=auth)).close()
                 break
             except Exception:
                 await asyncio.sleep(0.1)
-        assert store is not None, "the rendered nats-server did not take Ripple's connection"
-        await store.ensure_broker("shop", "default", BrokerSpec())
-        await store.publish_events("shop", "default", [event("at-rest", subject=payload.decode())])
-        await store.close()
+        else:
+            raise AssertionError("the rendered nats-server did not take Ripple's connection")
+        yield RenderedNats(url, store_dir, ca.ca, env, auth)
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 10)
-    return store_dir
+
+
+async def run_rendered_nats(helm: Helm, tmp_path: Path, values: list[str], payload: bytes) -> Path:
+    """Store one event carrying ``payload`` through Ripple's store on the rendered NATS; its store directory."""
+    from ripple.api.models import BrokerSpec
+    from ripple.store import EventStore
+    from tests.support import event
+
+    async with rendered_nats(helm, tmp_path, values) as nats:
+        store = await EventStore.connect(nats.url, auth=nats.ripple)
+        await store.ensure_broker("shop", "default", BrokerSpec())
+        await store.publish_events("shop", "default", [event("at-rest", subject=payload.decode())])
+        await store.close()
+    return nats.store_dir
+
+
+async def test_functions_reach_their_idempotency_ledger_on_the_rendered_nats_and_nothing_else(
+        helm: Helm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's NATS user for Functions: the runtime's ledger works as that user; a broker's stream, its
+    publishing subjects and other buckets are refused."""
+    import nats as nats_client
+    import nats.errors
+    import nats.js.errors
+
+    from ripple.api.models import BrokerSpec
+    from ripple.runtime.idempotency import KvLedger
+    from ripple.store import EventStore
+    from ripple.store.auth import NatsAuth
+
+    async with rendered_nats(helm, tmp_path, SECURED_NATS) as rendered:
+        store = await EventStore.connect(rendered.url, auth=rendered.ripple)
+        await store.ensure_broker("shop", "default", BrokerSpec())
+        await store.js.create_key_value(bucket="ripple-delivery-keys")  # as Ripple: these exist, just not for it
+        await store.close()
+        monkeypatch.setenv("RIPPLE_NATS_CA", str(rendered.ca))
+        monkeypatch.setenv("RIPPLE_NATS_USER", "functions")
+        monkeypatch.setenv("RIPPLE_NATS_PASSWORD", rendered.env["NATS_FUNCTIONS_PASSWORD"])
+        calls: list[int] = []
+
+        async def handle() -> dict[str, object]:
+            calls.append(1)
+            return {"type": "payment.charged", "source": "/billing", "data": {"charged": 42}}
+
+        ledger = KvLedger(rendered.url)
+        first = await ledger.run("order-7", 60.0, handle)
+        again = await ledger.run("order-7", 60.0, handle)
+        assert len(calls) == 1 and again == first  # the stored reply, not a second run
+
+        functions = NatsAuth(ca=rendered.ca, user="functions", password=rendered.env["NATS_FUNCTIONS_PASSWORD"])
+        nc = await nats_client.connect(rendered.url, allow_reconnect=False, **functions.connect_options())
+        try:
+            js = nc.jetstream(timeout=2)
+            with pytest.raises((nats.errors.Error, nats.js.errors.Error)):
+                await js.publish("ripple.shop.default.e.order.placed", b"{}")
+            with pytest.raises((nats.errors.Error, nats.js.errors.Error)):
+                await js.stream_info("RIPPLE_shop_default")
+            with pytest.raises((nats.errors.Error, nats.js.errors.Error)):
+                await js.key_value("ripple-delivery-keys")
+        finally:
+            await nc.close()
 
 
 def stored_bytes(directory: Path) -> bytes:

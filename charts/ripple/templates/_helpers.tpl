@@ -223,7 +223,6 @@ Stream replicas of Brokers without spec.replicas: operator.brokerReplicas, else 
 - name: nats-auth
   secret:
     secretName: {{ include "ripple.natsClientSecretName" . }}
-    items: [{key: password, path: password}]
     defaultMode: 0440
 {{- end }}
 {{- end }}

@@ -30,7 +30,15 @@ from ripple.kube.client import load_kube_config
 from ripple.metrics import serve_metrics
 from ripple.serving import start_site
 from ripple.sources.adapter import Adapter, SecretLookup, SecretMissing, endpoint_path, stream_keeper
-from ripple.sources.sink import SINK_TOKEN_ENV, TOKEN_EXCHANGE_ENV, ExchangedToken, HttpSink, TokenFile
+from ripple.sources.sink import (
+    DEAD_LETTER_EXCHANGE_ENV,
+    DEAD_LETTER_TOKEN_ENV,
+    SINK_TOKEN_ENV,
+    TOKEN_EXCHANGE_ENV,
+    ExchangedToken,
+    HttpSink,
+    TokenFile,
+)
 from ripple.sources.storage import checkpoint_bucket
 from ripple.store import EventStore
 from ripple.supervision import Supervisor
@@ -93,6 +101,9 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         dead_sink = None
         if options.dead_letter_sink_url is not None:
             dead_sink = HttpSink(session, options.dead_letter_sink_url, timeout=timeout, structured=structured)
+            dead_token, dead_exchange = os.environ.get(DEAD_LETTER_TOKEN_ENV), os.environ.get(DEAD_LETTER_EXCHANGE_ENV)
+            if dead_token and dead_exchange:
+                dead_sink.authorization = ExchangedToken(session, dead_exchange, TokenFile(Path(dead_token)))
         token = os.environ.get(SINK_TOKEN_ENV)
         sink = HttpSink(session, options.sink_url, timeout=timeout, structured=structured)
         exchange = os.environ.get(TOKEN_EXCHANGE_ENV)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from ripple.tls import alternative_names
 
 __all__ = ["self_signed"]
 
@@ -16,12 +17,7 @@ __all__ = ["self_signed"]
 def self_signed(hostnames: list[str], days: int = 365) -> tuple[bytes, bytes]:
     """(certificate, private key) in PEM; IP literals become IP SANs, the rest DNS SANs."""
     key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in hostnames:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
+    names = alternative_names(hostnames)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from ripple.api.models import Resource
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_RUNTIME_IMAGE",
     "OperatorConfig",
     "delivery_env",
+    "functions_nats_client",
     "telemetry_env",
     "token_exchange_url",
     "workload_nats_client",
@@ -42,11 +44,29 @@ def delivery_env(mode: str, keys_url: str | None) -> tuple[tuple[str, str], ...]
     return ((KEYS_ENV, keys_url), (AUTH_ENV, mode))
 
 
+FUNCTIONS_USER_ENV = "RIPPLE_FUNCTIONS_NATS_USER"
+FUNCTIONS_PASSWORD_ENV = "RIPPLE_FUNCTIONS_NATS_PASSWORD_FILE"
+
+
 def workload_nats_client(auth: NatsAuth) -> NatsClient:
-    """What the operator's Functions and adapters need of its own NATS settings: the CA and a user's password
-    (reads the CA file). A ``.creds`` file, an NKEY or a token is the operator's alone: not handed on."""
+    """What the operator's adapters need of its own NATS settings: the CA and a user's password (reads the CA
+    file). A ``.creds`` file, an NKEY or a token is the operator's alone: not handed on."""
     return NatsClient(ca=auth.ca.read_bytes() if auth.ca is not None else None, user=auth.user,
                       password=auth.password)
+
+
+def functions_nats_client(auth: NatsAuth, environ: Mapping[str, str]) -> NatsClient:
+    """What Functions connect as: the user :data:`FUNCTIONS_USER_ENV` names (the chart's ``functions``, allowed the
+    idempotency ledger only) when the operator is given one, else what the adapters get. Reads files."""
+    adapters = workload_nats_client(auth)
+    user, password_file = environ.get(FUNCTIONS_USER_ENV), environ.get(FUNCTIONS_PASSWORD_ENV)
+    if not user or not password_file:
+        return adapters
+    try:
+        password = Path(password_file).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{FUNCTIONS_PASSWORD_ENV}: {exc}") from None
+    return NatsClient(ca=adapters.ca, user=user, password=password)
 
 
 def token_exchange_url(mode: str, keys_url: str | None) -> str | None:
@@ -72,8 +92,10 @@ class OperatorConfig:
     """``RIPPLE_DELIVERY_KEYS`` and ``RIPPLE_DELIVERY_AUTH`` for every Function (:func:`delivery_env`): where the
     dispatchers' JWKS is and whether a request needs a delivery token; empty: Functions check none."""
     nats_client: NatsClient = field(default_factory=NatsClient)
-    """What NATS requires of clients (the operator's own ``RIPPLE_NATS_*``): each Function and adapter gets it in a
-    Secret of its own."""
+    """What NATS requires of clients (the operator's own ``RIPPLE_NATS_*``): each adapter gets it in a Secret of
+    its own."""
+    functions_nats_client: NatsClient = field(default_factory=NatsClient)
+    """The same for Functions, as the user limited to their idempotency ledger when there is one."""
     token_exchange: str | None = None
     """Where a dispatcher gives an EventSource adapter a delivery token for its Function sink
     (``ripple.cluster.exchange``); None while Functions check no tokens."""

@@ -20,6 +20,7 @@ from ripple.controller.config import (
     DEFAULT_RUNTIME_IMAGE,
     OperatorConfig,
     delivery_env,
+    functions_nats_client,
     telemetry_env,
     token_exchange_url,
     workload_nats_client,
@@ -147,7 +148,9 @@ async def _run(options: OperatorOptions, stop: asyncio.Event | None) -> None:
                             pod_env=telemetry_env(os.environ), max_fanout=options.max_fanout,
                             delivery_env=delivery_env(options.delivery_auth, options.delivery_keys_url),
                             token_exchange=token_exchange_url(options.delivery_auth, options.delivery_keys_url),
-                            nats_client=await asyncio.to_thread(workload_nats_client, NatsAuth.from_env()))
+                            nats_client=await asyncio.to_thread(workload_nats_client, NatsAuth.from_env()),
+                            functions_nats_client=await asyncio.to_thread(functions_nats_client, NatsAuth.from_env(),
+                                                                          os.environ))
     from ripple.controller.handlers import trigger  # registers the handlers: only when the operator runs
 
     if options.webhook_host is not None:

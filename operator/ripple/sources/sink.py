@@ -27,6 +27,8 @@ from ripple.store import EventStore, EventTooLarge, StoreUnavailable
 
 __all__ = [
     "ACCEPTED",
+    "DEAD_LETTER_EXCHANGE_ENV",
+    "DEAD_LETTER_TOKEN_ENV",
     "SINK_TOKEN_ENV",
     "TOKEN_EXCHANGE_ENV",
     "Authorization",
@@ -46,6 +48,9 @@ kubelet renews): sent as a bearer token, so that the ingress knows which source 
 TOKEN_EXCHANGE_ENV = "RIPPLE_SINK_TOKEN_EXCHANGE"
 """Where a dispatcher gives a delivery token for a Function sink in exchange for the adapter's own token
 (``ripple.cluster.exchange``): set when the sink is a Function."""
+DEAD_LETTER_TOKEN_ENV = "RIPPLE_DEAD_LETTER_TOKEN_FILE"
+DEAD_LETTER_EXCHANGE_ENV = "RIPPLE_DEAD_LETTER_TOKEN_EXCHANGE"
+"""The same two, for a dead-letter sink that is a Function."""
 TOKEN_REREAD = 60.0
 EXCHANGE_TIMEOUT = 5.0
 Authorization = Callable[[], Awaitable[str | None]]

@@ -58,20 +58,21 @@ async def reconcile_function(body: kopf.Body, status: kopf.Status, patch: kopf.P
         else:
             await kube.delete_owned_network_policy(fn.namespace, build.network_policy_name(fn.name),
                                                    body["metadata"]["uid"])
-        if cfg.nats_url and cfg.nats_client.needed:
-            secret = natsclient.client_secret(fn.namespace, fn.name, function_labels(fn.name), cfg.nats_client)
+        if cfg.nats_url and cfg.functions_nats_client.needed:
+            secret = natsclient.client_secret(fn.namespace, fn.name, function_labels(fn.name),
+                                              cfg.functions_nats_client)
             kopf.adopt(secret, owner=body)
             await kube.apply(secret)
         # Created once with minScale replicas; then always applied without them, so the count stays the
         # autoscaler's and a restarted operator's apply is identical to the last one (a no-op).
         initial = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=fn.spec.scale.min_scale,
                                    nats_url=cfg.nats_url, log_format=cfg.log_format, pod_env=cfg.pod_env,
-                                   delivery_env=cfg.delivery_env, nats_client=cfg.nats_client)
+                                   delivery_env=cfg.delivery_env, nats_client=cfg.functions_nats_client)
         kopf.adopt(initial, owner=body)
         await kube.create_deployment(initial)
         desired = build.deployment(fn, runtime_image=cfg.runtime_image, replicas=None, nats_url=cfg.nats_url,
                                    log_format=cfg.log_format, pod_env=cfg.pod_env, delivery_env=cfg.delivery_env,
-                                   nats_client=cfg.nats_client)
+                                   nats_client=cfg.functions_nats_client)
         kopf.adopt(desired, owner=body)
         await kube.apply(desired)
         replicas = await kube.deployment_replicas(fn.namespace, fn.name) or (0, 0)

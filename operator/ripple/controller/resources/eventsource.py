@@ -19,11 +19,12 @@ from ripple.controller.resources.natsclient import NatsClient, client_env, clien
 from ripple.kube.names import PART_OF, RUNTIME_PORT, RUNTIME_PORT_NAME, adapter_name
 from ripple.signing import function_audience
 from ripple.sources.adapter import endpoint_path
-from ripple.sources.sink import SINK_TOKEN_ENV, TOKEN_EXCHANGE_ENV
+from ripple.sources.sink import DEAD_LETTER_EXCHANGE_ENV, DEAD_LETTER_TOKEN_ENV, SINK_TOKEN_ENV, TOKEN_EXCHANGE_ENV
 
 __all__ = [
     "ADAPTERS",
     "ADAPTER_LABEL",
+    "DEAD_LETTER_TOKEN_MOUNT",
     "SECRETS_MOUNT",
     "SINK_TOKEN_MOUNT",
     "SINK_TOKEN_SECONDS",
@@ -44,6 +45,7 @@ ADAPTERS = {"app.kubernetes.io/component": "eventsource", **PART_OF}
 """Labels every adapter's pods carry, whatever their source: what a Function's NetworkPolicy admits."""
 SECRETS_MOUNT = "/var/run/ripple/secrets"
 SINK_TOKEN_MOUNT = "/var/run/ripple/sink-token"
+DEAD_LETTER_TOKEN_MOUNT = "/var/run/ripple/dead-letter-token"
 SINK_TOKEN_SECONDS = 3600
 """The projected token's life; the kubelet renews it at 80% of that."""
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -180,6 +182,16 @@ def deployment(source: EventSource, *, image: str, sink_url: str, dead_letter_ur
             "audience": audience, "expirationSeconds": SINK_TOKEN_SECONDS, "path": "token"}}]}})
         mounts.append({"name": "sink-token", "mountPath": SINK_TOKEN_MOUNT, "readOnly": True})
         token_env.append({"name": SINK_TOKEN_ENV, "value": f"{SINK_TOKEN_MOUNT}/token"})
+    dead = source.spec.delivery.dead_letter_sink
+    if dead is not None and dead.ref is not None and dead.ref.kind == "Function" and token_exchange is not None:
+        dead_namespace, dead_function = dead.ref.key(source.namespace)
+        query = urllib.parse.urlencode({"function": f"{dead_namespace}/{dead_function}"})
+        volumes.append({"name": "dead-letter-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": function_audience(dead_namespace, dead_function), "expirationSeconds": SINK_TOKEN_SECONDS,
+            "path": "token"}}]}})
+        mounts.append({"name": "dead-letter-token", "mountPath": DEAD_LETTER_TOKEN_MOUNT, "readOnly": True})
+        token_env += [{"name": DEAD_LETTER_TOKEN_ENV, "value": f"{DEAD_LETTER_TOKEN_MOUNT}/token"},
+                      {"name": DEAD_LETTER_EXCHANGE_ENV, "value": f"{token_exchange}?{query}"}]
     probe = {"httpGet": {"path": "/-/health", "port": RUNTIME_PORT_NAME, **({"scheme": "HTTPS"} if tls else {})},
              "periodSeconds": 5, "timeoutSeconds": 2}
     container = {
