@@ -1326,8 +1326,10 @@ async def rendered_nats(helm: Helm, tmp_path: Path, values: list[str]) -> AsyncI
     (nats,) = objects_of(docs, "StatefulSet").values()
     args = list(nats["spec"]["template"]["spec"]["containers"][0]["args"])
     ca = throwaway_ca(tmp_path / "tls", ["127.0.0.1"])
-    env = dict(os.environ, JS_KEY=secrets.token_urlsafe(32), NATS_PASSWORD="pw-" + secrets.token_urlsafe(16),
-               NATS_FUNCTIONS_PASSWORD="fn-" + secrets.token_urlsafe(16))
+    # As the chart makes them (a letter first: nats-server parses a variable's value, and one starting with "-"
+    # is refused as a malformed number).
+    env = dict(os.environ, JS_KEY="k" + secrets.token_hex(24), NATS_PASSWORD="p" + secrets.token_hex(16),
+               NATS_FUNCTIONS_PASSWORD="f" + secrets.token_hex(16))
     auth = NatsAuth()
     configs = objects_of(docs, "ConfigMap")
     if "ripple-nats-config" in configs:
@@ -1343,19 +1345,22 @@ async def rendered_nats(helm: Helm, tmp_path: Path, values: list[str]) -> AsyncI
     args[args.index("/data")] = str(store_dir)
     args[args.index("8222")] = str(free_port())
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        nats_server_binary(), *args, "-a", "127.0.0.1", "-p", str(port), env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    log = tmp_path / "nats-server.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            nats_server_binary(), *args, "-a", "127.0.0.1", "-p", str(port), env=env,
+            stdout=output, stderr=asyncio.subprocess.STDOUT)
     url = f"nats://127.0.0.1:{port}"
     try:
         for _ in range(100):
+            assert process.returncode is None, f"the rendered nats-server exited: {log.read_text()[-2000:]}"
             try:
-                await (await EventStore.connect(url, auth=auth)).close()
+                await (await asyncio.wait_for(EventStore.connect(url, auth=auth), 2)).close()
                 break
             except Exception:
                 await asyncio.sleep(0.1)
         else:
-            raise AssertionError("the rendered nats-server did not take Ripple's connection")
+            raise AssertionError(f"the rendered nats-server took no connection: {log.read_text()[-2000:]}")
         yield RenderedNats(url, store_dir, ca.ca, env, auth)
     finally:
         process.terminate()
