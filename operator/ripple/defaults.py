@@ -15,6 +15,8 @@ __all__ = [
     "DISPATCHER_LABELS",
     "MAX_BATCH",
     "MAX_BODY",
+    "MAX_BURST",
+    "MAX_EVENTS_PER_SECOND",
     "MAX_FANOUT",
     "MAX_REPLAY_RATE",
     "OPERATOR_METRICS_PORT",
@@ -31,6 +33,10 @@ MAX_BATCH = 1000
 some 15,000 minimal events, each validated, stamped and stored, and rate limits count events: a bound per request
 keeps one request's cost, and the debt it can leave in a token bucket, known."""
 RATE_LIMIT_SENDERS = 10_000
+MAX_EVENTS_PER_SECOND = 1_000_000
+"""The largest rate a rate limit may have (``--rate-limit-*``, ``Broker.spec.rateLimit``), in events per second."""
+MAX_BURST = 10_000_000
+"""The largest burst a rate limit may have, in events."""
 """Senders whose token buckets the ingress remembers at most (the least recently seen go first), so that made-up
 identities or addresses cannot grow its memory."""
 MAX_FANOUT = 100

@@ -219,10 +219,16 @@ class Refusal:
 
 
 class DeliveryVerifier:
-    """Checks delivery tokens for one audience against a JWKS, read on first use and again for an unknown key."""
+    """Checks delivery tokens for an audience against a JWKS, read on first use and again for an unknown key.
+
+    Made off the event loop where a request waits for it (it imports PyJWT, ~50 ms: a warm-pool specialization).
+    """
 
     def __init__(self, source: JwksSource, audience: str, *, mode: AuthMode = "required",
                  clock: Callable[[], float] = time.time) -> None:
+        import jwt  # here, not at the top: most processes that import this module never check a token
+
+        self._jwt = jwt
         self.source = source
         self.audience = audience
         self.mode = mode
@@ -230,12 +236,13 @@ class DeliveryVerifier:
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
-        self._verified: OrderedDict[str, float] = OrderedDict()
+        self._verified: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    async def check(self, authorization: str | None) -> Refusal | None:
-        """``None`` when the request may be handled, else why not."""
-        import jwt  # see DeliverySigner.token; the runtime imports it in a thread as it starts
-
+    async def check(self, authorization: str | None, audience: str | None = None) -> Refusal | None:
+        """``None`` when the request may be handled, else why not; ``audience`` instead of the verifier's own (the
+        ingress checks one token per flow address with one verifier and one copy of the keys)."""
+        jwt = self._jwt
+        audience = audience or self.audience
         if self.mode == "off":
             return None
         if not authorization:
@@ -246,7 +253,7 @@ class DeliveryVerifier:
             return Refusal(401, "Authorization must be 'Bearer <delivery token>'")
         token = token.strip()
         now = self.clock()
-        expires = self._verified.get(token)
+        expires = self._verified.get((token, audience))
         if expires is not None and expires > now:
             return None
         try:
@@ -266,7 +273,7 @@ class DeliveryVerifier:
             return Refusal(401, f"invalid delivery token: signed by unknown key '{kid[:32]}'")
         try:
             # Times are checked below against this verifier's clock (PyJWT reads the system's).
-            claims = jwt.decode(token, key, algorithms=["EdDSA"], audience=self.audience, issuer=ISSUER,
+            claims = jwt.decode(token, key, algorithms=["EdDSA"], audience=audience, issuer=ISSUER,
                                 options={"require": ["exp", "iat", "aud", "iss"], "verify_exp": False,
                                          "verify_iat": False, "verify_nbf": False})
         except jwt.PyJWTError as exc:
@@ -278,7 +285,7 @@ class DeliveryVerifier:
             return Refusal(401, "invalid delivery token: it has expired")
         if max(issued, starts) > now + LEEWAY:
             return Refusal(401, "invalid delivery token: it is not valid yet (check the clocks)")
-        self._verified[token] = float(expires) + LEEWAY
+        self._verified[(token, audience)] = float(expires) + LEEWAY
         if len(self._verified) > MAX_CACHED:
             self._verified.popitem(last=False)
         return None

@@ -177,3 +177,14 @@ def test_limits_that_cannot_work_are_refused():
 ])
 def test_a_sender_without_a_proven_identity_is_its_address_and_an_ipv6_one_its_64(remote, sender):
     assert client_sender(remote) == sender
+
+
+def test_a_rate_or_burst_past_the_bounds_is_refused_where_it_is_given():
+    """A burst of hundreds of digits used to parse, then fail every request with OverflowError (a 500)."""
+    with pytest.raises(ValueError, match="burst must be at most"):
+        parse_rate("5:" + "9" * 400)
+    with pytest.raises(ValueError, match="events per second must be > 0"):
+        parse_rate("1e400")
+    with pytest.raises(ValueError, match="events per second"):
+        parse_rate("nan")
+    assert parse_rate("2.5") == RateLimit(2.5, 3)

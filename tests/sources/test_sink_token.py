@@ -53,3 +53,24 @@ async def test_a_function_sink_s_token_is_exchanged_once_and_reused(tmp_path: Pa
         assert await token() == "Bearer delivery-2"
         assert await token() == "Bearer delivery-2"  # reused for half its life: no third request
     assert asked == ["Bearer account-token", "Bearer account-token"]
+
+
+async def test_a_malformed_exchange_answer_sends_no_token_and_raises_nothing(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from ripple.sources.sink import ExchangedToken
+    from tests.support import serve
+
+    answers = iter([{"token": "t", "expiresIn": "soon"}, {"token": 7, "expiresIn": 300}, ["not", "an", "object"]])
+
+    async def exchange(request: web.Request) -> web.Response:
+        return web.json_response(next(answers))
+
+    app = web.Application()
+    app.router.add_post("/-/delivery-token", exchange)
+    (tmp_path / "token").write_text("account-token")
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        token = ExchangedToken(session, f"{url}/-/delivery-token", TokenFile(tmp_path / "token"))
+        for _ in range(3):
+            assert await token() is None
+            token._renew_at = 0.0

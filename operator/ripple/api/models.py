@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from ripple.api.durations import DURATION_PATTERN, Duration, seconds
 from ripple.api.schedules import Schedule, ScheduleError
-from ripple.defaults import MAX_REPLAY_RATE, REPLAY_RATE
+from ripple.defaults import MAX_BURST, MAX_EVENTS_PER_SECOND, MAX_REPLAY_RATE, REPLAY_RATE
 from ripple.filters import Filter, FilterError, compile_filter
 
 __all__ = [
@@ -329,9 +329,9 @@ class Placement(Model):
 
 
 class BrokerRateLimit(Model):
-    events_per_second: float = Field(gt=0, le=1_000_000)
+    events_per_second: float = Field(gt=0, le=MAX_EVENTS_PER_SECOND)
     """Events per second the ingress takes for the broker, from all its producers together (per ingress replica)."""
-    burst: int | None = Field(default=None, ge=1, le=10_000_000)
+    burst: int | None = Field(default=None, ge=1, le=MAX_BURST)
     """Events it takes at once after a quiet spell; unset: one second's worth."""
 
 

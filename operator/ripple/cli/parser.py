@@ -12,7 +12,9 @@ from ripple.defaults import (
     DATA_DIR,
     DEFAULT_POLICIES,
     DELIVERY_AUTH_MODES,
+    MAX_BATCH,
     MAX_BODY,
+    MAX_FANOUT,
     OPERATOR_METRICS_PORT,
     WEBHOOK_CONFIGURATION,
 )
@@ -74,8 +76,6 @@ def rate_limit(text: str) -> RateLimit:
 
 
 def _add_ingress_limits(parser: argparse.ArgumentParser) -> None:
-    from ripple.defaults import MAX_BATCH
-
     parser.add_argument("--max-batch", type=_positive, default=MAX_BATCH, metavar="N",
                         help="most events in one batched request; more is 413 (default %(default)s)")
     parser.add_argument("--rate-limit-broker", type=rate_limit, metavar="RATE[:BURST]",
@@ -108,8 +108,6 @@ def tls_files(args: argparse.Namespace) -> TlsFiles | None:
 
 
 def _add_max_fanout(parser: argparse.ArgumentParser, where: str) -> None:
-    from ripple.defaults import MAX_FANOUT
-
     parser.add_argument("--max-fanout", type=_positive, default=MAX_FANOUT, metavar="N",
                         help=f"most triggers of one broker one event may be delivered to: {where} "
                              "(default %(default)s)")

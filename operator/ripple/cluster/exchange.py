@@ -10,10 +10,13 @@ Function's namespace whose sink (or dead-letter sink) is that Function, and only
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from ripple.api.models import EventSource
 from ripple.ingress.policies import TokenReviewer
@@ -24,6 +27,7 @@ from ripple.signing import EXCHANGE_PATH, TOKEN_LIFETIME, DeliverySigner, functi
 __all__ = ["TokenExchange"]
 
 log = logging.getLogger(__name__)
+LIST_TIMEOUT = 5.0
 
 
 class TokenExchange:
@@ -46,7 +50,12 @@ class TokenExchange:
         account = await self.reviewer.review(token.strip(), audience)
         if account is None:
             return _error(401, f"the token is no ServiceAccount token for the audience {audience}")
-        source = await self._source_of(account, namespace, name)
+        try:
+            source = await self._source_of(account, namespace, name)
+        except (ApiException, aiohttp.ClientError, OSError, TimeoutError) as exc:  # the adapter retries: not a 500
+            log.warning("token exchange: cannot list EventSources in %s: %s: %s", namespace, type(exc).__name__, exc)
+            return web.json_response({"error": "cannot read EventSources now, retry"}, status=503,
+                                     headers={"Retry-After": "5"})
         if source is None:
             return _error(403, f"ServiceAccount '{account[0]}/{account[1]}' is the adapter of no EventSource "
                                f"sending to Function '{namespace}/{name}'")
@@ -56,7 +65,9 @@ class TokenExchange:
     async def _source_of(self, account: tuple[str, str], namespace: str, function: str) -> str | None:
         if account[0] != namespace:
             return None
-        for body in await self.kube.ripple_objects(EventSource, namespace):
+        async with asyncio.timeout(LIST_TIMEOUT):
+            found = await self.kube.ripple_objects(EventSource, namespace)
+        for body in found:
             name = str(body.get("metadata", {}).get("name", ""))
             if adapter_name(name) == account[1] and _sends_to(body.get("spec") or {}, namespace, function):
                 return name

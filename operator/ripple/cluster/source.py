@@ -35,9 +35,8 @@ from ripple.sources.sink import (
     DEAD_LETTER_TOKEN_ENV,
     SINK_TOKEN_ENV,
     TOKEN_EXCHANGE_ENV,
-    ExchangedToken,
     HttpSink,
-    TokenFile,
+    sink_authorization,
 )
 from ripple.sources.storage import checkpoint_bucket
 from ripple.store import EventStore
@@ -101,16 +100,12 @@ async def run_source_adapter(options: AdapterOptions) -> int:
         dead_sink = None
         if options.dead_letter_sink_url is not None:
             dead_sink = HttpSink(session, options.dead_letter_sink_url, timeout=timeout, structured=structured)
-            dead_token, dead_exchange = os.environ.get(DEAD_LETTER_TOKEN_ENV), os.environ.get(DEAD_LETTER_EXCHANGE_ENV)
-            if dead_token and dead_exchange:
-                dead_sink.authorization = ExchangedToken(session, dead_exchange, TokenFile(Path(dead_token)))
-        token = os.environ.get(SINK_TOKEN_ENV)
+            dead_sink.authorization = sink_authorization(
+                session, os.environ.get(DEAD_LETTER_TOKEN_ENV), os.environ.get(DEAD_LETTER_EXCHANGE_ENV),
+            ) or dead_sink.authorization
         sink = HttpSink(session, options.sink_url, timeout=timeout, structured=structured)
-        exchange = os.environ.get(TOKEN_EXCHANGE_ENV)
-        if token and exchange:
-            sink.authorization = ExchangedToken(session, exchange, TokenFile(Path(token)))
-        elif token:
-            sink.authorization = TokenFile(Path(token))
+        sink.authorization = sink_authorization(
+            session, os.environ.get(SINK_TOKEN_ENV), os.environ.get(TOKEN_EXCHANGE_ENV)) or sink.authorization
         adapter = Adapter(source, sink,
                           dead_letter_sink=dead_sink, keep=stream_keeper(source, nats_store),
                           secrets=file_secrets(options.secrets_dir),

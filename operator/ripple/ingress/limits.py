@@ -20,6 +20,7 @@ Limits are per ingress process: with N replicas behind a Service, a broker takes
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ripple.api.models import Broker
-from ripple.defaults import RATE_LIMIT_SENDERS
+from ripple.defaults import MAX_BURST, MAX_EVENTS_PER_SECOND, RATE_LIMIT_SENDERS
 
 __all__ = [
     "UNKNOWN_CLIENT",
@@ -61,10 +62,17 @@ class RateLimit:
     """Tokens the bucket holds at most: the events that may arrive at once after a quiet spell."""
 
     def __post_init__(self) -> None:
-        if not (self.events_per_second > 0 and math.isfinite(self.events_per_second)):
-            raise ValueError(f"a rate limit's events per second must be a number > 0, got {self.events_per_second}")
+        _check_rate(self.events_per_second)
         if self.burst < 1:
             raise ValueError(f"a rate limit's burst must be >= 1, got {self.burst}")
+        if self.burst > MAX_BURST:
+            raise ValueError(f"a rate limit's burst must be at most {MAX_BURST}, got {self.burst}")
+
+    @classmethod
+    def of(cls, events_per_second: float, burst: int | None = None) -> RateLimit:
+        """A limit whose burst is, unless given, one second's worth."""
+        _check_rate(events_per_second)
+        return cls(events_per_second, burst if burst is not None else max(1, math.ceil(events_per_second)))
 
     def within(self, other: RateLimit) -> RateLimit:
         """The stricter of the two in each of rate and burst."""
@@ -74,16 +82,18 @@ class RateLimit:
         return f"{self.events_per_second:g} events per second (burst {self.burst})"
 
 
+def _check_rate(events_per_second: float) -> None:
+    if not 0 < events_per_second <= MAX_EVENTS_PER_SECOND:  # NaN fails this too
+        raise ValueError(f"a rate limit's events per second must be > 0 and at most {MAX_EVENTS_PER_SECOND:g}, "
+                         f"got {events_per_second}")
+
+
 def parse_rate(text: str) -> RateLimit:
     """``RATE[:BURST]`` (events per second, and the burst, by default one second's worth); raise ``ValueError``."""
     rate_text, separated, burst_text = text.partition(":")
     try:
-        rate = float(rate_text)
-        if not (rate > 0 and math.isfinite(rate)):
-            raise ValueError("the rate must be a number > 0")
-        burst = int(burst_text) if separated else max(1, math.ceil(rate))
-        return RateLimit(rate, burst)
-    except ValueError as exc:
+        return RateLimit.of(float(rate_text), int(burst_text) if separated else None)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"expected RATE[:BURST] (events per second, and a whole burst), got {text!r}: {exc}") from None
 
 
@@ -205,26 +215,27 @@ class RateLimiter:
             for _, each in checks:
                 each.take(count)
             return None
-        return Throttled(kind, max(1, math.ceil(wait)), _message(kind, namespace, broker, bucket.limit, count, wait))
+        retry_after = max(1, math.ceil(wait))
+        return Throttled(kind, retry_after, _message(kind, namespace, broker, bucket.limit, count, retry_after))
 
 
-def _message(kind: LimitKind, namespace: str, broker: str, limit: RateLimit, count: int, wait: float) -> str:
+def _message(kind: LimitKind, namespace: str, broker: str, limit: RateLimit, count: int, retry_after: int) -> str:
     who = f"broker '{namespace}/{broker}' takes" if kind == "broker" else "this sender may send"
     text = f"rate limited: {who} at most {limit}"
     if count > limit.burst:
         text += (f"; a batch of {count} events, more than the burst, is taken only when none of the burst is "
                  "used, and then waits out the difference")
-    return f"{text}; retry in {max(1, math.ceil(wait))} s"
+    return f"{text}; retry in {retry_after} s"
 
 
 def broker_rate(broker: object) -> RateLimit | None:
     """A Broker's own ``spec.rateLimit``, ``None`` when it sets none (or is no Broker)."""
     if not isinstance(broker, Broker) or broker.spec.rate_limit is None:
         return None
-    spec = broker.spec.rate_limit
-    return RateLimit(spec.events_per_second, spec.burst or max(1, math.ceil(spec.events_per_second)))
+    return RateLimit.of(broker.spec.rate_limit.events_per_second, broker.spec.rate_limit.burst)
 
 
+@functools.lru_cache(maxsize=RATE_LIMIT_SENDERS)
 def client_sender(remote: str | None) -> str:
     """The sender a request without a proven identity counts as: its client address (an IPv6 one by its /64)."""
     if not remote:

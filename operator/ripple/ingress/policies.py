@@ -20,6 +20,7 @@ Verified JWTs are kept (at most :data:`VERIFIED_CACHE` of them, each until it ex
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -288,8 +289,7 @@ class PolicyBook:
         named = [*self._guards.get((namespace, broker), ()), *self._namespaces.get(namespace, ())]
         if named or self.default == "open":
             return named
-        return [_Policy(f"the default for brokers no EventPolicy names: ServiceAccounts of '{namespace}'",
-                        frozenset(), (), frozenset(), _EVERY_EVENT, accounts_of=namespace)]
+        return [_namespace_default(namespace)]
 
     def guards(self, namespace: str, broker: str) -> bool:
         return bool(self.policies_of(namespace, broker))
@@ -402,24 +402,24 @@ class PolicyBook:
 _EVERY_EVENT = compile_filter(None, None)
 
 
+@functools.lru_cache(maxsize=1024)
+def _namespace_default(namespace: str) -> _Policy:
+    """The guard of a broker no policy names, with ``--default-policy namespace``: made once per namespace, not
+    per request (only namespaces with brokers get here: the ingress answers 404 for the others first)."""
+    return _Policy(f"the default for brokers no EventPolicy names: ServiceAccounts of '{namespace}'",
+                   frozenset(), (), frozenset(), _EVERY_EVENT, accounts_of=namespace)
+
+
 class RippleHops:
     """Ripple's own deliveries to a Sequence's or Parallel's address: a dispatcher signs a delivery token for the
     address (:func:`ripple.signing.flow_audience`), checked against the dispatchers' JWKS; such a request is
     Ripple moving an event along a flow, not a producer, so the flow's broker's policies do not apply to it."""
 
     def __init__(self, keys: JwksSource) -> None:
-        self.keys = keys
-        self._verifiers: OrderedDict[str, DeliveryVerifier] = OrderedDict()
+        self.verifier = DeliveryVerifier(keys, "")  # every check names its flow's audience
 
     async def proves(self, audience: str, authorization: str | None) -> bool:
-        if not authorization:
-            return False
-        verifier = self._verifiers.get(audience)
-        if verifier is None:
-            verifier = self._verifiers[audience] = DeliveryVerifier(self.keys, audience)
-            while len(self._verifiers) > VERIFIED_CACHE:
-                self._verifiers.popitem(last=False)
-        return await verifier.check(authorization) is None
+        return bool(authorization) and await self.verifier.check(authorization, audience) is None
 
 
 def _who(sender: Sender) -> str:

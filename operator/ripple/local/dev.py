@@ -143,11 +143,7 @@ class LocalRipple:
         task.add_done_callback(self._key_writes.discard)
 
     async def _write_keys(self) -> None:
-        text = json.dumps(self.signer.ring.jwks())
-        temporary = self.keys_file.with_suffix(".tmp")
-        await asyncio.to_thread(self.keys_file.parent.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(temporary.write_text, text)
-        await asyncio.to_thread(temporary.replace, self.keys_file)  # a reader never sees half a file
+        await asyncio.to_thread(_write_whole, self.keys_file, json.dumps(self.signer.ring.jwks()))
 
     def broker_urls(self) -> list[str]:
         return [f"{self.ingress_url}/{ns}/{name}" for ns, name in sorted(self.manifests.brokers)]
@@ -280,3 +276,11 @@ async def run_dev(options: DevOptions) -> int:
     finally:
         await local.stop()
     return 0
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file renamed over it: a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)

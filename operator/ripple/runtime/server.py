@@ -17,7 +17,6 @@ costs an import, not a process start.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import os
@@ -191,21 +190,12 @@ async def specialize(request: web.Request) -> web.Response:
         os.chdir(path)
     try:
         handler = await asyncio.to_thread(load_handler, spec["handler"], Path(path) if path else None)
-        verifier = runtime_verifier()
+        verifier = await asyncio.to_thread(runtime_verifier)  # imports PyJWT: not on the loop of a cold start
     except (HandlerError, KeyError, ValueError) as exc:
         return web.json_response({"error": str(exc)}, status=400)
     slot.verifier = verifier
     slot.handler, slot.timeout, slot.name = handler, float(spec.get("timeout", 30.0)), str(spec.get("name", ""))
     return web.json_response({"status": "ok", "function": slot.name})
-
-
-async def _import_jwt(app: web.Application) -> None:
-    """PyJWT, imported off the event loop as the runtime starts, rather than by the first request it checks."""
-    task = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "jwt")
-    app[_WARMING_KEY] = task
-
-
-_WARMING_KEY = web.AppKey("warming", asyncio.Future)
 
 
 def create_function_app(handler: Handler | None, *, timeout: float = 30.0, name: str = "",
@@ -214,8 +204,6 @@ def create_function_app(handler: Handler | None, *, timeout: float = 30.0, name:
     reads the delivery-token settings from the environment it is given)."""
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app[SLOT_KEY] = Slot(handler, timeout, name, verifier)
-    if verifier is not None:
-        app.on_startup.append(_import_jwt)
     app.router.add_get("/health", health)
     app.router.add_post("/", receive)
     if handler is None:

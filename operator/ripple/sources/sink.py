@@ -38,6 +38,7 @@ __all__ = [
     "StoreSink",
     "TokenFile",
     "UrlLookup",
+    "sink_authorization",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,23 @@ class ExchangedToken:
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("no delivery token from %s: %s: %s", self.url, type(exc).__name__, exc)
                 found = None
-            if isinstance(found, dict) and isinstance(found.get("token"), str):
-                life = float(found.get("expiresIn") or 60)
+            life = found.get("expiresIn") if isinstance(found, dict) else None
+            if isinstance(found, dict) and isinstance(found.get("token"), str) and \
+                    isinstance(life, int | float) and not isinstance(life, bool) and life > 0:
                 self._value, self._renew_at, self._expires = f"Bearer {found['token']}", now + life / 2, now + life
                 return self._value
         self._renew_at = now + 5  # asked again in a few seconds, not for every event
         return self._value if now < self._expires else None
+
+
+def sink_authorization(session: aiohttp.ClientSession, token_file: str | None,
+                       exchange: str | None) -> Authorization | None:
+    """What an adapter sends a sink as its ``Authorization``, from the environment the operator gave it: its
+    projected token itself (a broker), or a delivery token got for it (``exchange``: a Function); ``None``."""
+    if not token_file:
+        return None
+    account = TokenFile(Path(token_file))
+    return ExchangedToken(session, exchange, account) if exchange else account
 
 
 UrlLookup = Callable[[], Awaitable[str]]
